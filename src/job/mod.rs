@@ -1,0 +1,5 @@
+//! Loading a job file: parse the YAML, validate it, report every error with its position.
+
+pub mod model;
+
+pub use model::*;

@@ -1,0 +1,336 @@
+//! The job file's types. Their doc comments are the job-file reference: they become the
+//! JSON Schema's descriptions (`cimrun schema`, `schemas/job.schema.json`) and the README's.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A cimrun job: which computers to ask, what to ask them, and where to write the answers.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// Job file format version. Always `1`.
+    pub version: u32,
+    /// Named option sets (the `New-CimSessionOption` equivalent); a session refers to one by name.
+    #[serde(default)]
+    pub options: BTreeMap<String, OptionSet>,
+    /// Named credentials; a session refers to one by name. Passwords are never logged.
+    #[serde(default)]
+    pub credentials: BTreeMap<String, CredentialSpec>,
+    /// Groups of computers sharing a credential and options (the `New-CimSession` equivalent).
+    pub sessions: Vec<SessionSpec>,
+    /// What to ask every computer (the `Get-CimInstance` equivalent).
+    pub queries: Vec<QueryDef>,
+    /// Where instances are written. Without sinks, each query is written as `{{query}}.csv`.
+    #[serde(default)]
+    pub sinks: Vec<SinkSpec>,
+    /// Scheduler settings: concurrency, deadlines, retries, failure policy.
+    #[serde(default)]
+    pub run: RunSettings,
+}
+
+/// The protocol a session speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// WS-Management (WinRM), on 5985 (HTTP) or 5986 (HTTPS).
+    #[default]
+    Wsman,
+    /// DCOM (MS-WMI over DCE/RPC), on 135 and a dynamic port.
+    Dcom,
+}
+
+/// How WS-Man resource URIs are formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceUriScheme {
+    /// `http://schemas.microsoft.com/wbem/wsman/1/wmi/<namespace>/<Class>`, as Windows expects.
+    #[default]
+    Wmi,
+    /// `http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/<Class>` with a `__cimnamespace`
+    /// selector, as OMI (the Linux CIM server) expects.
+    Dmtf,
+}
+
+/// DCOM impersonation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Impersonation {
+    Default,
+    Identify,
+    #[default]
+    Impersonate,
+    Delegate,
+}
+
+/// A named set of session options, like `New-CimSessionOption`. WS-Man options and DCOM
+/// options are separate parameter sets: using one of the other protocol's is an error.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptionSet {
+    /// `wsman` (default) or `dcom`.
+    #[serde(default)]
+    pub protocol: Protocol,
+
+    // --- WS-Man only ---
+    /// WS-Man: use HTTPS (port 5986 by default).
+    pub use_ssl: Option<bool>,
+    /// WS-Man: accept a certificate not issued by a trusted CA. Logged as a warning.
+    pub skip_ca_check: Option<bool>,
+    /// WS-Man: accept a certificate whose name does not match the computer. Logged as a warning.
+    pub skip_cn_check: Option<bool>,
+    /// WS-Man: do not check certificate revocation.
+    pub skip_revocation_check: Option<bool>,
+    /// WS-Man: allow Basic authentication, or unencrypted bodies, over plain HTTP.
+    pub allow_unencrypted: Option<bool>,
+    /// WS-Man: send bodies without message encryption (needs `allow_unencrypted` over HTTP).
+    pub no_encryption: Option<bool>,
+    /// WS-Man: the listener's URL path (default `/wsman`).
+    pub http_prefix: Option<String>,
+    /// WS-Man: largest response envelope to ask for, in KiB (default 512).
+    pub max_envelope_size_kb: Option<u32>,
+    /// WS-Man: `none`, `env` (HTTP(S)_PROXY variables) or a proxy URL (HTTP CONNECT).
+    pub proxy: Option<String>,
+    /// WS-Man: how resource URIs are formed: `wmi` (Windows, default) or `dmtf` (OMI).
+    pub resource_uri_scheme: Option<ResourceUriScheme>,
+    /// WS-Man: SPN service class for Kerberos (`HTTP` by default; `host` or `WSMAN` on some hosts).
+    pub spn_service: Option<String>,
+    /// WS-Man: add the port to the Kerberos SPN (`HTTP/host:5985`).
+    pub encode_port_in_spn: Option<bool>,
+    /// WS-Man: the server certificate's SHA-1 or SHA-256 thumbprint (hex), pinned.
+    pub certificate_thumbprint: Option<String>,
+    /// WS-Man: a PEM file of CA certificates to trust instead of the system roots.
+    pub ca_bundle: Option<PathBuf>,
+
+    // --- DCOM only ---
+    /// DCOM: impersonation level (default `impersonate`).
+    pub impersonation: Option<Impersonation>,
+    /// DCOM: encrypt every packet (default true, as PowerShell does).
+    pub packet_privacy: Option<bool>,
+    /// DCOM: sign every packet (default true).
+    pub packet_integrity: Option<bool>,
+
+    // --- both ---
+    /// Locale for the server's messages (WS-Man `Locale`), e.g. `en-US`.
+    pub culture: Option<String>,
+    /// Locale for the server's data (WS-Man `DataLocale`), e.g. `en-US`.
+    pub ui_culture: Option<String>,
+}
+
+/// Where a password comes from. A plain string is accepted only with `allow_inline_password`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PasswordSource {
+    /// `{ env: NAME }`: an environment variable.
+    Env {
+        /// Name of the environment variable holding the password.
+        env: String,
+    },
+    /// `{ file: path }`: the first line of a file (relative to the job file); a warning is
+    /// logged when the file is readable by group or others.
+    File {
+        /// Path of the file holding the password.
+        file: PathBuf,
+    },
+    /// `{ command: [argv...] }`: the first line a command prints (run without a shell).
+    Command {
+        /// Program and arguments.
+        command: Vec<String>,
+    },
+    /// A password written in the job file. Refused unless `allow_inline_password: true`.
+    Inline(String),
+}
+
+/// A named credential.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSpec {
+    /// `DOMAIN\user`, `user@domain.example` or a local user name.
+    pub username: String,
+    /// Where the password comes from: `{ env: VAR }`, `{ file: path }` or `{ command: [argv...] }`.
+    pub password: PasswordSource,
+    /// Accept a plain password written in the job file (not recommended).
+    #[serde(default)]
+    pub allow_inline_password: bool,
+}
+
+/// Authentication mechanism, as `New-CimSession -Authentication` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Authentication {
+    /// Negotiate (NTLM or Kerberos), as PowerShell's default.
+    #[default]
+    Default,
+    /// Basic: only over HTTPS unless `allow_unencrypted`.
+    Basic,
+    Negotiate,
+    Ntlm,
+    Kerberos,
+    Digest,
+    Credssp,
+}
+
+/// A group of computers queried with the same credential and options.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSpec {
+    /// The session's name, used by `queries[].sessions` and in outputs as `{{session}}`.
+    pub name: String,
+    /// Computer names or addresses. `name[01:12]` ranges expand (zero padding kept);
+    /// duplicates are removed. With neither this nor `computers_from`, the local machine.
+    #[serde(default)]
+    pub computers: Vec<String>,
+    /// A file (relative to the job file) with one computer per line; `#` starts a comment.
+    pub computers_from: Option<PathBuf>,
+    /// Name of an entry in `credentials`. Without one, the current user's (Kerberos) or none.
+    pub credential: Option<String>,
+    /// Authentication mechanism (default: negotiate).
+    pub authentication: Option<Authentication>,
+    /// Name of an entry in `options`. Without one, WS-Man over HTTP with defaults.
+    pub options: Option<String>,
+    /// TCP port (default 5985, or 5986 with `use_ssl`).
+    pub port: Option<u16>,
+    /// Time the server may take for one operation (sent to it), e.g. `60s`.
+    pub operation_timeout: Option<HumanDuration>,
+    /// Time to establish the connection, e.g. `10s`.
+    pub connect_timeout: Option<HumanDuration>,
+}
+
+/// One query run against every computer of its sessions.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryDef {
+    /// The query's name, used in outputs as `{{query}}` and in the run report.
+    pub name: String,
+    /// A CIM class to enumerate (give `class` or `query`, not both).
+    pub class: Option<String>,
+    /// A WQL `SELECT` (give `class` or `query`, not both).
+    pub query: Option<String>,
+    /// CIM namespace (default `root/cimv2`); `\` and `/` are both accepted.
+    pub namespace: Option<String>,
+    /// Properties to return, in this order (with `class`). Default: all.
+    #[serde(default)]
+    pub properties: Vec<String>,
+    /// A WQL condition (the text after WHERE), with `class`.
+    pub filter: Option<String>,
+    /// Only run against these sessions (default: all).
+    #[serde(default)]
+    pub sessions: Vec<String>,
+    /// WS-Man: a resource URI to use instead of the one derived from namespace and class.
+    pub resource_uri: Option<String>,
+    /// Return only each instance's key properties (WS-Man EnumerateEPR).
+    #[serde(default)]
+    pub key_only: bool,
+    /// Properties that are arrays even when one element arrives (WS-Man cannot tell).
+    #[serde(default)]
+    pub arrays: Vec<String>,
+}
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// RFC 4180 CSV, UTF-8, a header row, arrays joined with `array_separator`.
+    Csv,
+    /// One JSON array of objects per file, values typed.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+/// Where and how instances are written.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    /// `csv`, `json` or `ndjson`.
+    #[serde(rename = "type")]
+    pub kind: SinkKind,
+    /// Output path template, relative to the output directory, e.g. `{{query}}.csv`.
+    /// Variables: `{{query}}`, `{{class}}`, `{{session}}`, `{{computer}}`, `{{date}}`, `{{run_id}}`.
+    /// The result never leaves the output directory.
+    pub path: String,
+    /// CSV: the separator for array values (default `;`).
+    pub array_separator: Option<String>,
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunSettings {
+    /// Sessions (computers) open at once (default 64).
+    #[serde(default = "default_throttle")]
+    pub throttle: usize,
+    /// Operations in flight to one host at once (default 1; WinRM's per-user quota is low).
+    #[serde(default = "default_per_host")]
+    pub per_host_operations: usize,
+    /// Default time to establish a connection (default `10s`).
+    pub connect_timeout: Option<HumanDuration>,
+    /// Default server-side time for one operation (default `60s`).
+    pub operation_timeout: Option<HumanDuration>,
+    /// Deadline for a whole session, all queries and retries included (default `10m`).
+    pub task_timeout: Option<HumanDuration>,
+    /// Retries for retryable failures (timeouts, quota, dropped connections; default 2).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// When the run counts as failed (exit 1), e.g. `failed > 0` (default), `unreachable > 5%`,
+    /// `never`. Conditions joined with `or`.
+    pub fail_if: Option<String>,
+}
+
+fn default_throttle() -> usize {
+    64
+}
+fn default_per_host() -> usize {
+    1
+}
+fn default_retries() -> u32 {
+    2
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            throttle: default_throttle(),
+            per_host_operations: default_per_host(),
+            connect_timeout: None,
+            operation_timeout: None,
+            task_timeout: None,
+            retries: default_retries(),
+            fail_if: None,
+        }
+    }
+}
+
+/// A duration written as humans do: `30s`, `5m`, `1h 30m`, `250ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration such as `30s`, `5m`, `1h 30m` or `250ms`.",
+            "pattern": "^\\s*[0-9]+\\s*[a-zA-Zµ]+(\\s*[0-9]+\\s*[a-zA-Zµ]+)*\\s*$"
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! The local machine as a CIM provider.
