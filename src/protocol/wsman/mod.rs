@@ -1,1 +1,30 @@
-//! WS-Management.
+//! WS-Management (MS-WSMV / DSP0226), the default protocol.
+//!
+//! The message layer (envelopes, responses, faults) is sans-IO: pure functions over bytes,
+//! so recorded Windows responses and fuzzers drive the same code as production. The
+//! [`Transport`] is the I/O edge: one authenticated (and, for NTLM/Negotiate, sealed) HTTP
+//! connection per session.
+
+use futures::future::BoxFuture;
+
+use crate::protocol::Error;
+
+/// An HTTP response to one SOAP request, after message decryption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpReply {
+    pub status: u16,
+    /// The (inner, decrypted) Content-Type, which carries the charset.
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// One WS-Man connection: sends a SOAP envelope, returns the reply.
+///
+/// Implementations own authentication and message encryption, and reconnect (re-authenticating
+/// and resetting the sealing state) when the connection is lost.
+pub trait Transport: Send {
+    /// Sends one envelope (UTF-8 XML) and waits for the reply.
+    fn exchange<'a>(&'a mut self, envelope: String) -> BoxFuture<'a, Result<HttpReply, Error>>;
+    /// Closes the connection.
+    fn shutdown<'a>(&'a mut self) -> BoxFuture<'a, ()>;
+}
