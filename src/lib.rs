@@ -14,3 +14,6 @@ pub mod report;
 pub mod run;
 pub mod sink;
 pub mod wql;
+#[cfg(feature = "testkit")]
+#[doc(hidden)]
+pub mod testkit;

@@ -3,6 +3,8 @@
 //! Protocols differ wildly on the wire (WS-Man XML, MS-WMIO binary, Linux files), so they all
 //! convert into these few types at their edge; nothing downstream knows which protocol ran.
 
+pub mod schema;
+
 use std::fmt;
 
 /// A CIM property value, typed as CIM types it (DSP0004), so sinks can keep the types.

@@ -1,0 +1,2 @@
+//! Test tooling: a WS-Man server with fault injection and a dataset of realistic hosts.
+//! Compiled only with the `testkit` feature; never part of the user-facing CLI.
