@@ -5,6 +5,8 @@
 //! [`Transport`] is the I/O edge: one authenticated (and, for NTLM/Negotiate, sealed) HTTP
 //! connection per session.
 
+pub mod encryption;
+
 use futures::future::BoxFuture;
 
 use crate::protocol::Error;
