@@ -5,6 +5,7 @@
 //! [`Transport`] is the I/O edge: one authenticated (and, for NTLM/Negotiate, sealed) HTTP
 //! connection per session.
 
+pub mod auth;
 pub mod encryption;
 
 use futures::future::BoxFuture;
