@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod encryption;
+pub mod tls;
 
 use futures::future::BoxFuture;
 
