@@ -136,6 +136,44 @@ async fn tampered_reply_is_a_protocol_error() {
     assert_eq!(error.category, Category::ProtocolError, "{error}");
 }
 
+/// A self-signed certificate for `localhost`, written as PEM files, and its SHA-256 thumbprint.
+fn certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, certified.cert.der());
+    (cert, key, digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+async fn ntlm_over_https(bindings: &str) -> Result<(), cimrun::protocol::Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, thumbprint) = certificate(dir.path());
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let peer = Peer::start("ntlm", &["--tls-cert", cert, "--tls-key", key, "--bindings", bindings]);
+    let mut endpoint = peer.endpoint(AuthMechanism::Ntlm, PASSWORD);
+    endpoint.computer = Some("localhost".into());
+    endpoint.wsman.use_ssl = true;
+    endpoint.wsman.certificate_thumbprint = Some(thumbprint);
+    let mut transport = connect(&endpoint).await?;
+    for (i, page) in pages().iter().take(2).enumerate() {
+        let reply = transport.exchange(envelope(i)).await?;
+        assert_eq!(reply.body, std::fs::read(page).unwrap(), "page {i} differs");
+        assert_eq!(peer.recorded(i), envelope(i).as_bytes());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn ntlm_over_https_sends_channel_bindings() {
+    // The peer requires tls-server-end-point bindings of its certificate, as Windows does
+    // with CbtHardeningLevel=Strict.
+    ntlm_over_https("right").await.unwrap();
+    // Bindings the peer computed for another certificate: our token cannot match them.
+    let error = ntlm_over_https("wrong").await.unwrap_err();
+    assert_eq!(error.category, Category::AuthFailed, "{error}");
+}
+
 #[tokio::test]
 async fn lost_connection_resends_only_when_safe() {
     // The peer drops the connection under request 1, then under nothing else.

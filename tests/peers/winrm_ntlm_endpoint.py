@@ -12,8 +12,10 @@ Prints the listening port on the first line of stdout, then serves until --lifet
 import argparse
 import base64
 import os
+import hashlib
 import re
 import socket
+import ssl
 import struct
 import sys
 import tempfile
@@ -21,6 +23,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import spnego
+from spnego.channel_bindings import GssChannelBindings
 
 BOUNDARY = b"--Encrypted Boundary"
 PROTOCOL = b"application/HTTP-SPNEGO-session-encrypted"
@@ -69,6 +72,14 @@ class State:
         self.pages = [open(p, "rb").read() for p in args.pages]
         self.lock = threading.Lock()
         self.served = 0
+        self.bindings = None
+        if args.tls_cert and args.bindings != "none":
+            der = ssl.PEM_cert_to_DER_cert(open(args.tls_cert).read())
+            if args.bindings == "wrong":
+                der = der + b"\0"
+            # RFC 5929 tls-server-end-point with SHA-256 (the certificate is signed with it).
+            data = b"tls-server-end-point:" + hashlib.sha256(der).digest()
+            self.bindings = GssChannelBindings(application_data=data)
         self.requests = 0
         self.connections = 0
 
@@ -104,7 +115,7 @@ class Handler(BaseHTTPRequestHandler):
             if scheme.lower() != "negotiate":
                 return self.reply(401, headers=[("WWW-Authenticate", "Negotiate")])
             if self.ctx is None or self.ctx.complete:
-                self.ctx = spnego.server(protocol=self.state.args.protocol)
+                self.ctx = spnego.server(protocol=self.state.args.protocol, channel_bindings=self.state.bindings)
             try:
                 out = self.ctx.step(base64.b64decode(token))
             except Exception as e:  # wrong password, bad token: what Windows does is a bare 401
@@ -117,13 +128,20 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, headers=headers)
         if self.ctx is None or not self.ctx.complete:
             return self.reply(401, headers=[("WWW-Authenticate", "Negotiate")])
-        if not self.headers.get("Content-Type", "").startswith("multipart/encrypted"):
+        tls = self.state.args.tls_cert is not None
+        if tls:
+            # Over HTTPS WinRM does not seal messages: TLS protects them.
+            if not self.headers.get("Content-Type", "").startswith("application/soap+xml"):
+                return self.reply(400, b"expected a plain SOAP body over HTTPS")
+            plaintext = body
+        elif not self.headers.get("Content-Type", "").startswith("multipart/encrypted"):
             return self.reply(400, b"message encryption required")
-        try:
-            plaintext = unseal(self.ctx, body)
-        except Exception as e:
-            sys.stderr.write("peer: request failed to unseal: %s\n" % e)
-            return self.reply(500, b"bad sealed request")
+        else:
+            try:
+                plaintext = unseal(self.ctx, body)
+            except Exception as e:
+                sys.stderr.write("peer: request failed to unseal: %s\n" % e)
+                return self.reply(500, b"bad sealed request")
         with self.state.lock:
             received = self.state.requests
             self.state.requests += 1
@@ -141,6 +159,8 @@ class Handler(BaseHTTPRequestHandler):
                 f.write(plaintext)
         if index >= len(self.state.pages):
             return self.reply(500, b"no more pages")
+        if tls:
+            return self.reply(200, self.state.pages[index], headers=[("Content-Type", "application/soap+xml;charset=UTF-8")])
         sealed = seal(self.ctx, self.state.pages[index])
         if self.state.args.tamper_reply == index:
             # Flip one bit inside the sealed data, after the 16-byte signature.
@@ -158,6 +178,10 @@ def main():
     parser.add_argument("--record-dir", help="write each unsealed request here")
     parser.add_argument("--tamper-reply", type=int, default=-1, help="0-based reply to corrupt")
     parser.add_argument("--drop-request", type=int, default=-1, help="0-based request to drop the connection on")
+    parser.add_argument("--tls-cert", help="PEM certificate: serve HTTPS with it")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--bindings", default="none", choices=["none", "right", "wrong"],
+                        help="over HTTPS, require tls-server-end-point channel bindings (wrong: of another certificate)")
     parser.add_argument("pages", nargs="+", help="SOAP pages answered in order")
     args = parser.parse_args()
 
@@ -170,6 +194,10 @@ def main():
     Handler.state = State(args)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
 
     def stop():
         os.unlink(user_file.name)
