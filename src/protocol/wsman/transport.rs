@@ -21,7 +21,10 @@ pub const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
 
 /// How much longer than the operation timeout the HTTP read waits: the server answers a
 /// timed-out operation with a fault at OperationTimeout, which must arrive before we give up.
-pub const READ_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
+/// A quarter of the operation timeout, between 1 and 30 seconds.
+pub fn read_timeout(operation_timeout: Duration) -> Duration {
+    operation_timeout + (operation_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
 
 /// Handshake legs before giving up (NTLM needs 2, Kerberos 1 or 2, SPNEGO up to 3).
 const MAX_AUTH_LEGS: usize = 6;
@@ -113,7 +116,7 @@ impl HttpTransport {
             credential: endpoint.credential.clone(),
             seal,
             spn,
-            read_timeout: endpoint.operation_timeout + READ_TIMEOUT_MARGIN,
+            read_timeout: read_timeout(endpoint.operation_timeout),
             connection: None,
             context: None,
         })
@@ -376,6 +379,13 @@ mod tests {
         assert_eq!(t.host_header, "srv01.example.com:8080");
         let t = HttpTransport::new(&endpoint(AuthMechanism::Kerberos, WsManSettings::default())).unwrap();
         assert_eq!((t.spn.as_str(), t.target.port), ("HTTP/srv01.example.com", 5985));
+    }
+
+    #[test]
+    fn read_timeout_is_above_the_operation_timeout() {
+        assert_eq!(read_timeout(Duration::from_secs(60)), Duration::from_secs(75));
+        assert_eq!(read_timeout(Duration::from_secs(2)), Duration::from_secs(3));
+        assert_eq!(read_timeout(Duration::from_secs(600)), Duration::from_secs(630));
     }
 
     #[test]
