@@ -113,7 +113,8 @@ async fn ntlm_sealed_pages_round_trip() {
     round_trip_pages(AuthMechanism::Ntlm, "ntlm").await;
 }
 
-#[tokio::test]
+// Multi-threaded: Negotiate legs run as blocking sections there (they may call a KDC).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negotiate_sealed_pages_round_trip() {
     round_trip_pages(AuthMechanism::Negotiate, "negotiate").await;
 }

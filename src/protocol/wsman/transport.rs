@@ -155,7 +155,7 @@ impl HttpTransport {
         let scheme = package.http_scheme();
         let mut input: Option<Vec<u8>> = None;
         for _ in 0..MAX_AUTH_LEGS {
-            let step = context.step(input.as_deref())?;
+            let step = step_context(&mut context, input.as_deref())?;
             let authorization = format!("{scheme} {}", B64.encode(&step.token));
             let request = self.request(Some(&authorization), None, Bytes::new())?;
             let reply = connection.send(request, self.read_timeout).await?;
@@ -164,7 +164,7 @@ impl HttpTransport {
                 200 => {
                     // Kerberos mutual authentication: the last token rides on the 200.
                     if let (false, Some(token)) = (context.is_complete(), server_token) {
-                        context.step(Some(&token))?;
+                        step_context(&mut context, Some(&token))?;
                     }
                     return if context.is_complete() {
                         Ok(context)
@@ -275,6 +275,16 @@ impl HttpTransport {
             }
         }
     }
+}
+
+/// Runs a handshake leg. Kerberos legs may talk to the KDC synchronously (sspi's network
+/// client is blocking), so on a multi-threaded runtime they run as blocking sections rather
+/// than stall the other sessions sharing the worker.
+fn step_context(context: &mut SecurityContext, input: Option<&[u8]>) -> Result<super::auth::Step, Error> {
+    let may_block = context.package() != Package::Ntlm
+        && tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if may_block { tokio::task::block_in_place(|| context.step(input)) } else { context.step(input) }
 }
 
 fn not_authenticated() -> Error {
