@@ -9,6 +9,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cimrun::protocol::wsman::transport::connect;
@@ -173,6 +175,62 @@ async fn ntlm_over_https_sends_channel_bindings() {
     // Bindings the peer computed for another certificate: our token cannot match them.
     let error = ntlm_over_https("wrong").await.unwrap_err();
     assert_eq!(error.category, Category::AuthFailed, "{error}");
+}
+
+/// A CONNECT proxy on loopback for the rest of the test; counts the tunnels it opened and
+/// answers 407 when `require` (a Proxy-Authorization value) is not sent.
+async fn connect_proxy(require: Option<&'static str>) -> (u16, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tunnels = Arc::new(AtomicUsize::new(0));
+    let count = tunnels.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let target = head.split_whitespace().nth(1).unwrap_or_default().to_string();
+                let authorized = require.is_none_or(|auth| head.contains(&format!("Proxy-Authorization: {auth}\r\n")));
+                if !head.starts_with("CONNECT ") || !authorized {
+                    let _ = client.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n").await;
+                    return;
+                }
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (port, tunnels)
+}
+
+#[tokio::test]
+async fn ntlm_through_a_connect_proxy() {
+    let peer = Peer::start("ntlm", &[]);
+    let (proxy_port, tunnels) = connect_proxy(Some("Basic cHg6c2VjcmV0")).await; // px:secret
+    let mut endpoint = peer.endpoint(AuthMechanism::Ntlm, PASSWORD);
+    endpoint.wsman.proxy = Some(format!("http://px:secret@127.0.0.1:{proxy_port}"));
+    let mut transport = connect(&endpoint).await.unwrap();
+    for (i, page) in pages().iter().enumerate() {
+        let reply = transport.exchange(envelope(i)).await.unwrap();
+        assert_eq!(reply.body, std::fs::read(page).unwrap(), "page {i} differs");
+    }
+    // One tunnel: the connection NTLM authenticated carried every sealed request.
+    assert_eq!(tunnels.load(Ordering::SeqCst), 1);
+
+    endpoint.wsman.proxy = Some(format!("http://px:wrong@127.0.0.1:{proxy_port}"));
+    let error = connect(&endpoint).await.err().unwrap();
+    assert_eq!((error.category, error.code.as_deref()), (Category::AuthFailed, Some("407")), "{error}");
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use http_body_util::Full;
 
 use super::auth::{Package, SecurityContext, basic_authorization, tls_server_end_point};
 use super::encryption::{build_body, is_encrypted_content_type, parse_body};
-use super::http::{Connection, Reply, Target};
+use super::http::{Connection, Proxy, Reply, Target};
 use super::{HttpReply, Transport, tls};
 use crate::protocol::{AuthMechanism, Category, Credential, Endpoint, Error};
 
@@ -100,6 +100,7 @@ impl HttpTransport {
         }
         let seal = matches!(auth, AuthPlan::Sspi(_)) && !https && !settings.no_encryption;
         let tls = if https { Some(tls::client_config(settings)?) } else { None };
+        let proxy = Proxy::resolve(settings.proxy.as_deref(), https, &host, |name| std::env::var(name).ok())?;
 
         let service = settings.spn_service.as_deref().unwrap_or("HTTP");
         let spn = if settings.encode_port_in_spn { format!("{service}/{host}:{port}") } else { format!("{service}/{host}") };
@@ -109,7 +110,13 @@ impl HttpTransport {
             path.insert(0, '/');
         }
         Ok(HttpTransport {
-            target: Target { host: host.trim_matches(['[', ']']).to_string(), port, tls, connect_timeout: endpoint.connect_timeout },
+            target: Target {
+                host: host.trim_matches(['[', ']']).to_string(),
+                port,
+                tls,
+                connect_timeout: endpoint.connect_timeout,
+                proxy,
+            },
             path,
             host_header,
             auth,
