@@ -92,24 +92,51 @@ enum SignatureHash {
     Sha512,
 }
 
-/// Finds the signature algorithm OID of an X.509 certificate by its DER encoding, enough to
-/// choose the channel binding hash without an ASN.1 parser.
+/// The hash of an X.509 certificate's signature algorithm, when it is SHA-384 or SHA-512.
+///
+/// Reads just enough DER: Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm
+/// SEQUENCE { algorithm OID, ... }, signature }.
 fn signature_hash(der: &[u8]) -> Option<SignatureHash> {
-    // sha384WithRSAEncryption, sha512WithRSAEncryption, ecdsa-with-SHA384, ecdsa-with-SHA512
-    const SHA384: [&[u8]; 2] = [&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c], &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03]];
-    const SHA512: [&[u8]; 2] = [&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d], &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04]];
-    // The outer signatureAlgorithm follows tbsCertificate; the last OID in the certificate that
-    // names a signature algorithm is the one that signed it.
-    let tail_start = der.len().saturating_sub(600);
-    let tail = der.get(tail_start..)?;
-    let pos = |oid: &[u8]| tail.windows(oid.len()).rposition(|w| w == oid);
-    let best = |oids: [&[u8]; 2]| oids.into_iter().filter_map(pos).max();
-    match (best(SHA384), best(SHA512)) {
-        (Some(a), Some(b)) => Some(if a > b { SignatureHash::Sha384 } else { SignatureHash::Sha512 }),
-        (Some(_), None) => Some(SignatureHash::Sha384),
-        (None, Some(_)) => Some(SignatureHash::Sha512),
-        (None, None) => None,
+    const SHA384: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c], // sha384WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03],       // ecdsa-with-SHA384
+    ];
+    const SHA512: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d], // sha512WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],       // ecdsa-with-SHA512
+    ];
+    let (certificate, _) = der_element(der, 0x30)?;
+    let (_tbs, rest) = der_element(certificate, 0x30)?;
+    let (algorithm, _) = der_element(rest, 0x30)?;
+    let (oid, _) = der_element(algorithm, 0x06)?;
+    if SHA384.contains(&oid) {
+        Some(SignatureHash::Sha384)
+    } else if SHA512.contains(&oid) {
+        Some(SignatureHash::Sha512)
+    } else {
+        None
     }
+}
+
+/// Splits one DER element with the expected tag off the front: (contents, rest).
+fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&first, rest) = input.split_first()?;
+    if first != tag {
+        return None;
+    }
+    let (&len_byte, mut rest) = rest.split_first()?;
+    let len = if len_byte < 0x80 {
+        usize::from(len_byte)
+    } else {
+        let count = usize::from(len_byte & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let (len_bytes, after) = rest.split_at_checked(count)?;
+        rest = after;
+        len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+    };
+    rest.split_at_checked(len)
 }
 
 /// One leg's outcome of the handshake.
@@ -408,6 +435,28 @@ mod tests {
     fn basic_header_is_rfc7617() {
         // RFC 7617 section 2's example.
         assert_eq!(basic_authorization(&credential("Aladdin", "open sesame")), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+    }
+
+    #[test]
+    fn binding_hash_follows_the_signature_algorithm() {
+        for (alg, want) in [
+            (&rcgen::PKCS_ECDSA_P256_SHA256, None),
+            (&rcgen::PKCS_ECDSA_P384_SHA384, Some(48)),
+            (&rcgen::PKCS_ED25519, None),
+        ] {
+            let key = rcgen::KeyPair::generate_for(alg).unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["h".to_string()]).unwrap().self_signed(&key).unwrap();
+            let got = signature_hash(cert.der()).map(|h| match h {
+                SignatureHash::Sha384 => 48,
+                SignatureHash::Sha512 => 64,
+            });
+            assert_eq!(got, want, "{alg:?}");
+            let binding = tls_server_end_point(cert.der());
+            let digest_len = binding.len() - 32 - b"tls-server-end-point:".len();
+            assert_eq!(digest_len, want.unwrap_or(32));
+        }
+        assert!(signature_hash(b"").is_none());
+        assert!(signature_hash(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
     }
 
     #[test]
