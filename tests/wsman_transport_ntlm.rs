@@ -28,8 +28,11 @@ fn python() -> PathBuf {
 }
 
 fn pages() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/wsman/txwinrm/data/server_2012");
-    (0..4).map(|i| dir.join(format!("Win32_Service_star_{i:03}.xml"))).collect()
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/wsman/txwinrm/data/server_2012");
+    (0..4)
+        .map(|i| dir.join(format!("Win32_Service_star_{i:03}.xml")))
+        .collect()
 }
 
 /// The running peer; killed (by its own handle) when dropped.
@@ -49,11 +52,21 @@ impl Drop for Peer {
 impl Peer {
     fn start(protocol: &str, extra: &[&str]) -> Peer {
         let record = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/winrm_ntlm_endpoint.py");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/winrm_ntlm_endpoint.py");
         let python = python();
         let mut child = Command::new(&python)
             .arg(script)
-            .args(["--user", USER, "--password", PASSWORD, "--protocol", protocol, "--lifetime", "60"])
+            .args([
+                "--user",
+                USER,
+                "--password",
+                PASSWORD,
+                "--protocol",
+                protocol,
+                "--lifetime",
+                "60",
+            ])
             .arg("--record-dir")
             .arg(record.path())
             .args(extra)
@@ -61,14 +74,28 @@ impl Peer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the pyspnego peer with {}: {e} (set CIMRUN_PYTHON)", python.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start the pyspnego peer with {}: {e} (set CIMRUN_PYTHON)",
+                    python.display()
+                )
+            });
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let port = line.trim().parse().unwrap_or_else(|_| {
             let status = child.wait().unwrap();
-            panic!("the pyspnego peer did not start ({status}); is pyspnego installed for {}?", python.display())
+            panic!(
+                "the pyspnego peer did not start ({status}); is pyspnego installed for {}?",
+                python.display()
+            )
         });
-        Peer { child, port, record }
+        Peer {
+            child,
+            port,
+            record,
+        }
     }
 
     fn endpoint(&self, mechanism: AuthMechanism, password: &str) -> Endpoint {
@@ -77,7 +104,10 @@ impl Peer {
         e.computer = Some("127.0.0.1".into());
         e.port = Some(self.port);
         e.authentication = mechanism;
-        e.credential = Some(Credential { username: USER.into(), password: SecretString::from(password.to_string()) });
+        e.credential = Some(Credential {
+            username: USER.into(),
+            password: SecretString::from(password.to_string()),
+        });
         e.connect_timeout = Duration::from_secs(5);
         e.operation_timeout = Duration::from_secs(5);
         e
@@ -103,9 +133,16 @@ async fn round_trip_pages(mechanism: AuthMechanism, protocol: &str) {
         let sent = envelope(i);
         let reply = transport.exchange(sent.clone()).await.unwrap();
         assert_eq!(reply.status, 200);
-        assert_eq!(reply.content_type.as_deref(), Some("application/soap+xml;charset=UTF-8"));
+        assert_eq!(
+            reply.content_type.as_deref(),
+            Some("application/soap+xml;charset=UTF-8")
+        );
         assert_eq!(reply.body, std::fs::read(page).unwrap(), "page {i} differs");
-        assert_eq!(peer.recorded(i), sent.as_bytes(), "request {i} as the peer unsealed it");
+        assert_eq!(
+            peer.recorded(i),
+            sent.as_bytes(),
+            "request {i} as the peer unsealed it"
+        );
     }
     transport.shutdown().await;
 }
@@ -125,15 +162,24 @@ async fn negotiate_sealed_pages_round_trip() {
 async fn wrong_password_is_auth_failed_quickly() {
     let peer = Peer::start("ntlm", &[]);
     let started = Instant::now();
-    let error = connect(&peer.endpoint(AuthMechanism::Ntlm, "not the password")).await.err().unwrap();
+    let error = connect(&peer.endpoint(AuthMechanism::Ntlm, "not the password"))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(error.category, Category::AuthFailed, "{error}");
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn tampered_reply_is_a_protocol_error() {
     let peer = Peer::start("ntlm", &["--tamper-reply", "1"]);
-    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD)).await.unwrap();
+    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD))
+        .await
+        .unwrap();
     transport.exchange(envelope(0)).await.unwrap();
     let error = transport.exchange(envelope(1)).await.unwrap_err();
     assert_eq!(error.category, Category::ProtocolError, "{error}");
@@ -146,14 +192,21 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
     let digest = ring::digest::digest(&ring::digest::SHA256, certified.cert.der());
-    (cert, key, digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    (
+        cert,
+        key,
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+    )
 }
 
 async fn ntlm_over_https(bindings: &str) -> Result<(), cimrun::protocol::Error> {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, thumbprint) = certificate(dir.path());
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let peer = Peer::start("ntlm", &["--tls-cert", cert, "--tls-key", key, "--bindings", bindings]);
+    let peer = Peer::start(
+        "ntlm",
+        &["--tls-cert", cert, "--tls-key", key, "--bindings", bindings],
+    );
     let mut endpoint = peer.endpoint(AuthMechanism::Ntlm, PASSWORD);
     endpoint.computer = Some("localhost".into());
     endpoint.wsman.use_ssl = true;
@@ -198,15 +251,24 @@ async fn connect_proxy(require: Option<&'static str>) -> (u16, Arc<AtomicUsize>)
                     head.push(byte[0]);
                 }
                 let head = String::from_utf8_lossy(&head).to_string();
-                let target = head.split_whitespace().nth(1).unwrap_or_default().to_string();
-                let authorized = require.is_none_or(|auth| head.contains(&format!("Proxy-Authorization: {auth}\r\n")));
+                let target = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                let authorized = require
+                    .is_none_or(|auth| head.contains(&format!("Proxy-Authorization: {auth}\r\n")));
                 if !head.starts_with("CONNECT ") || !authorized {
                     let _ = client.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n").await;
                     return;
                 }
-                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else { return };
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
                 count.fetch_add(1, Ordering::SeqCst);
-                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
+                let _ = client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
             });
         }
@@ -230,14 +292,20 @@ async fn ntlm_through_a_connect_proxy() {
 
     endpoint.wsman.proxy = Some(format!("http://px:wrong@127.0.0.1:{proxy_port}"));
     let error = connect(&endpoint).await.err().unwrap();
-    assert_eq!((error.category, error.code.as_deref()), (Category::AuthFailed, Some("407")), "{error}");
+    assert_eq!(
+        (error.category, error.code.as_deref()),
+        (Category::AuthFailed, Some("407")),
+        "{error}"
+    );
 }
 
 #[tokio::test]
 async fn lost_connection_resends_only_when_safe() {
     // The peer drops the connection under request 1, then under nothing else.
     let peer = Peer::start("ntlm", &["--drop-request", "1"]);
-    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD)).await.unwrap();
+    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD))
+        .await
+        .unwrap();
     transport.exchange(envelope(0)).await.unwrap();
     // Safe to resend: a new connection, a new NTLM context, and the reply to the resent request.
     let reply = transport.exchange_resendable(envelope(1)).await.unwrap();
@@ -245,7 +313,9 @@ async fn lost_connection_resends_only_when_safe() {
     assert_eq!(peer.recorded(2), envelope(1).as_bytes());
 
     let peer = Peer::start("ntlm", &["--drop-request", "1"]);
-    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD)).await.unwrap();
+    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD))
+        .await
+        .unwrap();
     transport.exchange(envelope(0)).await.unwrap();
     let error = transport.exchange(envelope(1)).await.unwrap_err();
     assert_eq!(error.category, Category::ConnectionFailed, "{error}");
