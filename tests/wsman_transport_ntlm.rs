@@ -323,3 +323,20 @@ async fn lost_connection_resends_only_when_safe() {
     let reply = transport.exchange(envelope(2)).await.unwrap();
     assert_eq!(reply.body, std::fs::read(&pages()[1]).unwrap());
 }
+
+/// Kerberos cannot be tested end to end without a KDC; without one it must fail as an
+/// authentication failure, quickly, and never fall back to sending anything in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kerberos_without_a_kdc_is_an_auth_failure() {
+    let peer = Peer::start("ntlm", &[]);
+    let mut endpoint = peer.endpoint(AuthMechanism::Kerberos, PASSWORD);
+    endpoint.credential.as_mut().unwrap().username = "inventory@NO-KDC.INVALID".into();
+    let started = Instant::now();
+    let error = connect(&endpoint).await.err().unwrap();
+    assert_eq!(error.category, Category::AuthFailed, "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
