@@ -199,14 +199,19 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
     )
 }
 
-async fn ntlm_over_https(bindings: &str) -> Result<(), cimrun::protocol::Error> {
+/// `ciphers`: an OpenSSL cipher list restricting the peer to TLS 1.2 with those suites.
+async fn ntlm_over_https(
+    bindings: &str,
+    ciphers: Option<&str>,
+) -> Result<(), cimrun::protocol::Error> {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, thumbprint) = certificate(dir.path());
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let peer = Peer::start(
-        "ntlm",
-        &["--tls-cert", cert, "--tls-key", key, "--bindings", bindings],
-    );
+    let mut args = vec!["--tls-cert", cert, "--tls-key", key, "--bindings", bindings];
+    if let Some(ciphers) = ciphers {
+        args.extend(["--tls-ciphers", ciphers]);
+    }
+    let peer = Peer::start("ntlm", &args);
     let mut endpoint = peer.endpoint(AuthMechanism::Ntlm, PASSWORD);
     endpoint.computer = Some("localhost".into());
     endpoint.wsman.use_ssl = true;
@@ -224,10 +229,23 @@ async fn ntlm_over_https(bindings: &str) -> Result<(), cimrun::protocol::Error> 
 async fn ntlm_over_https_sends_channel_bindings() {
     // The peer requires tls-server-end-point bindings of its certificate, as Windows does
     // with CbtHardeningLevel=Strict.
-    ntlm_over_https("right").await.unwrap();
+    ntlm_over_https("right", None).await.unwrap();
     // Bindings the peer computed for another certificate: our token cannot match them.
-    let error = ntlm_over_https("wrong").await.unwrap_err();
+    let error = ntlm_over_https("wrong", None).await.unwrap_err();
     assert_eq!(error.category, Category::AuthFailed, "{error}");
+}
+
+/// A listener that offers only CBC suites (as old Windows servers do): rustls has none of
+/// them, so the default build fails cleanly and the `native-tls` build falls back to the
+/// platform library, with channel bindings of the certificate it saw.
+#[tokio::test]
+async fn cbc_only_listener() {
+    let result = ntlm_over_https("right", Some("ECDHE-ECDSA-AES128-SHA256")).await;
+    if cfg!(feature = "native-tls") {
+        result.unwrap();
+    } else {
+        assert_eq!(result.unwrap_err().category, Category::TlsFailure);
+    }
 }
 
 /// A CONNECT proxy on loopback for the rest of the test; counts the tunnels it opened and

@@ -180,6 +180,7 @@ def main():
     parser.add_argument("--drop-request", type=int, default=-1, help="0-based request to drop the connection on")
     parser.add_argument("--tls-cert", help="PEM certificate: serve HTTPS with it")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-ciphers", help="OpenSSL cipher list; also limits TLS to 1.2")
     parser.add_argument("--bindings", default="none", choices=["none", "right", "wrong"],
                         help="over HTTPS, require tls-server-end-point channel bindings (wrong: of another certificate)")
     parser.add_argument("pages", nargs="+", help="SOAP pages answered in order")
@@ -197,6 +198,9 @@ def main():
     if args.tls_cert:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_ciphers:
+            tls.maximum_version = ssl.TLSVersion.TLSv1_2
+            tls.set_ciphers(args.tls_ciphers)
         server.socket = tls.wrap_socket(server.socket, server_side=True)
 
     def stop():

@@ -3,7 +3,6 @@
 //! NTLM and Negotiate authenticate a TCP connection, not a request, so every request of a
 //! session must travel on the same connection: a pool could move one elsewhere.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use super::tls::TlsSetup;
 use crate::protocol::{Category, Error};
 
 /// Largest reply body accepted. Windows caps envelopes at MaxEnvelopeSize (512 KB by default,
@@ -30,7 +30,7 @@ pub struct Target {
     pub host: String,
     pub port: u16,
     /// TLS configuration for HTTPS, `None` for plain HTTP.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub tls: Option<TlsSetup>,
     pub connect_timeout: Duration,
     /// HTTP proxy to tunnel through, `None` to connect directly.
     pub proxy: Option<Proxy>,
@@ -300,58 +300,26 @@ impl Connection {
     /// Connects (TCP, then TLS when configured) and performs the HTTP/1.1 handshake.
     pub async fn open(target: &Target) -> Result<Connection, Error> {
         let addr = format!("{}:{}", target.host, target.port);
-        let connect = async {
-            match &target.proxy {
-                None => connect_tcp(&target.host, target.port).await,
-                Some(proxy) => {
-                    let mut tcp = connect_tcp(&proxy.host, proxy.port).await?;
-                    tunnel(&mut tcp, proxy, &target.host, target.port).await?;
-                    Ok(tcp)
-                }
-            }
-        };
-        let tcp = match tokio::time::timeout(target.connect_timeout, connect).await {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(Error::new(
-                    Category::TimedOut,
-                    format!(
-                        "connecting to {addr}: no answer within {:?}",
-                        target.connect_timeout
-                    ),
-                ));
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+        let tcp = open_tcp(target, &addr).await?;
         let (io, peer_certificate): (Box<dyn Io>, _) = match &target.tls {
             None => (Box::new(tcp), None),
-            Some(config) => {
-                let name =
-                    rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
-                        Error::new(
-                            Category::TlsFailure,
-                            format!("{:?} is not a valid TLS server name: {e}", target.host),
-                        )
-                    })?;
-                let connector = tokio_rustls::TlsConnector::from(config.clone());
-                let tls =
-                    tokio::time::timeout(target.connect_timeout, connector.connect(name, tcp))
+            Some(setup) => match rustls_handshake(setup, target, &addr, tcp).await {
+                Ok((tls, cert)) => (Box::new(tls), cert),
+                #[cfg(feature = "native-tls")]
+                Err((error, true)) if setup.legacy.is_some() => {
+                    let Some(legacy) = &setup.legacy else {
+                        return Err(error);
+                    };
+                    tracing::info!("{addr}: {error}; retrying with the platform TLS library");
+                    let tcp = open_tcp(target, &addr).await?;
+                    let handshake = legacy.connect(&target.host, tcp);
+                    let (tls, cert) = tokio::time::timeout(target.connect_timeout, handshake)
                         .await
-                        .map_err(|_| {
-                            Error::new(
-                                Category::TimedOut,
-                                format!("TLS handshake with {addr} timed out"),
-                            )
-                        })?
-                        .map_err(|e| tls_error(&addr, e))?;
-                let cert = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| c.as_ref().to_vec());
-                (Box::new(tls), cert)
-            }
+                        .map_err(|_| handshake_timeout(&addr))??;
+                    (Box::new(tls), Some(cert))
+                }
+                Err((error, _)) => return Err(error),
+            },
         };
         let (sender, conn) = http1::handshake(TokioIo::new(io)).await.map_err(|e| {
             Error::new(
@@ -415,6 +383,86 @@ impl Connection {
     }
 }
 
+/// Connects directly or through the proxy's tunnel, within the connect timeout.
+async fn open_tcp(target: &Target, addr: &str) -> Result<TcpStream, Error> {
+    let connect = async {
+        match &target.proxy {
+            None => connect_tcp(&target.host, target.port).await,
+            Some(proxy) => {
+                let mut tcp = connect_tcp(&proxy.host, proxy.port).await?;
+                tunnel(&mut tcp, proxy, &target.host, target.port).await?;
+                Ok(tcp)
+            }
+        }
+    };
+    let tcp = tokio::time::timeout(target.connect_timeout, connect)
+        .await
+        .map_err(|_| {
+            Error::new(
+                Category::TimedOut,
+                format!(
+                    "connecting to {addr}: no answer within {:?}",
+                    target.connect_timeout
+                ),
+            )
+        })??;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+fn handshake_timeout(addr: &str) -> Error {
+    Error::new(
+        Category::TimedOut,
+        format!("TLS handshake with {addr} timed out"),
+    )
+}
+
+/// The rustls handshake; on failure also says whether the server looked merely incompatible
+/// (old protocol versions or suites), which the platform TLS library may still talk to.
+async fn rustls_handshake(
+    setup: &TlsSetup,
+    target: &Target,
+    addr: &str,
+    tcp: TcpStream,
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, Option<Vec<u8>>), (Error, bool)> {
+    let name = rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
+        let message = format!("{:?} is not a valid TLS server name: {e}", target.host);
+        (Error::new(Category::TlsFailure, message), false)
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(setup.rustls.clone());
+    let tls = tokio::time::timeout(target.connect_timeout, connector.connect(name, tcp))
+        .await
+        .map_err(|_| (handshake_timeout(addr), false))?
+        .map_err(|e| (tls_error(addr, &e), incompatible(&e)))?;
+    let cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec());
+    Ok((tls, cert))
+}
+
+/// Whether a handshake failure means "no common protocol version or cipher suite": the
+/// server's alert, or the abrupt close some old TLS stacks answer a TLS 1.2+ hello with.
+fn incompatible(e: &std::io::Error) -> bool {
+    use rustls::AlertDescription as Alert;
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::PeerIncompatible(_)) => true,
+        Some(rustls::Error::AlertReceived(
+            Alert::HandshakeFailure | Alert::ProtocolVersion | Alert::InsufficientSecurity,
+        )) => true,
+        Some(_) => false,
+        None => matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        ),
+    }
+}
+
 /// Resolves and connects, trying every address; maps failures to Unreachable.
 async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, Error> {
     let addrs: Vec<_> = tokio::net::lookup_host((host, port))
@@ -436,7 +484,7 @@ async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, Error> {
     Err(last)
 }
 
-fn tls_error(addr: &str, e: std::io::Error) -> Error {
+fn tls_error(addr: &str, e: &std::io::Error) -> Error {
     // rustls reports handshake failures as InvalidData carrying a rustls::Error; other kinds
     // are the socket failing under the handshake.
     let is_tls = e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())

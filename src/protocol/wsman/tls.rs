@@ -100,24 +100,149 @@ pub fn client_config(settings: &WsManSettings) -> Result<Arc<ClientConfig>, Erro
     Ok(Arc::new(config))
 }
 
+/// The TLS side of an HTTPS endpoint: rustls, and with the `native-tls` feature the platform
+/// library for hosts rustls cannot talk to.
+#[derive(Clone)]
+pub struct TlsSetup {
+    pub rustls: Arc<ClientConfig>,
+    #[cfg(feature = "native-tls")]
+    pub legacy: Option<legacy::LegacyTls>,
+}
+
+/// Builds the TLS setup for one endpoint's settings.
+pub fn setup(settings: &WsManSettings) -> Result<TlsSetup, Error> {
+    Ok(TlsSetup {
+        rustls: client_config(settings)?,
+        #[cfg(feature = "native-tls")]
+        legacy: Some(legacy::LegacyTls::new(settings)?),
+    })
+}
+
 /// Reads the CA certificates of a PEM file.
 pub fn load_ca_bundle(path: &Path) -> Result<RootCertStore, Error> {
-    let bad = |e: String| {
-        Error::new(
-            Category::TlsFailure,
-            format!("CA bundle {}: {e}", path.display()),
-        )
-    };
     let mut store = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-        store
-            .add(cert.map_err(|e| bad(e.to_string()))?)
-            .map_err(|e| bad(e.to_string()))?;
-    }
-    if store.is_empty() {
-        return Err(bad("no certificates".into()));
+    for cert in read_pem_certificates(path)? {
+        store.add(cert).map_err(|e| ca_bundle_error(path, e))?;
     }
     Ok(store)
+}
+
+fn ca_bundle_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::new(
+        Category::TlsFailure,
+        format!("CA bundle {}: {e}", path.display()),
+    )
+}
+
+/// The certificates of a PEM file; at least one.
+fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| ca_bundle_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ca_bundle_error(path, e))?;
+    if certs.is_empty() {
+        return Err(ca_bundle_error(path, "no certificates"));
+    }
+    Ok(certs)
+}
+
+/// TLS through the platform library (SChannel, Secure Transport, OpenSSL).
+///
+/// Used only after rustls failed because the server offered nothing it accepts; an active
+/// attacker can provoke that fallback, which is why it is a build-time opt-in. Certificates
+/// are checked as with rustls: the platform library checks the chain and name unless a skip
+/// flag or a pin says otherwise, and a name check that survives `skip_ca_check` is done here.
+#[cfg(feature = "native-tls")]
+pub mod legacy {
+    use super::*;
+
+    /// A configured platform TLS connector.
+    #[derive(Clone)]
+    pub struct LegacyTls {
+        connector: tokio_native_tls::TlsConnector,
+        pin: Option<Thumbprint>,
+        /// Check the name ourselves: the library's chain check is off but the name must hold.
+        check_name: bool,
+    }
+
+    impl LegacyTls {
+        /// A connector that also accepts TLS 1.0 and 1.1.
+        pub fn new(settings: &WsManSettings) -> Result<LegacyTls, Error> {
+            let pin = settings
+                .certificate_thumbprint
+                .as_deref()
+                .map(Thumbprint::parse)
+                .transpose()?;
+            let mut builder = native_tls::TlsConnector::builder();
+            builder.min_protocol_version(Some(native_tls::Protocol::Tlsv10));
+            let skip_chain = pin.is_some() || settings.skip_ca_check;
+            let skip_name = pin.is_some() || settings.skip_cn_check;
+            // Turning off the chain check turns off the library's name check with it.
+            builder.danger_accept_invalid_certs(skip_chain);
+            builder.danger_accept_invalid_hostnames(skip_name);
+            if let Some(path) = &settings.ca_bundle {
+                builder.disable_built_in_roots(true);
+                for cert in read_pem_certificates(path)? {
+                    let cert = native_tls::Certificate::from_der(&cert)
+                        .map_err(|e| ca_bundle_error(path, e))?;
+                    builder.add_root_certificate(cert);
+                }
+            }
+            let connector = builder
+                .build()
+                .map_err(|e| Error::new(Category::TlsFailure, format!("platform TLS: {e}")))?;
+            Ok(LegacyTls {
+                connector: connector.into(),
+                pin,
+                check_name: skip_chain && !skip_name,
+            })
+        }
+
+        /// Handshakes and checks the certificate; returns the stream and the leaf (DER).
+        pub async fn connect<S>(
+            &self,
+            host: &str,
+            stream: S,
+        ) -> Result<(tokio_native_tls::TlsStream<S>, Vec<u8>), Error>
+        where
+            S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        {
+            let failed = |e: String| {
+                Error::new(
+                    Category::TlsFailure,
+                    format!("TLS handshake with {host} (platform library): {e}"),
+                )
+            };
+            let tls = self
+                .connector
+                .connect(host, stream)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let leaf = tls
+                .get_ref()
+                .peer_certificate()
+                .ok()
+                .flatten()
+                .and_then(|c| c.to_der().ok())
+                .ok_or_else(|| failed("no server certificate".into()))?;
+            if let Some(pin) = &self.pin {
+                if !pin.matches(&leaf) {
+                    return Err(failed(
+                        "certificate does not match the pinned thumbprint".into(),
+                    ));
+                }
+            } else if self.check_name {
+                let name =
+                    ServerName::try_from(host.to_string()).map_err(|e| failed(e.to_string()))?;
+                let der = CertificateDer::from(leaf.as_slice());
+                let cert =
+                    webpki::EndEntityCert::try_from(&der).map_err(|e| failed(e.to_string()))?;
+                cert.verify_is_valid_for_subject_name(&name)
+                    .map_err(|e| failed(e.to_string()))?;
+            }
+            Ok((tls, leaf))
+        }
+    }
 }
 
 /// The operating system's trust store, read once per process.

@@ -114,7 +114,7 @@ impl HttpTransport {
         }
         let seal = matches!(auth, AuthPlan::Sspi(_)) && !https && !settings.no_encryption;
         let tls = if https {
-            Some(tls::client_config(settings)?)
+            Some(tls::setup(settings)?)
         } else {
             None
         };
