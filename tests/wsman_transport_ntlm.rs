@@ -1,10 +1,10 @@
 //! Interop: cimrun's WS-Man transport against an endpoint built on pyspnego's NTLM/SPNEGO
 //! acceptor (tests/peers/winrm_ntlm_endpoint.py), which shares no code with ours. It seals
-//! recorded Windows replies; we must get them back byte for byte, and it must be able to
-//! unseal and verify every request we send.
+//! recorded Windows replies with pypsrp's framing; we must get them back byte for byte, and it
+//! must be able to unseal and verify every request we send.
 //!
-//! The peer needs Python with pyspnego: `$CIMRUN_PYTHON`, else `.venv/bin/python` in the crate
-//! root. These tests fail, not skip, when it is missing.
+//! The peer needs Python with pyspnego and pypsrp: `$CIMRUN_PYTHON`, else `.venv/bin/python` in
+//! the crate root. These tests fail, not skip, when it is missing.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ impl Peer {
         let port = line.trim().parse().unwrap_or_else(|_| {
             let status = child.wait().unwrap();
             panic!(
-                "the pyspnego peer did not start ({status}); is pyspnego installed for {}?",
+                "the pyspnego peer did not start ({status}); are pyspnego and pypsrp installed for {}?",
                 python.display()
             )
         });

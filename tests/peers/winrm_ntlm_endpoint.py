@@ -3,8 +3,9 @@
 
 It authenticates each connection with NTLM (or SPNEGO) exactly as WinRM does (a handshake on
 empty POSTs under the `Negotiate` scheme), then unseals each request with pyspnego's
-`unwrap_winrm`, records it, and answers with the next canned SOAP page sealed with `wrap_winrm`
-in the MS-WSMV 2.2.9.1 framing. None of cimrun's code is involved on this side.
+`unwrap_winrm` after checking its MS-WSMV 2.2.9.1 framing byte for byte, records it, and
+answers with the next canned SOAP page sealed by pypsrp's WinRMEncryption. None of cimrun's
+code is involved on this side.
 
 Prints the listening port on the first line of stdout, then serves until --lifetime expires.
 """
@@ -23,6 +24,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import spnego
+from pypsrp.encryption import WinRMEncryption
 from spnego.channel_bindings import GssChannelBindings
 
 BOUNDARY = b"--Encrypted Boundary"
@@ -31,20 +33,14 @@ CONTENT_TYPE = 'multipart/encrypted;protocol="application/HTTP-SPNEGO-session-en
 
 
 def seal(ctx, plaintext):
-    wrapped = ctx.wrap_winrm(plaintext)
-    return (
-        BOUNDARY + b"\r\n"
-        b"\tContent-Type: " + PROTOCOL + b"\r\n"
-        b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=" + str(len(plaintext)).encode() + b"\r\n"
-        + BOUNDARY + b"\r\n"
-        b"\tContent-Type: application/octet-stream\r\n"
-        + struct.pack("<i", len(wrapped.header)) + wrapped.header + wrapped.data
-        + BOUNDARY + b"--\r\n"
-    )
+    # pypsrp's own framing code, so our parser meets a real client library's bytes.
+    content_type, body = WinRMEncryption(ctx, WinRMEncryption.SPNEGO).wrap_message(plaintext)
+    assert content_type == "multipart/encrypted"
+    return body
 
 
 def unseal(ctx, body):
-    # The layout pypsrp expects from Windows: header part, data part, closing boundary.
+    # Strict on purpose: exactly the bytes Windows and pypsrp send, part by part.
     parts = [p for p in body.split(BOUNDARY + b"\r\n") if p]
     if len(parts) != 2:
         raise ValueError("expected 2 MIME parts, got %d" % len(parts))
