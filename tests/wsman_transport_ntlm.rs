@@ -51,6 +51,10 @@ impl Drop for Peer {
 
 impl Peer {
     fn start(protocol: &str, extra: &[&str]) -> Peer {
+        Peer::start_with(protocol, extra, &pages())
+    }
+
+    fn start_with(protocol: &str, extra: &[&str], pages: &[PathBuf]) -> Peer {
         let record = tempfile::tempdir().unwrap();
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/winrm_ntlm_endpoint.py");
@@ -70,7 +74,7 @@ impl Peer {
             .arg("--record-dir")
             .arg(record.path())
             .args(extra)
-            .args(pages())
+            .args(pages)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -171,6 +175,31 @@ async fn wrong_password_is_auth_failed_quickly() {
         started.elapsed() < Duration::from_secs(3),
         "took {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_sealed_fault_arrives_unsealed_with_its_status() {
+    // Windows seals SOAP faults too, and sends them with HTTP 500.
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/wsman/txwinrm");
+    let fault = data.join("data_error/max_concurrent.xml");
+    let page = data.join("data/server_2012/Win32_Service_star_000.xml");
+    let peer = Peer::start_with(
+        "ntlm",
+        &["--fault-reply", "0"],
+        &[fault.clone(), page.clone()],
+    );
+    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD))
+        .await
+        .unwrap();
+    let reply = transport.exchange(envelope(0)).await.unwrap();
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.body, std::fs::read(fault).unwrap());
+    // The sealing state survives a fault: the next exchange works on the same connection.
+    let reply = transport.exchange(envelope(1)).await.unwrap();
+    assert_eq!(
+        (reply.status, reply.body),
+        (200, std::fs::read(page).unwrap())
     );
 }
 

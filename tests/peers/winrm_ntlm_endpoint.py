@@ -162,7 +162,8 @@ class Handler(BaseHTTPRequestHandler):
             # Flip one bit inside the sealed data, after the 16-byte signature.
             start = sealed.index(b"octet-stream\r\n") + len(b"octet-stream\r\n") + 4 + 16
             sealed = sealed[:start] + bytes([sealed[start] ^ 0x01]) + sealed[start + 1 :]
-        self.reply(200, sealed, headers=[("Content-Type", CONTENT_TYPE)])
+        status = 500 if index == self.state.args.fault_reply else 200
+        self.reply(status, sealed, headers=[("Content-Type", CONTENT_TYPE)])
 
 
 def main():
@@ -172,6 +173,7 @@ def main():
     parser.add_argument("--protocol", default="ntlm", choices=["ntlm", "negotiate"])
     parser.add_argument("--lifetime", type=float, default=60.0, help="seconds before exiting")
     parser.add_argument("--record-dir", help="write each unsealed request here")
+    parser.add_argument("--fault-reply", type=int, default=-1, help="0-based reply sent as HTTP 500 (a SOAP fault)")
     parser.add_argument("--tamper-reply", type=int, default=-1, help="0-based reply to corrupt")
     parser.add_argument("--drop-request", type=int, default=-1, help="0-based request to drop the connection on")
     parser.add_argument("--tls-cert", help="PEM certificate: serve HTTPS with it")

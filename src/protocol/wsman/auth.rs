@@ -562,6 +562,31 @@ mod tests {
         assert_eq!(parsed.application_data, b"tls-server-end-point:abc");
     }
 
+    #[test]
+    fn negotiate_starts_with_a_spnego_token_and_ntlm_with_a_raw_one() {
+        let cred = credential("EX\\alice", "pw");
+        let first = |package| {
+            let mut ctx = SecurityContext::new(
+                package,
+                &cred,
+                "HTTP/host".into(),
+                None,
+                Duration::from_secs(1),
+            )
+            .unwrap();
+            ctx.step(None).unwrap().token
+        };
+        // GSS-API InitialContextToken (RFC 2743 3.1) carrying the SPNEGO OID 1.3.6.1.5.5.2.
+        let spnego = first(Package::Negotiate);
+        assert_eq!(spnego.first(), Some(&0x60));
+        assert!(
+            spnego
+                .windows(8)
+                .any(|w| w == [0x06, 0x06, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x02])
+        );
+        assert!(first(Package::Ntlm).starts_with(b"NTLMSSP\0\x01\0\0\0"));
+    }
+
     /// Runs the client against sspi's own NTLM acceptor: a unit check of the handshake and
     /// sealing plumbing (interop with an independent acceptor is in tests/wsman_transport_ntlm.rs).
     #[test]
