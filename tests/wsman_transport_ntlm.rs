@@ -233,6 +233,15 @@ async fn ntlm_over_https(
     bindings: &str,
     ciphers: Option<&str>,
 ) -> Result<(), cimrun::protocol::Error> {
+    over_https(AuthMechanism::Ntlm, "ntlm", bindings, ciphers).await
+}
+
+async fn over_https(
+    mechanism: AuthMechanism,
+    protocol: &str,
+    bindings: &str,
+    ciphers: Option<&str>,
+) -> Result<(), cimrun::protocol::Error> {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, thumbprint) = certificate(dir.path());
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
@@ -240,8 +249,8 @@ async fn ntlm_over_https(
     if let Some(ciphers) = ciphers {
         args.extend(["--tls-ciphers", ciphers]);
     }
-    let peer = Peer::start("ntlm", &args);
-    let mut endpoint = peer.endpoint(AuthMechanism::Ntlm, PASSWORD);
+    let peer = Peer::start(protocol, &args);
+    let mut endpoint = peer.endpoint(mechanism, PASSWORD);
     endpoint.computer = Some("localhost".into());
     endpoint.wsman.use_ssl = true;
     endpoint.wsman.certificate_thumbprint = Some(thumbprint);
@@ -261,6 +270,14 @@ async fn ntlm_over_https_sends_channel_bindings() {
     ntlm_over_https("right", None).await.unwrap();
     // Bindings the peer computed for another certificate: our token cannot match them.
     let error = ntlm_over_https("wrong", None).await.unwrap_err();
+    assert_eq!(error.category, Category::AuthFailed, "{error}");
+    // The same through SPNEGO.
+    over_https(AuthMechanism::Negotiate, "negotiate", "right", None)
+        .await
+        .unwrap();
+    let error = over_https(AuthMechanism::Negotiate, "negotiate", "wrong", None)
+        .await
+        .unwrap_err();
     assert_eq!(error.category, Category::AuthFailed, "{error}");
 }
 

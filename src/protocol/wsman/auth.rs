@@ -357,12 +357,11 @@ where
     let mut input_buffers = Vec::new();
     if let Some(token) = input {
         input_buffers.push(SecurityBuffer::new(token.to_vec(), BufferType::Token));
-        if let Some(cbt) = channel_bindings {
-            input_buffers.push(SecurityBuffer::new(
-                cbt.to_vec(),
-                BufferType::ChannelBindings,
-            ));
-        }
+    }
+    // On every leg: Kerberos binds the channel in its first token (the AP-REQ), NTLM in its
+    // last (the AUTHENTICATE message).
+    if let Some(cbt) = channel_bindings {
+        input_buffers.push(SecurityBuffer::new(cbt.to_vec(), BufferType::ChannelBindings));
     }
     let mut output = vec![SecurityBuffer::new(Vec::new(), BufferType::Token)];
     let status = {
