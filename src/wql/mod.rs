@@ -23,27 +23,13 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
     /// `property op literal` (a literal on the left is normalized to the right, op flipped).
-    Compare {
-        property: String,
-        op: CmpOp,
-        value: Literal,
-    },
+    Compare { property: String, op: CmpOp, value: Literal },
     /// `property [NOT] LIKE 'pattern'` with WQL's `%`, `_`, `[abc]`, `[^a-z]`.
-    Like {
-        property: String,
-        pattern: String,
-        negated: bool,
-    },
+    Like { property: String, pattern: String, negated: bool },
     /// `property IS [NOT] NULL`.
-    IsNull {
-        property: String,
-        negated: bool,
-    },
+    IsNull { property: String, negated: bool },
     /// `property ISA 'Class'` (embedded object class test).
-    Isa {
-        property: String,
-        class: String,
-    },
+    Isa { property: String, class: String },
 }
 
 /// A comparison operator.
