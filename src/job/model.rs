@@ -157,7 +157,7 @@ pub struct CredentialSpec {
 }
 
 /// Authentication mechanism, as `New-CimSession -Authentication` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Authentication {
     /// Negotiate (NTLM or Kerberos), as PowerShell's default.

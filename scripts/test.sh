@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test. Installs what the tests need first: the Python interop peers in .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pypsrp, spnego, impacket' 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
+fi
+export CIMRUN_PYTHON="$PWD/.venv/bin/python"
+cargo test --locked --all-features --all-targets "$@"
