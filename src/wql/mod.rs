@@ -3,9 +3,14 @@
 //! The AST validates queries before any host is contacted, renders the WQL text sent to
 //! servers, and evaluates WHERE filters client-side where a protocol cannot (the local provider).
 
-use std::fmt;
+mod display;
+mod eval;
+mod lexer;
+mod like;
+mod parser;
 
-use crate::cim::Instance;
+pub use like::LikePattern;
+pub use parser::{MAX_CONDITIONS, MAX_DEPTH, MAX_LEN, parse, parse_condition};
 
 /// A parsed `SELECT props FROM class [WHERE expr]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,13 +28,27 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
     /// `property op literal` (a literal on the left is normalized to the right, op flipped).
-    Compare { property: String, op: CmpOp, value: Literal },
+    Compare {
+        property: String,
+        op: CmpOp,
+        value: Literal,
+    },
     /// `property [NOT] LIKE 'pattern'` with WQL's `%`, `_`, `[abc]`, `[^a-z]`.
-    Like { property: String, pattern: String, negated: bool },
+    Like {
+        property: String,
+        pattern: String,
+        negated: bool,
+    },
     /// `property IS [NOT] NULL`.
-    IsNull { property: String, negated: bool },
+    IsNull {
+        property: String,
+        negated: bool,
+    },
     /// `property ISA 'Class'` (embedded object class test).
-    Isa { property: String, class: String },
+    Isa {
+        property: String,
+        class: String,
+    },
 }
 
 /// A comparison operator.
@@ -64,5 +83,27 @@ pub struct ParseError {
     pub message: String,
 }
 
-#[allow(unused)]
-fn _api_is_used(_: &Instance, _: &dyn fmt::Debug) {}
+impl CmpOp {
+    /// The operator with its operands swapped: `3 < X` is `X > 3`.
+    pub fn flipped(self) -> CmpOp {
+        match self {
+            CmpOp::Lt => CmpOp::Gt,
+            CmpOp::Le => CmpOp::Ge,
+            CmpOp::Gt => CmpOp::Lt,
+            CmpOp::Ge => CmpOp::Le,
+            op @ (CmpOp::Eq | CmpOp::Ne) => op,
+        }
+    }
+
+    /// The operator as WQL writes it (`<>` for not-equal).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "<>",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+}
