@@ -1,23 +1,4 @@
 //! Client-side evaluation of WHERE conditions against instances, with WMI's semantics.
-//!
-//! - Property names and string comparisons are case-insensitive.
-//! - Numbers compare by value across integer widths and reals. A string literal compared with a
-//!   numeric property is read as a number (`DriveType = "3"`), and a number compared with a
-//!   string property reads the property's text as one; text that is not a number never matches.
-//! - Booleans compare with `TRUE`/`FALSE`, with the integers 1/0 and with the strings
-//!   `"true"`/`"false"`/`"1"`/`"0"`.
-//! - Datetimes compare as instants with DMTF (`20240101000000.000000+000`) or ISO 8601 text
-//!   (`2024-01-01T00:00:00Z`, `2024-01-01`); intervals with DMTF or `P1DT2H` text.
-//! - A missing or null property makes every comparison and `LIKE` false, negated or not;
-//!   only `IS [NOT] NULL` sees it. As in WMI, `= NULL` means `IS NULL` and `<> NULL` means
-//!   `IS NOT NULL`; other comparisons with NULL are false.
-//! - `LIKE` applies to string and char16 properties.
-//! - Arrays (which WMI's own WQL cannot filter on): a comparison, `LIKE` or `ISA` holds when
-//!   it holds for any element, so `<>` and `NOT LIKE` mean "some element differs".
-//! - `ISA` compares the class name of an embedded instance or a reference, case-insensitively;
-//!   without class schemas, subclasses do not match their parent.
-//! - Logic is two-valued: `NOT` inverts the result, so `NOT (X = 1)` holds for a null `X`.
-//!   A reference or embedded instance compares with nothing.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -28,7 +9,28 @@ use super::{CmpOp, Expr, Literal};
 use crate::cim::{DateTime, Instance, Interval, Value};
 
 impl Expr {
-    /// True when `instance` satisfies this condition (see the module docs for the semantics).
+    /// True when `instance` satisfies this condition, evaluated as WMI would:
+    ///
+    /// - Property names and string comparisons are case-insensitive; `__CLASS` is the instance's
+    ///   class name unless the instance has a property of that name.
+    /// - Numbers compare by value across integer widths and reals. A string literal compared
+    ///   with a numeric property is read as a number (`DriveType = "3"`), and a number compared
+    ///   with a string property reads the property's text as one; text that is not a number
+    ///   never matches.
+    /// - Booleans compare with `TRUE`/`FALSE`, with the integers 1/0 and with the strings
+    ///   `"true"`/`"false"`/`"1"`/`"0"`.
+    /// - Datetimes compare as instants with DMTF (`20240101000000.000000+000`) or ISO 8601 text
+    ///   (`2024-01-01T00:00:00Z`, `2024-01-01`); intervals with DMTF or `P1DT2H` text.
+    /// - A missing or null property makes every comparison and `LIKE` false, negated or not;
+    ///   only `IS [NOT] NULL` sees it. As in WMI, `= NULL` means `IS NULL` and `<> NULL` means
+    ///   `IS NOT NULL`; other comparisons with NULL are false.
+    /// - `LIKE` applies to string and char16 properties.
+    /// - Arrays (which WMI's own WQL cannot filter on): a comparison, `LIKE` or `ISA` holds when
+    ///   it holds for any element, so `<>` and `NOT LIKE` mean "some element differs".
+    /// - `ISA` compares the class name of an embedded instance or a reference,
+    ///   case-insensitively; without class schemas, subclasses do not match their parent.
+    /// - Logic is two-valued: `NOT` inverts the result, so `NOT (X = 1)` holds for a null `X`.
+    ///   A reference or embedded instance compares with nothing.
     pub fn matches(&self, instance: &Instance) -> bool {
         match self {
             Expr::And(l, r) => l.matches(instance) && r.matches(instance),

@@ -89,7 +89,7 @@ pub(super) fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
                 i = end;
                 Tok::Str(s)
             }
-            b'0'..=b'9' | b'-' | b'.' => {
+            b'0'..=b'9' | b'-' | b'+' | b'.' => {
                 let end = number_end(bytes, start);
                 if end == start {
                     return Err(ParseError::at(start, 1, format!("unexpected `{}`", b as char)));
@@ -151,11 +151,11 @@ fn string(text: &str, start: usize) -> Result<(String, usize), ParseError> {
     Err(ParseError::at(start, rest.len(), "unterminated string"))
 }
 
-/// End of the number-like run at `start`: sign, digits, letters (for hex and to catch `3abc`),
+/// End of the number-like run at `start`: sign (`-` or `+`), digits, letters (for hex and to catch `3abc`),
 /// `.`, and a sign right after an exponent `e`.
 fn number_end(bytes: &[u8], start: usize) -> usize {
     let mut i = start;
-    if bytes.get(i) == Some(&b'-') {
+    if matches!(bytes.get(i), Some(b'-' | b'+')) {
         i += 1;
         if !bytes.get(i).is_some_and(|c| c.is_ascii_digit() || *c == b'.') {
             return start;
@@ -181,12 +181,12 @@ pub(super) enum Number {
     Real(f64),
 }
 
-/// Parses a WQL number: decimal or `0x` hex integer (optionally negative), or a real with a
+/// Parses a WQL number: decimal or `0x` hex integer (optionally signed), or a real with a
 /// fraction and/or exponent. Also used to convert string values compared with numbers.
 pub(super) fn parse_number(s: &str) -> Result<Number, &'static str> {
     let (neg, digits) = match s.strip_prefix('-') {
         Some(d) => (true, d),
-        None => (false, s),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
     let magnitude = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
         if hex.is_empty() || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
@@ -259,6 +259,7 @@ mod tests {
                 Tok::Eof
             ]
         );
+        assert_eq!(toks("+5 +0x10 +2.5"), vec![Tok::Int(5), Tok::Int(16), Tok::Real(2.5), Tok::Eof]);
         assert_eq!(toks("18446744073709551615"), vec![Tok::Int(u64::MAX as i128), Tok::Eof]);
         assert_eq!(toks("-9223372036854775808"), vec![Tok::Int(i64::MIN as i128), Tok::Eof]);
     }
@@ -281,8 +282,10 @@ mod tests {
             let e = tokenize(text).unwrap_err();
             assert_eq!((e.offset, e.len, e.message.as_str()), (4, text.len() - 4, msg), "{text}");
         }
-        let e = tokenize("x = - 1").unwrap_err();
-        assert_eq!((e.offset, e.len), (4, 1));
+        for text in ["x = - 1", "x = + 1", "x = +-1"] {
+            let e = tokenize(text).unwrap_err();
+            assert_eq!((e.offset, e.len), (4, 1), "{text}");
+        }
     }
 
     #[test]

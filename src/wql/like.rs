@@ -34,11 +34,15 @@ impl Part {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LikePattern {
     parts: Vec<Part>,
+    /// False when a `[` has no closing `]`: such a pattern matches nothing.
+    valid: bool,
 }
 
 impl LikePattern {
-    /// Compiles a pattern. Every text is a valid pattern: a `[` with no closing `]` matches
-    /// itself, and `]` right after `[` or `[^` is a member of the set (`[]]`, `[^]]`).
+    /// Compiles a pattern. As in Microsoft's WQL implementations, a `]` right after `[` or
+    /// `[^` closes an empty set (`[]` matches nothing, `[^]` any one character), `-` first in a
+    /// set is a member, and a pattern with an unterminated `[` matches nothing. A literal `[`
+    /// is written `[[]`, a literal `%` `[%]`.
     pub fn new(pattern: &str) -> LikePattern {
         let chars: Vec<char> = pattern.chars().collect();
         let mut parts = Vec::with_capacity(chars.len());
@@ -58,16 +62,19 @@ impl LikePattern {
                         parts.push(part);
                         i = next;
                     }
-                    None => parts.push(Part::Char('[')),
+                    None => return LikePattern { parts: Vec::new(), valid: false },
                 },
                 c => parts.push(Part::Char(fold(c))),
             }
         }
-        LikePattern { parts }
+        LikePattern { parts, valid: true }
     }
 
     /// True when the whole of `text` matches the pattern.
     pub fn matches(&self, text: &str) -> bool {
+        if !self.valid {
+            return false;
+        }
         let text: Vec<char> = text.chars().map(fold).collect();
         let (mut ti, mut pi) = (0, 0);
         // After a `%`: the pattern position following it and the text position it now covers up to.
@@ -103,11 +110,10 @@ fn set(chars: &[char], start: usize) -> Option<(Part, usize)> {
     if negated {
         i += 1;
     }
-    let first = i;
     let mut ranges = Vec::new();
     loop {
         let c = *chars.get(i)?;
-        if c == ']' && i > first {
+        if c == ']' {
             return Some((Part::Set { negated, ranges }, i + 1));
         }
         let lo = fold(c);
@@ -180,19 +186,25 @@ mod tests {
         assert!(like("[%]", "%"));
         assert!(!like("[%]", "x"));
         assert!(like("[_]", "_"));
-        assert!(like("[]]", "]"));
-        assert!(like("[^]]", "a"));
-        assert!(!like("[^]]", "]"));
+        assert!(like("[[]x", "[x"));
+        assert!(like("[-a]", "-"));
+        assert!(!like("[]", ""));
+        assert!(!like("[]x", "x"));
+        assert!(like("[^]", "q"));
+        assert!(!like("[]]", "]"));
+        assert!(like("[^]]", "a]"));
         assert!(like("[a-]", "-"));
         assert!(like("[a-]", "a"));
         assert!(!like("[a-]", "b"));
     }
 
     #[test]
-    fn unterminated_set_is_literal() {
-        assert!(like("[abc", "[abc"));
-        assert!(like("a[", "A["));
-        assert!(!like("[abc", "a"));
+    fn unterminated_set_matches_nothing() {
+        for text in ["[abc", "a", "abc", ""] {
+            assert!(!like("[abc", text), "{text}");
+            assert!(!like("%[^x", text), "{text}");
+        }
+        assert!(!like("a[", "a["));
     }
 
     #[test]

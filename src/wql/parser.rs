@@ -587,7 +587,10 @@ mod tests {
     #[test]
     fn never_panics_on_arbitrary_prefixes() {
         // Every prefix and suffix of a query exercising every construct: errors, never panics.
-        let text = "SELECT a, b FROM C WHERE NOT (x <> 'é\\'') AND y LIKE \"[^a]%\" OR z IS NOT NULL OR 0x1F >= w AND v ISA 'K' OR r = -2.5e3";
+        let text = concat!(
+            "SELECT a, b FROM C WHERE NOT (x <> 'é\\'') AND y LIKE \"[^a]%\" ",
+            "OR z IS NOT NULL OR 0x1F >= w AND v ISA 'K' OR r = -2.5e3"
+        );
         assert!(parse(text).is_ok());
         for (i, _) in text.char_indices() {
             let _ = parse(&text[..i]);
