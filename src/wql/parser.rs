@@ -142,11 +142,9 @@ struct Parser {
 impl Parser {
     fn new(text: &str) -> Result<Parser, ParseError> {
         if text.len() > MAX_LEN {
-            return Err(ParseError::at(
-                MAX_LEN,
-                text.len() - MAX_LEN,
-                format!("query is longer than {MAX_LEN} bytes"),
-            ));
+            // Point at a character boundary so diagnostics can slice the text there.
+            let at = (0..=MAX_LEN).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            return Err(ParseError::at(at, text.len() - at, format!("query is longer than {MAX_LEN} bytes")));
         }
         Ok(Parser { tokens: tokenize(text)?, pos: 0, depth: 0, conditions: 0 })
     }
@@ -572,6 +570,10 @@ mod tests {
             err(parse_condition(&long)),
             (MAX_LEN, long.len() - MAX_LEN, format!("query is longer than {MAX_LEN} bytes"))
         );
+        let wide = format!("A = '{}'", "é".repeat(MAX_LEN / 2));
+        let (offset, len, _) = err(parse_condition(&wide));
+        assert!(wide.is_char_boundary(offset) && offset + len == wide.len());
+        assert_eq!(offset, MAX_LEN - 1);
         let many = vec!["A=1"; MAX_CONDITIONS + 1].join(" OR ");
         let (offset, _, msg) = err(parse_condition(&many));
         assert_eq!((offset, msg.as_str()), (MAX_CONDITIONS * 7, "more than 1024 conditions"));
