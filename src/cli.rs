@@ -18,6 +18,7 @@ use crate::plan::{self, Selection, Shard};
 use crate::protocol::{self, Category, Connector, Credential, Endpoint, ProtocolKind};
 use crate::report::{Status, Summary};
 use crate::run::{self, Connectors, ProgressMode, RunConfig};
+use crate::sink;
 
 /// Exit code: every task succeeded.
 pub const EXIT_OK: i32 = 0;
@@ -264,7 +265,9 @@ fn print_plan(loaded: &LoadedJob, select: &SelectArgs) -> i32 {
 fn connectors() -> Connectors {
     Connectors {
         local: Arc::new(protocol::local::LocalConnector),
-        wsman: Some(Arc::new(protocol::wsman::WsManConnector::default())),
+        wsman: Some(Arc::new(protocol::wsman::WsManConnector::new(Arc::new(|e| {
+            protocol::wsman::transport::connect(e)
+        })))),
         dcom: None,
     }
 }
@@ -298,7 +301,7 @@ async fn run_job(loaded: LoadedJob, args: RunArgs) -> i32 {
             return EXIT_CANNOT_PROCEED;
         }
     };
-    let policy = match job::fail_if::FailPolicy::parse(loaded.file.run.fail_if.as_deref().unwrap_or("failed > 0")) {
+    let policy = match job::fail_if::parse(loaded.file.run.fail_if.as_deref()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{}: error: run.fail_if: {e}", loaded.path.display());
@@ -471,18 +474,7 @@ async fn query(args: QueryArgs) -> i32 {
             None => return EXIT_CANNOT_PROCEED,
         },
     };
-    let mut writer = match crate::sink::StdoutWriter::new(match args.format {
-        Format::Table => crate::sink::Format::Table,
-        Format::Csv => crate::sink::Format::Csv,
-        Format::Json => crate::sink::Format::Json,
-        Format::Ndjson => crate::sink::Format::Ndjson,
-    }, &spec.wql.properties) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("cimrun: error: {e}");
-            return EXIT_CANNOT_PROCEED;
-        }
-    };
+    let mut writer = StdoutWriter::new(args.format, &spec.wql.properties);
     let result = async {
         let mut session = connector.open(&endpoint).await?;
         let r = async {
@@ -490,7 +482,9 @@ async fn query(args: QueryArgs) -> i32 {
             use futures::StreamExt;
             while let Some(page) = stream.next().await {
                 for inst in page? {
-                    writer.write(&display, &inst).map_err(|e| protocol::Error::new(Category::OutputError, e.to_string()))?;
+                    writer
+                        .write_row(&display, &inst)
+                        .map_err(|e| protocol::Error::new(Category::OutputError, e.to_string()))?;
                 }
             }
             Ok::<(), protocol::Error>(())
@@ -510,6 +504,44 @@ async fn query(args: QueryArgs) -> i32 {
             }
             eprintln!("cimrun: {display}: {e}");
             EXIT_TASKS_FAILED
+        }
+    }
+}
+
+/// `cimrun query`'s output: the sinks' row writers over stdout.
+enum StdoutWriter {
+    Table(sink::TableWriter<std::io::Stdout>),
+    Csv(sink::CsvWriter<std::io::Stdout>),
+    Json(sink::JsonWriter<std::io::Stdout>),
+    Ndjson(sink::NdjsonWriter<std::io::Stdout>),
+}
+
+impl StdoutWriter {
+    fn new(format: Format, properties: &[String]) -> StdoutWriter {
+        let out = std::io::stdout();
+        match format {
+            Format::Table => StdoutWriter::Table(sink::TableWriter::new(out, properties, Default::default())),
+            Format::Csv => StdoutWriter::Csv(sink::CsvWriter::new(out, properties, &Default::default())),
+            Format::Json => StdoutWriter::Json(sink::JsonWriter::new(out, properties)),
+            Format::Ndjson => StdoutWriter::Ndjson(sink::NdjsonWriter::new(out, properties)),
+        }
+    }
+
+    fn write_row(&mut self, computer: &str, instance: &crate::cim::Instance) -> std::io::Result<()> {
+        match self {
+            StdoutWriter::Table(w) => w.write_row(computer, instance),
+            StdoutWriter::Csv(w) => w.write_row(computer, instance),
+            StdoutWriter::Json(w) => w.write_row(computer, instance),
+            StdoutWriter::Ndjson(w) => w.write_row(computer, instance),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            StdoutWriter::Table(w) => w.finish().map(drop),
+            StdoutWriter::Csv(w) => w.finish().map(drop),
+            StdoutWriter::Json(w) => w.finish().map(drop),
+            StdoutWriter::Ndjson(w) => w.finish().map(drop),
         }
     }
 }
