@@ -1,0 +1,202 @@
+//! Checks the built-in class table (src/cim/classes.txt) against real Windows responses.
+//!
+//! The recordings in shared/testdata/wsman/txwinrm/data/server_2012 come from a Windows Server
+//! 2012 host: `<Class>.properties` lists every property that host returned, and the
+//! `<Class>_star_NNN.xml` pages carry the values in the order WS-Man lists them.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use cimrun::cim::schema::{self, CimType};
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+const RECORDINGS: &str = "shared/testdata/wsman/txwinrm/data/server_2012";
+
+/// The recordings directory: `shared/` beside the crate (as CI clones it), or beside the
+/// directory holding a git worktree of the crate.
+fn data_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [root.join("..").join(RECORDINGS), root.join("../..").join(RECORDINGS)];
+    candidates
+        .iter()
+        .find(|p| p.is_dir())
+        .cloned()
+        .unwrap_or_else(|| panic!("recordings not found at {}", candidates[0].display()))
+}
+
+/// The classes that have a recording, found by listing the directory.
+fn recorded_classes() -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(data_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".properties").map(str::to_string))
+        .collect();
+    out.sort();
+    out
+}
+
+fn star_pages(class: &str) -> Vec<PathBuf> {
+    let mut pages: Vec<PathBuf> = fs::read_dir(data_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{class}_star_")) && n.ends_with(".xml"))
+        })
+        .collect();
+    pages.sort();
+    pages
+}
+
+/// One property element of one item: its name, its text (the inner `Datetime` text for
+/// wrapped datetimes), and whether it was `xsi:nil`.
+struct Element {
+    name: String,
+    text: String,
+    nil: bool,
+}
+
+/// The items of a class in one page, each as its property elements in document order.
+fn items(path: &Path, class: &str) -> Vec<Vec<Element>> {
+    let xml = fs::read_to_string(path).unwrap();
+    let mut reader = Reader::from_str(&xml);
+    let mut out = Vec::new();
+    let mut item: Option<Vec<Element>> = None;
+    // Depth below the item element: 1 = a property element, 2 = a cim:Datetime wrapper.
+    let mut depth = 0usize;
+    loop {
+        match reader.read_event().unwrap() {
+            Event::Start(e) => {
+                let local = String::from_utf8(e.local_name().as_ref().to_vec()).unwrap();
+                if let Some(props) = item.as_mut() {
+                    depth += 1;
+                    if depth == 1 {
+                        props.push(Element { name: local, text: String::new(), nil: false });
+                    }
+                } else if local == class {
+                    item = Some(Vec::new());
+                    depth = 0;
+                }
+            }
+            Event::Empty(e) => {
+                if let Some(props) = item.as_mut() {
+                    if depth == 0 {
+                        let local = String::from_utf8(e.local_name().as_ref().to_vec()).unwrap();
+                        let nil = e.attributes().filter_map(|a| a.ok()).any(|a| {
+                            a.key.local_name().as_ref() == b"nil" && a.value.as_ref() == b"true"
+                        });
+                        props.push(Element { name: local, text: String::new(), nil });
+                    }
+                }
+            }
+            Event::Text(t) => {
+                if let Some(last) = item.as_mut().and_then(|p| p.last_mut()) {
+                    if depth >= 1 {
+                        last.text.push_str(&t.xml_content().unwrap());
+                    }
+                }
+            }
+            Event::GeneralRef(r) => {
+                if let Some(last) = item.as_mut().and_then(|p| p.last_mut()) {
+                    if depth >= 1 {
+                        let name = String::from_utf8(r.to_vec()).unwrap();
+                        let c = match name.as_str() {
+                            "amp" => '&',
+                            "lt" => '<',
+                            "gt" => '>',
+                            "quot" => '"',
+                            "apos" => '\'',
+                            _ => '?',
+                        };
+                        last.text.push(c);
+                    }
+                }
+            }
+            Event::End(_) => {
+                if item.is_some() {
+                    if depth == 0 {
+                        out.extend(item.take());
+                    } else {
+                        depth -= 1;
+                    }
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn every_recorded_class_is_in_the_table() {
+    let classes = recorded_classes();
+    assert_eq!(classes.len(), 14, "the recordings cover 14 classes: {classes:?}");
+    for c in &classes {
+        assert!(schema::class(c).is_some(), "{c} is missing from classes.txt");
+    }
+}
+
+/// The table's scalar properties are exactly the names Windows returned; arrays may be extra
+/// only because WS-Man omits an empty array, so a name absent from the recording must be one.
+#[test]
+fn table_names_match_the_recorded_property_lists() {
+    for c in recorded_classes() {
+        let text = fs::read_to_string(data_dir().join(format!("{c}.properties"))).unwrap();
+        let recorded: BTreeSet<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let class = schema::class(&c).unwrap();
+        let table: BTreeSet<&str> = class.properties.iter().map(|p| p.name.as_str()).collect();
+        let missing: Vec<_> = recorded.difference(&table).collect();
+        assert!(missing.is_empty(), "{c}: recorded but not in the table: {missing:?}");
+        let extra_scalars: Vec<_> = class
+            .properties
+            .iter()
+            .filter(|p| !recorded.contains(p.name.as_str()) && !p.is_array)
+            .map(|p| &p.name)
+            .collect();
+        assert!(extra_scalars.is_empty(), "{c}: scalars Windows did not return: {extra_scalars:?}");
+    }
+}
+
+/// Every element of every recorded item appears in the table, in the table's order, and every
+/// value parses as the table's type; repeated elements are exactly the array properties seen.
+#[test]
+fn recorded_values_fit_the_table_types_and_order() {
+    let mut checked = 0usize;
+    for c in recorded_classes() {
+        let class = schema::class(&c).unwrap();
+        let pages = star_pages(&c);
+        assert!(!pages.is_empty(), "{c} has no star pages");
+        for page in pages {
+            for item in items(&page, &c) {
+                let mut last_index = None;
+                for el in &item {
+                    let idx = class.properties.iter().position(|p| p.name == el.name);
+                    let idx = idx.unwrap_or_else(|| panic!("{c}.{} is not in the table", el.name));
+                    let prop = &class.properties[idx];
+                    if last_index == Some(idx) {
+                        assert!(prop.is_array, "{c}.{} repeats but is not an array", prop.name);
+                    } else {
+                        assert!(last_index < Some(idx), "{c}.{} is out of order", prop.name);
+                    }
+                    last_index = Some(idx);
+                    if el.nil {
+                        continue;
+                    }
+                    if prop.cim_type == CimType::String {
+                        continue;
+                    }
+                    let parsed = prop.cim_type.parse_text(&el.text);
+                    assert!(parsed.is_some(), "{c}.{} = {:?} is not a {:?}", prop.name, el.text, prop.cim_type);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    // Thousands of typed values across the 14 classes; a broken reader would see none.
+    assert!(checked > 1000, "only {checked} typed values checked");
+}
