@@ -9,8 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use cimrun::cim::schema::{self, CimType};
-use quick_xml::events::Event;
 use quick_xml::Reader;
+use quick_xml::events::Event;
 
 const RECORDINGS: &str = "shared/testdata/wsman/txwinrm/data/server_2012";
 
@@ -83,46 +83,44 @@ fn items(path: &Path, class: &str) -> Vec<Vec<Element>> {
                 }
             }
             Event::Empty(e) => {
-                if let Some(props) = item.as_mut() {
-                    if depth == 0 {
-                        let local = String::from_utf8(e.local_name().as_ref().to_vec()).unwrap();
-                        let nil = e.attributes().filter_map(|a| a.ok()).any(|a| {
-                            a.key.local_name().as_ref() == b"nil" && a.value.as_ref() == b"true"
-                        });
-                        props.push(Element { name: local, text: String::new(), nil });
-                    }
+                if let Some(props) = item.as_mut()
+                    && depth == 0
+                {
+                    let local = String::from_utf8(e.local_name().as_ref().to_vec()).unwrap();
+                    let nil = e
+                        .attributes()
+                        .filter_map(|a| a.ok())
+                        .any(|a| a.key.local_name().as_ref() == b"nil" && a.value.as_ref() == b"true");
+                    props.push(Element { name: local, text: String::new(), nil });
                 }
             }
             Event::Text(t) => {
-                if let Some(last) = item.as_mut().and_then(|p| p.last_mut()) {
-                    if depth >= 1 {
-                        last.text.push_str(&t.xml_content().unwrap());
-                    }
+                if let Some(last) = item.as_mut().and_then(|p| p.last_mut())
+                    && depth >= 1
+                {
+                    last.text.push_str(&t.xml_content().unwrap());
                 }
             }
             Event::GeneralRef(r) => {
-                if let Some(last) = item.as_mut().and_then(|p| p.last_mut()) {
-                    if depth >= 1 {
-                        let name = String::from_utf8(r.to_vec()).unwrap();
-                        let c = match name.as_str() {
-                            "amp" => '&',
-                            "lt" => '<',
-                            "gt" => '>',
-                            "quot" => '"',
-                            "apos" => '\'',
-                            _ => '?',
-                        };
-                        last.text.push(c);
-                    }
+                if let Some(last) = item.as_mut().and_then(|p| p.last_mut())
+                    && depth >= 1
+                {
+                    let c = match r.as_ref() {
+                        b"amp" => '&',
+                        b"lt" => '<',
+                        b"gt" => '>',
+                        b"quot" => '"',
+                        b"apos" => '\'',
+                        other => panic!("unexpected entity {}", String::from_utf8_lossy(other)),
+                    };
+                    last.text.push(c);
                 }
             }
-            Event::End(_) => {
-                if item.is_some() {
-                    if depth == 0 {
-                        out.extend(item.take());
-                    } else {
-                        depth -= 1;
-                    }
+            Event::End(_) if item.is_some() => {
+                if depth == 0 {
+                    out.extend(item.take());
+                } else {
+                    depth -= 1;
                 }
             }
             Event::Eof => break,
