@@ -180,3 +180,25 @@ async fn addresses_and_gateway_match_ip() {
         assert!(gws.contains(&Value::String(f[gw + 1].to_string())));
     }
 }
+
+#[tokio::test]
+async fn adapters_match_ip_link_and_their_configurations() {
+    let adapters = query("Win32_NetworkAdapter").await;
+    let configs = query("Win32_NetworkAdapterConfiguration").await;
+    let index = |i: &Instance| u64_of(i, "Index");
+    let a: Vec<u64> = adapters.iter().map(index).collect();
+    let c: Vec<u64> = configs.iter().map(index).collect();
+    assert_eq!(a, c, "every adapter has its configuration, in the same order");
+    let Some(link) = tool("ip", &["-o", "link", "show"]) else { return };
+    // "4: eth0: <BROADCAST,…,UP> mtu 1400 … link/ether 02:fc:00:00:00:01 brd …"
+    for line in link.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let name = f[1].trim_end_matches(':').split('@').next().unwrap();
+        let Some(mac_at) = f.iter().position(|w| *w == "link/ether") else { continue };
+        let ad = adapters.iter().find(|a| text_of(a, "Name") == name).unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(text_of(ad, "MACAddress"), f[mac_at + 1].to_ascii_uppercase());
+        assert_eq!(text_of(ad, "AdapterType"), "Ethernet 802.3");
+        let up = f[2].trim_matches(['<', '>']).split(',').any(|flag| flag == "UP");
+        assert_eq!(ad.get("NetEnabled"), Some(&Value::Bool(up)));
+    }
+}

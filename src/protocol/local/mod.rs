@@ -90,6 +90,7 @@ enum Source {
     Bios,
     Processor,
     LogicalDisk,
+    Adapter,
     AdapterConfiguration,
     Process,
     /// Hotfixes are a Windows notion: the class is valid and has no instances.
@@ -113,6 +114,8 @@ const CLASSES: &[(&str, Source)] = &[
     ("CIM_Processor", Source::Processor),
     ("Win32_LogicalDisk", Source::LogicalDisk),
     ("CIM_LogicalDisk", Source::LogicalDisk),
+    ("Win32_NetworkAdapter", Source::Adapter),
+    ("CIM_NetworkAdapter", Source::Adapter),
     ("Win32_NetworkAdapterConfiguration", Source::AdapterConfiguration),
     ("Win32_Process", Source::Process),
     ("CIM_Process", Source::Process),
@@ -178,6 +181,7 @@ fn read(source: Source) -> Result<Vec<Instance>, Error> {
         Source::Bios => vec![system::bios()],
         Source::Processor => cpu::processors(&host),
         Source::LogicalDisk => disk::logical_disks(&host),
+        Source::Adapter => net::adapters(&host),
         Source::AdapterConfiguration => net::adapter_configurations(&host),
         Source::Process => process::processes(&host)
             .map_err(|e| Error::new(Category::ServerFault, format!("cannot list /proc: {e}")))?,

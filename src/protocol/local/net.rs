@@ -1,4 +1,5 @@
-//! Win32_NetworkAdapterConfiguration: the TCP/IP settings of each network interface.
+//! Win32_NetworkAdapter (each network interface) and Win32_NetworkAdapterConfiguration (its
+//! TCP/IP settings), sharing `Index` as Windows links the two.
 //!
 //! Addresses come from `getifaddrs`, gateways from the kernel routing tables, DNS from
 //! `/etc/resolv.conf`. The loopback interface is left out, as Windows does not list one.
@@ -124,7 +125,79 @@ pub fn addresses_and_subnets(addrs: &[&IfAddr]) -> (Vec<String>, Vec<String>) {
         .unzip()
 }
 
+const IFF_UP: u64 = 0x1;
 const IFF_LOOPBACK: u64 = 0x8;
+/// ARPHRD_ETHER, the link type of Ethernet and Wi-Fi interfaces.
+const ARPHRD_ETHER: u64 = 1;
+
+fn interface_flags(name: &str) -> Option<u64> {
+    sys::read_trimmed(format!("/sys/class/net/{name}/flags"))
+        .and_then(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok())
+}
+
+/// The non-loopback interfaces as (index, name), in index order.
+fn interfaces() -> Vec<(u32, String)> {
+    let mut out: Vec<(u32, String)> = std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|name| interface_flags(name).is_some_and(|f| f & IFF_LOOPBACK == 0))
+                .filter_map(|name| Some((sys::interface_index(&name)?, name)))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// The kernel driver bound to an interface's device (`virtio_net`, `e1000e`…).
+fn driver(name: &str) -> Option<String> {
+    let link = std::fs::read_link(format!("/sys/class/net/{name}/device/driver")).ok()?;
+    link.file_name()?.to_str().map(str::to_string)
+}
+
+/// Win32_NetworkAdapter: the interfaces themselves (link type, MAC, speed, state).
+pub fn adapters(host: &Host) -> Vec<Instance> {
+    interfaces()
+        .into_iter()
+        .map(|(index, name)| {
+            let dir = format!("/sys/class/net/{name}");
+            let ethernet = sys::read_u64(format!("{dir}/type")) == Some(ARPHRD_ETHER);
+            let up = interface_flags(&name).map(|f| f & IFF_UP != 0);
+            // NetConnectionStatus: 2 connected, 7 media disconnected.
+            let status = match sys::read_trimmed(format!("{dir}/operstate")).as_deref() {
+                Some("up") => Some(2u16),
+                Some("down" | "lowerlayerdown") => Some(7),
+                _ => None,
+            };
+            // `speed` is in Mb/s, and unreadable or -1 when the link is down.
+            let speed = sys::read_u64(format!("{dir}/speed")).filter(|&s| s > 0 && s < u64::from(u32::MAX));
+            let mut r = Row::new("Win32_NetworkAdapter");
+            r.text("AdapterType", ethernet.then_some("Ethernet 802.3"))
+                .set("AdapterTypeID", ethernet.then_some(Value::UInt16(0)))
+                .set("Availability", Value::UInt16(3))
+                .text("Caption", Some(format!("[{index:08}] {name}")))
+                .text("CreationClassName", Some("Win32_NetworkAdapter"))
+                .text("Description", Some(name.as_str()))
+                .text("DeviceID", Some(index.to_string()))
+                .set("Index", Value::UInt32(index))
+                .set("Installed", Value::Bool(true))
+                .set("InterfaceIndex", Value::UInt32(index))
+                .text("MACAddress", sys::read_trimmed(format!("{dir}/address")).and_then(|a| windows_mac(&a)))
+                .text("Name", Some(name.as_str()))
+                .text("NetConnectionID", Some(name.as_str()))
+                .set("NetConnectionStatus", status.map(Value::UInt16))
+                .set("NetEnabled", up.map(Value::Bool))
+                .set("PhysicalAdapter", Value::Bool(std::path::Path::new(&format!("{dir}/device")).exists()))
+                .text("ServiceName", driver(&name))
+                .set("Speed", speed.map(|s| Value::UInt64(s * 1_000_000)))
+                .text("SystemCreationClassName", Some("Win32_ComputerSystem"))
+                .text("SystemName", Some(host.hostname.as_str()))
+                .datetime("TimeOfLastReset", host.boot_time.map(|b| sys::local_datetime(b, 0)));
+            r.finish()
+        })
+        .collect()
+}
 
 pub fn adapter_configurations(host: &Host) -> Vec<Instance> {
     let resolver = Resolver::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
@@ -133,22 +206,7 @@ pub fn adapter_configurations(host: &Host) -> Vec<Instance> {
     let addrs = sys::interface_addresses();
     let default_ttl = sys::read_u64("/proc/sys/net/ipv4/ip_default_ttl").and_then(|v| u8::try_from(v).ok());
 
-    let mut interfaces: Vec<(u32, String)> = std::fs::read_dir("/sys/class/net")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                .filter(|name| {
-                    let flags = sys::read_trimmed(format!("/sys/class/net/{name}/flags"))
-                        .and_then(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok());
-                    flags.is_some_and(|f| f & IFF_LOOPBACK == 0)
-                })
-                .filter_map(|name| Some((sys::interface_index(&name)?, name)))
-                .collect()
-        })
-        .unwrap_or_default();
-    interfaces.sort();
-
-    interfaces
+    interfaces()
         .into_iter()
         .map(|(index, name)| {
             let own: Vec<&IfAddr> = addrs.iter().filter(|a| a.interface == name).collect();
@@ -156,9 +214,6 @@ pub fn adapter_configurations(host: &Host) -> Vec<Instance> {
             let ip_enabled = !ips.is_empty();
             let gateways: Vec<&DefaultRoute> = routes.iter().filter(|r| r.interface == name).collect();
             let dir = format!("/sys/class/net/{name}");
-            let driver = std::fs::read_link(format!("{dir}/device/driver"))
-                .ok()
-                .and_then(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string));
             let mut r = Row::new("Win32_NetworkAdapterConfiguration");
             r.text("Caption", Some(format!("[{index:08}] {name}")))
                 .text("DatabasePath", Some("/etc"))
@@ -190,7 +245,7 @@ pub fn adapter_configurations(host: &Host) -> Vec<Instance> {
                 .texts("IPSubnet", ip_enabled.then_some(subnets))
                 .text("MACAddress", sys::read_trimmed(format!("{dir}/address")).and_then(|a| windows_mac(&a)))
                 .set("MTU", sys::read_u64(format!("{dir}/mtu")).and_then(|v| u32::try_from(v).ok()).map(Value::UInt32))
-                .text("ServiceName", driver)
+                .text("ServiceName", driver(&name))
                 .text("SettingID", Some(name.as_str()));
             r.finish()
         })
