@@ -10,9 +10,21 @@ use cimrun::protocol::{Connector, Endpoint, QuerySpec};
 use futures::StreamExt;
 
 async fn query(class: &str) -> Vec<Instance> {
+    run(QuerySpec::class(class)).await
+}
+
+/// Runs a WQL query through a local session.
+async fn wql(text: &str) -> Vec<Instance> {
+    let parsed = cimrun::wql::parse(text).expect("valid WQL");
+    let mut q = QuerySpec::class(&parsed.class);
+    q.wql = parsed;
+    q.needs_filter = true;
+    run(q).await
+}
+
+async fn run(q: QuerySpec) -> Vec<Instance> {
     let endpoint = Endpoint::local();
     let mut session = LocalConnector.open(&endpoint).await.expect("local session opens");
-    let q = QuerySpec::class(class);
     let mut out = Vec::new();
     let mut pages = session.enumerate(&q);
     while let Some(page) = pages.next().await {
@@ -201,4 +213,20 @@ async fn adapters_match_ip_link_and_their_configurations() {
         let up = f[2].trim_matches(['<', '>']).split(',').any(|flag| flag == "UP");
         assert_eq!(ad.get("NetEnabled"), Some(&Value::Bool(up)));
     }
+}
+
+#[tokio::test]
+async fn where_clause_finds_a_child_process() {
+    let mut child = Command::new("sleep").arg("30").spawn().expect("sleep runs");
+    let me = std::process::id();
+    let rows =
+        wql(&format!("SELECT ProcessId, Name, CommandLine FROM Win32_Process WHERE ParentProcessId = {me}")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let row =
+        rows.iter().find(|r| r.get("ProcessId") == Some(&Value::UInt32(child.id()))).expect("the child is listed");
+    assert_eq!(text_of(row, "Name"), "sleep");
+    assert_eq!(text_of(row, "CommandLine"), "sleep 30");
+    assert_eq!(row.properties.len(), 3);
+    assert!(rows.iter().all(|r| r.get("ProcessId") != Some(&Value::UInt32(me))));
 }

@@ -161,13 +161,11 @@ fn resolve(query: &QuerySpec) -> Result<Source, Error> {
 
 /// Reads the class and applies the query's filter and projection.
 fn run(source: Source, query: &QuerySpec) -> Result<Vec<Instance>, Error> {
-    if query.wql.filter.is_some() {
-        // Until the WQL evaluator lands, refuse rather than return unfiltered rows.
-        return Err(Error::new(Category::Unsupported, "WHERE filters are not evaluated by the local provider yet"));
-    }
     let instances = read(source)?;
+    // Filter before projecting: the WHERE clause may name properties the SELECT list drops.
     Ok(instances
         .into_iter()
+        .filter(|i| query.wql.filter.as_ref().is_none_or(|f| f.matches(i)))
         .map(|i| if query.wql.properties.is_empty() { i } else { i.project(&query.wql.properties) })
         .collect())
 }
@@ -270,6 +268,40 @@ mod tests {
         assert_eq!(names, ["Version", "Caption", "NoSuchProperty"]);
         assert!(matches!(os[0].get("Caption"), Some(Value::String(_))));
         assert_eq!(os[0].get("NoSuchProperty"), Some(&Value::Null));
+    }
+
+    fn wql(text: &str) -> QuerySpec {
+        let parsed = crate::wql::parse(text).unwrap();
+        let mut q = query(&parsed.class);
+        q.wql = parsed;
+        q.needs_filter = true;
+        q
+    }
+
+    #[test]
+    fn where_filters_select_instances() {
+        let me = std::process::id();
+        let q = wql(&format!("SELECT Name, ProcessId FROM Win32_Process WHERE ProcessId = {me}"));
+        let hits = run(resolve(&q).unwrap(), &q).unwrap();
+        assert_eq!(hits.len(), 1);
+        // Projected after filtering, in the SELECT order.
+        let names: Vec<&str> = hits[0].properties.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["Name", "ProcessId"]);
+
+        let all = run(Source::Process, &query("Win32_Process")).unwrap();
+        let q = wql("SELECT * FROM Win32_Process WHERE ParentProcessId = 0 OR NOT ParentProcessId = 0");
+        let both = run(resolve(&q).unwrap(), &q).unwrap();
+        // Processes can come and go between the two reads.
+        assert!(both.len().abs_diff(all.len()) <= 5);
+
+        let q = wql("SELECT * FROM Win32_LogicalDisk WHERE DeviceID = '/' AND DriveType = 3");
+        assert_eq!(run(resolve(&q).unwrap(), &q).unwrap().len(), 1);
+        let q = wql("SELECT * FROM Win32_OperatingSystem WHERE Caption LIKE '%' AND OSType = 36");
+        assert_eq!(run(resolve(&q).unwrap(), &q).unwrap().len(), 1);
+        let q = wql("SELECT * FROM Win32_OperatingSystem WHERE OSType <> 36");
+        assert!(run(resolve(&q).unwrap(), &q).unwrap().is_empty());
+        let q = wql("SELECT * FROM CIM_OperatingSystem WHERE InstallDate IS NULL");
+        assert_eq!(run(resolve(&q).unwrap(), &q).unwrap().len(), 1);
     }
 
     #[test]
