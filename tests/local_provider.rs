@@ -230,3 +230,44 @@ async fn where_clause_finds_a_child_process() {
     assert_eq!(row.properties.len(), 3);
     assert!(rows.iter().all(|r| r.get("ProcessId") != Some(&Value::UInt32(me))));
 }
+
+/// The child half of `datetimes_use_the_local_time_zone`: started with `TZ` set and the
+/// expected offset in CIMRUN_TZ_CHILD. Run directly, without that variable, it has no zone to
+/// check and returns.
+#[tokio::test]
+async fn tz_child() {
+    let Ok(expected) = std::env::var("CIMRUN_TZ_CHILD") else { return };
+    let expected: i16 = expected.parse().unwrap();
+    let os = query("Win32_OperatingSystem").await;
+    assert_eq!(os[0].get("CurrentTimeZone"), Some(&Value::SInt16(expected)));
+    let Some(Value::DateTime(boot)) = os[0].get("LastBootUpTime") else { panic!("no LastBootUpTime") };
+    let Some(Value::DateTime(now)) = os[0].get("LocalDateTime") else { panic!("no LocalDateTime") };
+    assert_eq!((boot.offset_minutes, now.offset_minutes), (expected, expected));
+    // The wall-clock fields are the UTC boot time shifted by the offset.
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let btime: i64 = stat.lines().find_map(|l| l.strip_prefix("btime ")).unwrap().trim().parse().unwrap();
+    let shifted = cimrun::cim::DateTime::from_unix(btime + i64::from(expected) * 60, 0);
+    assert_eq!(
+        (boot.day, boot.hour, boot.minute, boot.second),
+        (shifted.day, shifted.hour, shifted.minute, shifted.second)
+    );
+    let cs = query("Win32_ComputerSystem").await;
+    assert_eq!(cs[0].get("CurrentTimeZone"), Some(&Value::SInt16(expected)));
+    println!("tz-child-checked");
+}
+
+/// Datetimes carry the offset of the zone `TZ` names (POSIX zone strings need no tz database).
+#[test]
+fn datetimes_use_the_local_time_zone() {
+    for (tz, minutes) in [("XST-5:30", 330), ("YST+3", -180)] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "tz_child", "--nocapture", "--test-threads=1"])
+            .env("TZ", tz)
+            .env("CIMRUN_TZ_CHILD", minutes.to_string())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "TZ={tz}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("tz-child-checked"), "TZ={tz}: child did not run: {stdout}");
+    }
+}

@@ -34,14 +34,37 @@ const WBEM_E_INVALID_CLASS: &str = "0x80041010";
 /// WMI's code for an unknown namespace (WBEM_E_INVALID_NAMESPACE).
 const WBEM_E_INVALID_NAMESPACE: &str = "0x8004100E";
 
-/// Opens sessions on the local machine. Opening cannot fail: there is nothing to connect to.
+/// Opens sessions on the local machine. There is nothing to connect to; the only failure is
+/// an endpoint that names another computer, which this provider cannot answer for.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalConnector;
 
 impl Connector for LocalConnector {
-    fn open<'a>(&'a self, _endpoint: &'a Endpoint) -> BoxFuture<'a, Result<Box<dyn Session>, Error>> {
-        Box::pin(async { Ok(Box::new(LocalSession) as Box<dyn Session>) })
+    fn open<'a>(&'a self, endpoint: &'a Endpoint) -> BoxFuture<'a, Result<Box<dyn Session>, Error>> {
+        let result = match endpoint.computer.as_deref() {
+            Some(c) if !is_this_machine(c) => Err(Error::new(
+                Category::Unsupported,
+                format!("the local provider answers for this machine only, not {c}"),
+            )),
+            _ => Ok(Box::new(LocalSession) as Box<dyn Session>),
+        };
+        Box::pin(async move { result })
     }
+}
+
+/// Whether a computer name denotes this machine: `localhost`, `.`, a loopback address, or the
+/// host name (short or full).
+fn is_this_machine(name: &str) -> bool {
+    let n = name.trim().trim_end_matches('.');
+    if n.is_empty() || n.eq_ignore_ascii_case("localhost") || name.trim() == "." {
+        return true;
+    }
+    if n.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+        return true;
+    }
+    let node = sys::uname().map(|u| u.nodename).unwrap_or_default();
+    let short = node.split('.').next().unwrap_or("");
+    !node.is_empty() && (n.eq_ignore_ascii_case(&node) || n.eq_ignore_ascii_case(short))
 }
 
 /// A session on the local machine; each query reads the sources afresh.
@@ -311,6 +334,21 @@ mod tests {
         assert_eq!(sizes(1), vec![1]);
         assert_eq!(sizes(PAGE_SIZE), vec![PAGE_SIZE]);
         assert_eq!(sizes(2 * PAGE_SIZE + 88), vec![PAGE_SIZE, PAGE_SIZE, 88]);
+    }
+
+    #[tokio::test]
+    async fn only_this_machine_is_served() {
+        let host = sys::uname().unwrap().nodename;
+        for name in ["localhost", "LOCALHOST.", ".", "127.0.0.1", "::1", "[::1]", host.as_str()] {
+            let mut e = Endpoint::local();
+            e.computer = Some(name.to_string());
+            assert!(LocalConnector.open(&e).await.is_ok(), "{name}");
+        }
+        let mut e = Endpoint::local();
+        e.computer = Some("srv01.corp.example".into());
+        let err = LocalConnector.open(&e).await.err().unwrap();
+        assert_eq!(err.category, Category::Unsupported);
+        assert!(err.message.contains("srv01.corp.example"));
     }
 
     #[tokio::test]
