@@ -4,6 +4,7 @@
 //! (`DeviceID` = mount point). Pseudo filesystems (proc, tmpfs, cgroup…) and bind mounts of a
 //! subdirectory are left out, as they are not volumes.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::cim::{Instance, Value};
@@ -47,19 +48,29 @@ fn parse_mount_line(line: &str) -> Option<Mount> {
 
 /// Undoes the kernel's octal escapes (`\040` for a space) in mountinfo paths.
 fn unescape(s: &str) -> String {
+    unescape_bytes(s, "\\", 3, 8)
+}
+
+/// Undoes escapes of the form `lead` + `digits` digits in `radix`; anything else is kept.
+fn unescape_bytes(s: &str, lead: &str, digits: usize, radix: u32) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        let octal = b.get(i + 1..i + 4).filter(|d| c == b'\\' && d.iter().all(|x| (b'0'..=b'7').contains(x)));
-        match octal {
-            Some(d) => {
-                let v = d.iter().fold(0u32, |acc, x| acc * 8 + u32::from(x - b'0'));
-                out.push(v as u8);
-                i += 4;
+    while i < b.len() {
+        let code = b
+            .get(i..)
+            .filter(|rest| rest.starts_with(lead.as_bytes()))
+            .and_then(|_| b.get(i + lead.len()..i + lead.len() + digits))
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .filter(|d| d.chars().all(|c| c.is_digit(radix)))
+            .and_then(|d| u8::from_str_radix(d, radix).ok());
+        match code {
+            Some(v) => {
+                out.push(v);
+                i += lead.len() + digits;
             }
             None => {
-                out.push(c);
+                out.extend(b.get(i));
                 i += 1;
             }
         }
@@ -153,6 +164,22 @@ fn is_removable(major: u32, minor: u32) -> bool {
     sys::read_u64(format!("{dev}/removable")).or_else(|| sys::read_u64(format!("{dev}/../removable"))) == Some(1)
 }
 
+/// The name under which `dir` (a udev directory such as `/dev/disk/by-uuid`) links to `device`,
+/// with udev's `\xNN` escapes undone.
+pub fn udev_name(dir: &Path, device: &Path) -> Option<String> {
+    let target = std::fs::canonicalize(device).ok()?;
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find(|e| std::fs::canonicalize(e.path()).is_ok_and(|t| t == target))
+        .and_then(|e| e.file_name().to_str().map(unescape_udev))
+}
+
+/// Undoes udev's `\xNN` escapes (`My\x20Disk`).
+fn unescape_udev(s: &str) -> String {
+    unescape_bytes(s, "\\x", 2, 16)
+}
+
 /// How long to wait for a network filesystem's server before leaving its sizes null.
 const NETWORK_STATVFS_LIMIT: Duration = Duration::from_secs(5);
 
@@ -173,6 +200,8 @@ pub fn logical_disks(host: &Host) -> Vec<Instance> {
 
 fn disk_row(host: &Host, m: &Mount, t: DriveType, space: Option<sys::FsSpace>) -> Instance {
     let read_only = m.options.split(',').any(|o| o == "ro") || space.is_some_and(|s| s.read_only);
+    // Labels and filesystem UUIDs are what udev links to the block device under /dev/disk.
+    let block = t != DriveType::Network && m.source.starts_with("/dev/");
     let mut r = Row::new("Win32_LogicalDisk");
     r.set("Access", Value::UInt16(if read_only { 1 } else { 3 }))
         .set("BlockSize", space.map(|s| Value::UInt64(s.block_size)))
@@ -196,6 +225,14 @@ fn disk_row(host: &Host, m: &Mount, t: DriveType, space: Option<sys::FsSpace>) -
         .set("NumberOfBlocks", space.filter(|s| s.block_size > 0).map(|s| Value::UInt64(s.size / s.block_size)))
         .text("ProviderName", (t == DriveType::Network).then_some(m.source.as_str()))
         .set("Size", space.map(|s| Value::UInt64(s.size)))
+        .text("VolumeName", block.then(|| udev_name(Path::new("/dev/disk/by-label"), Path::new(&m.source))).flatten())
+        .text(
+            "VolumeSerialNumber",
+            block
+                .then(|| udev_name(Path::new("/dev/disk/by-uuid"), Path::new(&m.source)))
+                .flatten()
+                .map(|u| u.to_ascii_uppercase()),
+        )
         .text("SystemCreationClassName", Some("Win32_ComputerSystem"))
         .text("SystemName", Some(host.hostname.as_str()));
     r.finish()
@@ -241,7 +278,26 @@ mod tests {
     }
 
     #[test]
+    fn labels_and_uuids_from_udev_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dev = tmp.path().join("sdb1");
+        let other = tmp.path().join("sdc1");
+        std::fs::write(&dev, b"").unwrap();
+        std::fs::write(&other, b"").unwrap();
+        let by_label = tmp.path().join("by-label");
+        std::fs::create_dir(&by_label).unwrap();
+        std::os::unix::fs::symlink("../sdc1", by_label.join("OTHER")).unwrap();
+        std::os::unix::fs::symlink("../sdb1", by_label.join(r"My\x20Data")).unwrap();
+        assert_eq!(udev_name(&by_label, &dev).as_deref(), Some("My Data"));
+        assert_eq!(udev_name(&by_label, &other).as_deref(), Some("OTHER"));
+        assert_eq!(udev_name(&by_label, &tmp.path().join("missing")), None);
+        assert_eq!(udev_name(&tmp.path().join("no-dir"), &dev), None);
+        assert_eq!(unescape_udev(r"a\x2fb\xZZ\x"), "a/b\\xZZ\\x");
+    }
+
+    #[test]
     fn octal_escapes() {
         assert_eq!(unescape(r"/a\040b\011c\134d\0"), "/a b\tc\\d\\0");
+        assert_eq!(unescape(r"\+12\999\777"), r"\+12\999\777");
     }
 }
