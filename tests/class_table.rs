@@ -12,13 +12,19 @@ use cimrun::cim::schema::{self, CimType};
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
-const RECORDINGS: &str = "shared/testdata/wsman/txwinrm/data/server_2012";
+const RECORDINGS: &str = "shared/testdata/wsman/txwinrm/data";
 
-/// The recordings directory: `shared/` beside the crate (as CI clones it), or beside the
-/// directory holding a git worktree of the crate.
+/// The Server 2012 recordings, whose property lists the table follows.
 fn data_dir() -> PathBuf {
+    version_dir("server_2012")
+}
+
+/// A recordings directory: `shared/` beside the crate (as CI clones it), or beside the
+/// directory holding a git worktree of the crate.
+fn version_dir(version: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [root.join("..").join(RECORDINGS), root.join("../..").join(RECORDINGS)];
+    let rel = Path::new(RECORDINGS).join(version);
+    let candidates = [root.join("..").join(&rel), root.join("../..").join(&rel)];
     candidates
         .iter()
         .find(|p| p.is_dir())
@@ -28,7 +34,11 @@ fn data_dir() -> PathBuf {
 
 /// The classes that have a recording, found by listing the directory.
 fn recorded_classes() -> Vec<String> {
-    let mut out: Vec<String> = fs::read_dir(data_dir())
+    recorded_classes_in(&data_dir())
+}
+
+fn recorded_classes_in(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.strip_suffix(".properties").map(str::to_string))
@@ -37,8 +47,8 @@ fn recorded_classes() -> Vec<String> {
     out
 }
 
-fn star_pages(class: &str) -> Vec<PathBuf> {
-    let mut pages: Vec<PathBuf> = fs::read_dir(data_dir())
+fn star_pages(dir: &Path, class: &str) -> Vec<PathBuf> {
+    let mut pages: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
@@ -160,21 +170,43 @@ fn table_names_match_the_recorded_property_lists() {
     }
 }
 
-/// Every element of every recorded item appears in the table, in the table's order, and every
-/// value parses as the table's type; repeated elements are exactly the array properties seen.
+/// Every element of every recorded Server 2012 item appears in the table, in the table's
+/// order, and every value parses as the table's type; repeated elements are arrays.
 #[test]
 fn recorded_values_fit_the_table_types_and_order() {
+    let checked = check_values(&data_dir(), &[]);
+    // Thousands of typed values across the 14 classes; a broken reader would see none.
+    assert!(checked > 1000, "only {checked} typed values checked");
+}
+
+/// Older Windows versions agree with the table's types and order too. Server 2003 also
+/// returned two properties later versions dropped.
+#[test]
+fn older_windows_values_fit_the_table() {
+    let dropped = ["Win32_OperatingSystem.QuantumLength", "Win32_OperatingSystem.QuantumType"];
+    for version in ["server_2008", "server_2003"] {
+        let checked = check_values(&version_dir(version), &dropped);
+        assert!(checked > 500, "{version}: only {checked} typed values checked");
+    }
+}
+
+/// Checks every star page in `dir`; `absent` lists `Class.Property` names allowed to be
+/// missing from the table. Returns how many typed values were parsed.
+fn check_values(dir: &Path, absent: &[&str]) -> usize {
     let mut checked = 0usize;
-    for c in recorded_classes() {
+    for c in recorded_classes_in(dir) {
         let class = schema::class(&c).unwrap();
-        let pages = star_pages(&c);
-        assert!(!pages.is_empty(), "{c} has no star pages");
+        let pages = star_pages(dir, &c);
+        assert!(!pages.is_empty(), "{c} has no star pages in {}", dir.display());
         for page in pages {
             for item in items(&page, &c) {
                 let mut last_index = None;
                 for el in &item {
-                    let idx = class.properties.iter().position(|p| p.name == el.name);
-                    let idx = idx.unwrap_or_else(|| panic!("{c}.{} is not in the table", el.name));
+                    let Some(idx) = class.properties.iter().position(|p| p.name == el.name) else {
+                        let full = format!("{c}.{}", el.name);
+                        assert!(absent.contains(&full.as_str()), "{full} is not in the table ({})", page.display());
+                        continue;
+                    };
                     let prop = &class.properties[idx];
                     if last_index == Some(idx) {
                         assert!(prop.is_array, "{c}.{} repeats but is not an array", prop.name);
@@ -182,10 +214,7 @@ fn recorded_values_fit_the_table_types_and_order() {
                         assert!(last_index < Some(idx), "{c}.{} is out of order", prop.name);
                     }
                     last_index = Some(idx);
-                    if el.nil {
-                        continue;
-                    }
-                    if prop.cim_type == CimType::String {
+                    if el.nil || prop.cim_type == CimType::String {
                         continue;
                     }
                     let parsed = prop.cim_type.parse_text(&el.text);
@@ -195,6 +224,5 @@ fn recorded_values_fit_the_table_types_and_order() {
             }
         }
     }
-    // Thousands of typed values across the 14 classes; a broken reader would see none.
-    assert!(checked > 1000, "only {checked} typed values checked");
+    checked
 }

@@ -9,6 +9,11 @@
 //! Classes are looked up as WMI does: by Win32_ name or by the CIM_ superclass name, which
 //! returns the Win32_ instances. A class this provider does not produce is `invalid_class`
 //! when Windows does not know it either, and `unsupported` when it is a real Windows class.
+//!
+//! WHERE filters are evaluated here with the WQL AST, before the SELECT projection. Limits:
+//! Win32_QuickFixEngineering has no instances on Linux; Win32_PhysicalMemory has none either,
+//! since memory modules are only in the root-only SMBIOS table; a key-only (EPR) query gets full
+//! instances; each query reads the sources afresh, so two queries may see different processes.
 
 mod cpu;
 mod disk;
