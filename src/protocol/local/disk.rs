@@ -2,7 +2,8 @@
 //!
 //! Windows lists drive letters; here each mount point plays the part of the drive letter
 //! (`DeviceID` = mount point). Pseudo filesystems (proc, tmpfs, cgroup…) and bind mounts of a
-//! subdirectory are left out, as they are not volumes.
+//! subdirectory are left out, as they are not volumes; `/` is always listed, being the system
+//! volume even when an overlay (containers) or tmpfs (live media) backs it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -124,6 +125,11 @@ impl DriveType {
 pub fn classify(m: &Mount, removable: impl Fn(u32, u32) -> bool) -> Option<DriveType> {
     if NETWORK_FS.contains(&m.fstype.as_str()) {
         return Some(DriveType::Network);
+    }
+    // The root filesystem is the system volume (Windows' C:) whatever backs it: in a
+    // container it is an overlay, on live media a tmpfs.
+    if m.mount_point == "/" && m.root == "/" {
+        return Some(DriveType::Local);
     }
     // Major 0 is the kernel's "no device" (proc, tmpfs, overlay…).
     if m.major == 0 {
@@ -293,6 +299,15 @@ mod tests {
         assert_eq!(udev_name(&by_label, &tmp.path().join("missing")), None);
         assert_eq!(udev_name(&tmp.path().join("no-dir"), &dev), None);
         assert_eq!(unescape_udev(r"a\x2fb\xZZ\x"), "a/b\\xZZ\\x");
+    }
+
+    #[test]
+    fn a_container_root_is_still_the_system_volume() {
+        let text =
+            "500 400 0:77 / / rw,relatime - overlay overlay rw,lowerdir=/l\n501 500 0:78 / /proc rw - proc proc rw\n";
+        let v = volumes(parse_mountinfo(text), |_, _| false);
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].0.mount_point.as_str(), v[0].1), ("/", DriveType::Local));
     }
 
     #[test]
