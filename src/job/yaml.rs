@@ -452,7 +452,10 @@ impl<'a> NodeDe<'a> {
         let Some(n) = n else {
             return Err(de::Error::invalid_type(node.unexpected(), &"an integer"));
         };
-        T::try_from(n).map_err(|_| <DeError as de::Error>::custom(format!("{n} is out of range")))
+        T::try_from(n).map_err(|_| {
+            let ty = std::any::type_name::<T>();
+            <DeError as de::Error>::custom(format!("{n} is out of range for this field (a {ty})"))
+        })
     }
 
     fn float(&self) -> Result<f64, DeError> {
