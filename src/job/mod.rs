@@ -8,6 +8,7 @@ pub mod fail_if;
 pub mod hosts;
 mod load;
 pub mod model;
+pub mod secrets;
 mod validate;
 mod yaml;
 

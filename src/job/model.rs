@@ -120,8 +120,8 @@ pub struct OptionSet {
 }
 
 /// Where a password comes from. A plain string is accepted only with `allow_inline_password`.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(untagged)]
+#[derive(Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum PasswordSource {
     /// `{ env: NAME }`: an environment variable.
     Env {
@@ -141,6 +141,18 @@ pub enum PasswordSource {
     },
     /// A password written in the job file. Refused unless `allow_inline_password: true`.
     Inline(String),
+}
+
+// Written by hand so that an inline password never reaches a log through `{:?}`.
+impl std::fmt::Debug for PasswordSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PasswordSource::Env { env } => f.debug_struct("Env").field("env", env).finish(),
+            PasswordSource::File { file } => f.debug_struct("File").field("file", file).finish(),
+            PasswordSource::Command { command } => f.debug_struct("Command").field("command", command).finish(),
+            PasswordSource::Inline(_) => f.write_str("Inline([REDACTED])"),
+        }
+    }
 }
 
 /// A named credential.
