@@ -9,10 +9,12 @@ pub mod hosts;
 mod load;
 pub mod model;
 pub mod secrets;
+mod schema;
 mod validate;
 mod yaml;
 
 pub use diag::{DiagSource, Diagnostics, JobDiagnostic};
 pub use load::{LoadedJob, load, load_str};
 pub use model::*;
+pub use schema::{reference_markdown, schema};
 pub use validate::{SINK_VARIABLES, check_template};

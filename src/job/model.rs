@@ -58,10 +58,14 @@ pub enum ResourceUriScheme {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Impersonation {
+    /// The DCOM default level of the client.
     Default,
+    /// The server may identify the caller but not act as it.
     Identify,
+    /// The server may act as the caller on its own machine (PowerShell's default).
     #[default]
     Impersonate,
+    /// The server may act as the caller on other machines too.
     Delegate,
 }
 
@@ -177,10 +181,15 @@ pub enum Authentication {
     Default,
     /// Basic: only over HTTPS unless `allow_unencrypted`.
     Basic,
+    /// Negotiate: Kerberos when the domain allows it, NTLM otherwise.
     Negotiate,
+    /// NTLM only.
     Ntlm,
+    /// Kerberos only.
     Kerberos,
+    /// HTTP Digest.
     Digest,
+    /// CredSSP: delegates the credential to the server.
     Credssp,
 }
 
