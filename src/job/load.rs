@@ -68,16 +68,20 @@ pub fn load_str(text: &str, name: &str, base_dir: &Path, overrides: &[String]) -
     }
 }
 
-/// Node ids of collections that lost entries while recovering from errors. References into
-/// them are not checked, since the entry a reference names may be one that was dropped.
-pub(crate) type Dropped = HashSet<usize>;
+/// What was dropped while recovering from errors. References into a collection that lost
+/// entries are not checked, since the entry a reference names may be one that was dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Dropped {
+    /// Ids of mappings and lists that lost an entry.
+    pub parents: HashSet<usize>,
+    /// (mapping id, key) of every dropped pair.
+    pub keys: HashSet<(usize, String)>,
+}
 
 /// Deserializes the model; after each error, records it, drops the offending entry and tries
 /// again, so that one run reports every independent mistake.
 fn read_model(root: &mut Node, diags: &mut Collector<'_>) -> (Option<JobFile>, Dropped) {
-    let mut dropped = Dropped::new();
-    // Keys dropped from each mapping: a later "missing field" for one of them repeats the error.
-    let mut dropped_keys: HashSet<(usize, String)> = HashSet::new();
+    let mut dropped = Dropped::default();
     for _ in 0..MAX_ERRORS {
         let error = match JobFile::deserialize(NodeDe(root)) {
             Ok(job) => return (Some(job), dropped),
@@ -86,7 +90,8 @@ fn read_model(root: &mut Node, diags: &mut Collector<'_>) -> (Option<JobFile>, D
         let node_id = error.node.unwrap_or(root.id);
         let Some(node) = root.find(node_id) else { break };
         let pos = node.pos;
-        let repeated = missing_field(&error.message).is_some_and(|f| dropped_keys.contains(&(node_id, f.to_string())));
+        // A "missing field" for a key dropped earlier repeats that key's error.
+        let repeated = missing_field(&error.message).is_some_and(|f| dropped.keys.contains(&(node_id, f.to_string())));
         if !repeated {
             diags.at(pos, friendly(&error.message));
         }
@@ -95,9 +100,9 @@ fn read_model(root: &mut Node, diags: &mut Collector<'_>) -> (Option<JobFile>, D
         }
         match root.remove(node_id) {
             Some((parent, key)) => {
-                dropped.insert(parent);
+                dropped.parents.insert(parent);
                 if let Some(key) = key {
-                    dropped_keys.insert((parent, key));
+                    dropped.keys.insert((parent, key));
                 }
             }
             None => break,

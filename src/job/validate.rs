@@ -60,12 +60,15 @@ impl Checker<'_, '_> {
 
     /// Whether the node at `path` lost entries while recovering from earlier errors.
     fn touched(&self, path: &[Step<'_>]) -> bool {
-        self.dropped.contains(&self.root.at(path).id)
+        self.dropped.parents.contains(&self.root.at(path).id)
     }
 
     /// Whether the section lost entries while recovering from earlier errors.
     fn incomplete(&self, section: &str) -> bool {
-        self.root.get(section).is_none_or(|n| self.dropped.contains(&n.id))
+        match self.root.get(section) {
+            Some(node) => self.dropped.parents.contains(&node.id),
+            None => self.dropped.keys.contains(&(self.root.id, section.to_string())),
+        }
     }
 }
 
@@ -272,14 +275,16 @@ pub fn check_template(template: &str) -> Result<(), String> {
     hb.register_template_string("path", template)
         .map_err(|e| format!("invalid path template: {}", e.reason()))?;
     let sample: BTreeMap<&str, &str> = SINK_VARIABLES.iter().map(|v| (*v, "x")).collect();
+    let known = || SINK_VARIABLES.iter().map(|v| format!("{{{{{v}}}}}")).collect::<Vec<_>>().join(", ");
     match hb.render("path", &sample) {
         Ok(rendered) if rendered.trim().is_empty() => Err("the path template renders to an empty path".into()),
         Ok(_) => Ok(()),
-        Err(e) => Err(format!(
-            "invalid path template: {}; the variables are {}",
-            e.reason(),
-            SINK_VARIABLES.iter().map(|v| format!("{{{{{v}}}}}")).collect::<Vec<_>>().join(", ")
-        )),
+        Err(e) => match e.reason() {
+            handlebars::RenderErrorReason::MissingVariable(Some(name)) => {
+                Err(format!("unknown variable `{name}` in the path template; the variables are {}", known()))
+            }
+            reason => Err(format!("invalid path template: {reason}; the variables are {}", known())),
+        },
     }
 }
 
@@ -349,7 +354,7 @@ mod tests {
         assert!(check_template("{{query}}-{{computer}}.csv").is_ok());
         assert!(check_template("out/{{date}}/{{run_id}}/{{session}}-{{class}}.json").is_ok());
         let e = check_template("{{host}}.csv").unwrap_err();
-        assert!(e.contains("host") && e.contains("{{computer}}"), "{e}");
+        assert!(e.starts_with("unknown variable `host`") && e.contains("{{computer}}"), "{e}");
         assert!(check_template("{{query}.csv").unwrap_err().starts_with("invalid path template"));
         assert!(check_template("{{#if query}}x{{/if}}.csv").is_ok());
         assert!(check_template("  ").is_err());

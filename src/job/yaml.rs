@@ -124,11 +124,12 @@ fn check_with_saphyr(text: &str) -> Result<(), FatalError> {
 fn saphyr_message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
     let first = text.lines().next().unwrap_or("invalid YAML");
-    // "message at line L, column C" → "message"
-    match first.rfind(" at line ") {
-        Some(i) => first[..i].to_string(),
-        None => first.to_string(),
+    // "message at line L, column C (…)" → "message"
+    let message = first.find(" at line ").map_or(first, |i| &first[..i]);
+    if message.starts_with("budget breached") {
+        return format!("the document is too large or its aliases expand too far ({message})");
     }
+    message.to_string()
 }
 
 fn scan_error(e: &granit_parser::ScanError) -> FatalError {
