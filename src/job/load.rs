@@ -258,6 +258,30 @@ mod tests {
     }
 
     #[test]
+    fn password_sources_refuse_unknown_keys() {
+        let text = format!("{MINIMAL}credentials:\n  c:\n    username: u\n    password: {{ env: X, extra: 1 }}\n");
+        let e = load(&text, &[]).unwrap_err();
+        assert_eq!((e.errors[0].line, e.errors[0].column), (10, 15), "{e}");
+        let ok = format!("{MINIMAL}credentials:\n  c:\n    username: u\n    password: {{ command: [pass, show, cimrun] }}\n");
+        assert!(load(&ok, &[]).is_ok());
+    }
+
+    #[test]
+    fn inline_passwords_load_with_the_opt_in_and_stay_out_of_debug() {
+        let text = format!("{MINIMAL}credentials:\n  c:\n    username: u\n    password: hunter2\n    allow_inline_password: true\n");
+        let job = load(&text, &[]).unwrap();
+        assert!(!format!("{job:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn namespaces_and_names_are_checked() {
+        let e = load(&MINIMAL.replace("class: Win32_OperatingSystem", "class: Win32_OperatingSystem\n    namespace: root/\n    properties: [Caption, 'Bad Name']"), &[]).unwrap_err();
+        let at: Vec<(usize, usize)> = e.errors.iter().map(|d| (d.line, d.column)).collect();
+        assert_eq!(at, vec![(7, 16), (8, 27)], "{e}");
+        assert!(load(&MINIMAL.replace("class: Win32_OperatingSystem", "class: Win32_OperatingSystem\n    namespace: 'root\\cimv2'"), &[]).is_ok());
+    }
+
+    #[test]
     fn unreadable_files_are_one_error() {
         let e = super::load(Path::new("/nonexistent/job.yaml"), &[]).unwrap_err();
         assert_eq!(e.errors.len(), 1);

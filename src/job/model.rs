@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct JobFile {
     /// Job file format version. Always `1`.
+    #[schemars(range(min = 1, max = 1))]
     pub version: u32,
     /// Named option sets (the `New-CimSessionOption` equivalent); a session refers to one by name.
     #[serde(default)]

@@ -209,6 +209,11 @@ fn queries(job: &JobFile, c: &mut Checker<'_, '_>) {
                 c.error(&[item[0], item[1], Step::Key("properties"), Step::Index(j)], format!("invalid property name {p:?}"));
             }
         }
+        if let Some(ns) = &q.namespace
+            && !ns.split(['/', '\\']).all(is_identifier)
+        {
+            c.error(&at("namespace"), format!("invalid namespace {ns:?}: expected names joined by `/`, such as root/cimv2"));
+        }
         if let Some(text) = &q.query {
             wql(c, &at("query"), text, true);
         }

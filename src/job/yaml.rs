@@ -170,8 +170,10 @@ impl Builder<'_> {
             },
         };
         let (node, anchor) = match event {
-            Event::Scalar(text, style, anchor, _) => {
-                let plain = matches!(style, ScalarStyle::Plain);
+            Event::Scalar(text, style, anchor, tag) => {
+                // `!!str 123` is a string however it is written.
+                let tagged_str = tag.is_some_and(|t| t.suffix() == "str");
+                let plain = matches!(style, ScalarStyle::Plain) && !tagged_str;
                 let kind = Kind::Scalar { text: text.into_owned(), plain };
                 (Node { id: self.ids.next(), pos: start, kind }, anchor)
             }
@@ -799,6 +801,12 @@ mod tests {
         assert!(S::deserialize(NodeDe(&root)).is_err());
         let root = tree("port: 5986\nname: 2024\n");
         assert_eq!(S::deserialize(NodeDe(&root)).map(|s| s.name).ok().as_deref(), Some("2024"));
+    }
+
+    #[test]
+    fn str_tags_make_strings() {
+        let root = tree("port: !!str 5986\nname: x\n");
+        assert!(matches!(&root.get("port").map(|n| &n.kind), Some(Kind::Scalar { plain: false, .. })));
     }
 
     #[test]
