@@ -94,6 +94,10 @@ fn options(job: &JobFile, c: &mut Checker<'_, '_>) {
             Protocol::Dcom => (WSMAN_ONLY, "dcom", "WS-Man"),
         };
         let node = c.root.at(&path);
+        // A `protocol` dropped for an error leaves the default; judging keys by it would mislead.
+        if c.dropped.keys.contains(&(node.id, "protocol".to_string())) {
+            continue;
+        }
         let keys: Vec<(Pos, String)> = match &node.kind {
             super::yaml::Kind::Map(pairs) => {
                 pairs.iter().filter_map(|(k, _)| Some((k.pos, k.scalar()?.to_string()))).collect()
@@ -253,12 +257,18 @@ fn parse_wql(_text: &str, _whole_query: bool) -> Result<(), crate::wql::ParseErr
 }
 
 fn sinks(job: &JobFile, c: &mut Checker<'_, '_>) {
-    let mut paths: HashMap<&str, usize> = HashMap::new();
+    let mut paths: HashMap<String, usize> = HashMap::new();
     for (i, sink) in job.sinks.iter().enumerate() {
         let at = |key| [Step::Key("sinks"), Step::Index(i), Step::Key(key)];
-        if let Err(message) = check_template(&sink.path) {
-            c.error(&at("path"), message);
-        } else if let Some(first) = paths.insert(sink.path.trim(), i) {
+        let rendered = match render_sample(&sink.path) {
+            Ok(rendered) => rendered,
+            Err(message) => {
+                c.error(&at("path"), message);
+                continue;
+            }
+        };
+        // Compared rendered, so `{{query}}` and `{{ query }}` are the same path.
+        if let Some(first) = paths.insert(rendered, i) {
             let line = c.pos(&[Step::Key("sinks"), Step::Index(first), Step::Key("path")]).line;
             c.error(&at("path"), format!("two sinks write to {:?} (the other at line {line})", sink.path));
         }
@@ -271,6 +281,11 @@ fn sinks(job: &JobFile, c: &mut Checker<'_, '_>) {
 
 /// Checks a sink path template: handlebars syntax, and only the known variables.
 pub fn check_template(template: &str) -> Result<(), String> {
+    render_sample(template).map(|_| ())
+}
+
+/// Renders a template with each variable set to its own name, as a stand-in for any run.
+fn render_sample(template: &str) -> Result<String, String> {
     if template.trim().is_empty() {
         return Err("empty sink path".into());
     }
@@ -279,11 +294,11 @@ pub fn check_template(template: &str) -> Result<(), String> {
     hb.register_escape_fn(handlebars::no_escape);
     hb.register_template_string("path", template)
         .map_err(|e| format!("invalid path template: {}", e.reason()))?;
-    let sample: BTreeMap<&str, &str> = SINK_VARIABLES.iter().map(|v| (*v, "x")).collect();
+    let sample: BTreeMap<&str, &str> = SINK_VARIABLES.iter().map(|v| (*v, *v)).collect();
     let known = || SINK_VARIABLES.iter().map(|v| format!("{{{{{v}}}}}")).collect::<Vec<_>>().join(", ");
     match hb.render("path", &sample) {
         Ok(rendered) if rendered.trim().is_empty() => Err("the path template renders to an empty path".into()),
-        Ok(_) => Ok(()),
+        Ok(rendered) => Ok(rendered),
         Err(e) => match e.reason() {
             handlebars::RenderErrorReason::MissingVariable(Some(name)) => {
                 Err(format!("unknown variable `{name}` in the path template; the variables are {}", known()))
@@ -363,6 +378,7 @@ mod tests {
         assert!(check_template("{{query}.csv").unwrap_err().starts_with("invalid path template"));
         assert!(check_template("{{#if query}}x{{/if}}.csv").is_ok());
         assert!(check_template("  ").is_err());
+        assert_eq!(render_sample("{{ query }}/{{computer}}.csv").as_deref(), Ok("query/computer.csv"));
     }
 
     #[test]
