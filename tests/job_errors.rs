@@ -21,7 +21,9 @@ fn expectations(text: &str) -> (Vec<Expected>, Vec<String>) {
         if let Some(set) = line.strip_prefix("# set: ") {
             overrides.push(set.trim().to_string());
         }
-        let Some(rest) = line.strip_prefix("# expect: ") else { continue };
+        let Some(rest) = line.strip_prefix("# expect: ") else {
+            continue;
+        };
         let (at, message) = rest.split_once(' ').unwrap_or((rest, ""));
         let at = if at == "--set" {
             None
@@ -87,7 +89,9 @@ fn every_bad_job_reports_exactly_its_declared_errors() {
 fn each_error_line_is_grepable_and_has_a_caret() {
     for path in corpus() {
         let (_, overrides) = expectations(&std::fs::read_to_string(&path).expect("readable"));
-        let Err(diags) = job::load(&path, &overrides) else { continue };
+        let Err(diags) = job::load(&path, &overrides) else {
+            continue;
+        };
         let shown = diags.to_string();
         for d in diags.errors.iter().filter(|d| d.source == DiagSource::File) {
             let head = format!("{}:{}:{}: error: {}\n", path.display(), d.line, d.column, d.message);

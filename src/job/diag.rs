@@ -130,11 +130,8 @@ impl fmt::Display for Diagnostics {
                 let number = e.line.to_string();
                 let pad = " ".repeat(number.len());
                 // Tabs keep their width in the caret line so the caret stays under its column.
-                let lead: String = line
-                    .chars()
-                    .take(e.column.saturating_sub(1))
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
-                    .collect();
+                let lead: String =
+                    line.chars().take(e.column.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
                 let width = e.len.min(line.chars().count().saturating_sub(e.column.saturating_sub(1))).max(1);
                 writeln!(f, "{pad} |")?;
                 writeln!(f, "{number} | {line}")?;

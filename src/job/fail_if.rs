@@ -62,11 +62,7 @@ pub struct FailIfError {
 impl Default for FailPolicy {
     /// `failed > 0`.
     fn default() -> Self {
-        FailPolicy::Any(vec![Condition {
-            category: "failed".into(),
-            op: Op::Gt,
-            threshold: Threshold::Count(0),
-        }])
+        FailPolicy::Any(vec![Condition { category: "failed".into(), op: Op::Gt, threshold: Threshold::Count(0) }])
     }
 }
 
@@ -77,7 +73,9 @@ pub fn categories() -> impl Iterator<Item = &'static str> {
 
 /// Parses a `fail_if` text; `None` (absent) is the default policy.
 pub fn parse(text: Option<&str>) -> Result<FailPolicy, FailIfError> {
-    let Some(text) = text else { return Ok(FailPolicy::default()) };
+    let Some(text) = text else {
+        return Ok(FailPolicy::default());
+    };
     let tokens = tokenize(text);
     if let [(_, word)] = tokens.as_slice()
         && word.eq_ignore_ascii_case("never")
@@ -187,7 +185,9 @@ impl FailPolicy {
     /// Whether a run with these failure counts (category name → failed tasks; an `ok` entry,
     /// if present, is not a failure) out of `total` tasks counts as failed.
     pub fn is_failure(&self, counts: &BTreeMap<String, usize>, total: usize) -> bool {
-        let FailPolicy::Any(conditions) = self else { return false };
+        let FailPolicy::Any(conditions) = self else {
+            return false;
+        };
         let failed: usize = counts.iter().filter(|(k, _)| k.as_str() != "ok").map(|(_, n)| n).sum();
         conditions.iter().any(|c| {
             let count = if c.category == "failed" { failed } else { counts.get(&c.category).copied().unwrap_or(0) };
@@ -216,7 +216,9 @@ impl Op {
 
 impl fmt::Display for FailPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let FailPolicy::Any(conditions) = self else { return f.write_str("never") };
+        let FailPolicy::Any(conditions) = self else {
+            return f.write_str("never");
+        };
         for (i, c) in conditions.iter().enumerate() {
             let op = match c.op {
                 Op::Gt => ">",

@@ -57,10 +57,8 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, HostError> {
         };
         parts.push(vec![rest[..open].to_string()]);
         let range = &rest[open + 1..close];
-        let (a, b, width) = parse_range(range).ok_or_else(|| HostError::BadRange {
-            pattern: pattern.to_string(),
-            range: range.to_string(),
-        })?;
+        let (a, b, width) = parse_range(range)
+            .ok_or_else(|| HostError::BadRange { pattern: pattern.to_string(), range: range.to_string() })?;
         total = usize::try_from(b - a + 1)
             .ok()
             .and_then(|n| total.checked_mul(n))
@@ -73,10 +71,7 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, HostError> {
 
     let mut names = vec![String::new()];
     for part in &parts {
-        names = names
-            .iter()
-            .flat_map(|prefix| part.iter().map(move |p| format!("{prefix}{p}")))
-            .collect();
+        names = names.iter().flat_map(|prefix| part.iter().map(move |p| format!("{prefix}{p}"))).collect();
     }
     Ok(names)
 }

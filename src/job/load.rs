@@ -88,7 +88,9 @@ fn read_model(root: &mut Node, diags: &mut Collector<'_>) -> (Option<JobFile>, D
             Err(e) => e,
         };
         let node_id = error.node.unwrap_or(root.id);
-        let Some(node) = root.find(node_id) else { break };
+        let Some(node) = root.find(node_id) else {
+            break;
+        };
         let pos = node.pos;
         // A "missing field" for a key dropped earlier repeats that key's error.
         let repeated = missing_field(&error.message).is_some_and(|f| dropped.keys.contains(&(node_id, f.to_string())));
@@ -118,10 +120,13 @@ fn missing_field(message: &str) -> Option<&str> {
 /// serde's messages, where they are cryptic, in the job file's terms.
 fn friendly(message: &str) -> String {
     if message.starts_with("data did not match any variant of untagged enum PasswordSource") {
-        return "expected a password source: { env: NAME }, { file: PATH } or { command: [PROGRAM, ARGS...] }"
-            .into();
+        return "expected a password source: { env: NAME }, { file: PATH } or { command: [PROGRAM, ARGS...] }".into();
     }
-    message.to_string()
+    // "expected struct SessionSpec" names a Rust type; the file has mappings.
+    match message.find("expected struct ") {
+        Some(i) => format!("{}expected a mapping", &message[..i]),
+        None => message.to_string(),
+    }
 }
 
 /// Applies one `KEY=VALUE` override: KEY is a dotted path (`run.throttle`, `sessions.0.port`),
@@ -141,7 +146,8 @@ fn apply_override(root: &mut Node, index: usize, text: &str, ids: &Ids) -> Resul
         let last = depth + 1 == segments.len();
         let here = segments[..depth].join(".");
         // An absent or null value on the way is replaced by an empty mapping.
-        if !last && matches!(&node.kind, Kind::Scalar { text, plain: true } if yaml::resolve(text) == yaml::Resolved::Null)
+        if !last
+            && matches!(&node.kind, Kind::Scalar { text, plain: true } if yaml::resolve(text) == yaml::Resolved::Null)
         {
             node.kind = Kind::Map(Vec::new());
         }
@@ -163,9 +169,8 @@ fn apply_override(root: &mut Node, index: usize, text: &str, ids: &Ids) -> Resul
             }
             Kind::Seq(items) => {
                 let len = items.len();
-                let i: usize = segment
-                    .parse()
-                    .map_err(|_| format!("`{here}` is a list: expected an index, found {segment:?}"))?;
+                let i: usize =
+                    segment.parse().map_err(|_| format!("`{here}` is a list: expected an index, found {segment:?}"))?;
                 items.get_mut(i).ok_or_else(|| format!("`{here}` has {len} items: there is no item {i}"))?
             }
             Kind::Scalar { .. } => return Err(format!("`{here}` is not a mapping or a list")),
@@ -194,7 +199,8 @@ mod tests {
     use super::*;
     use crate::job::diag::DiagSource;
 
-    const MINIMAL: &str = "version: 1\nsessions:\n  - name: local\nqueries:\n  - name: os\n    class: Win32_OperatingSystem\n";
+    const MINIMAL: &str =
+        "version: 1\nsessions:\n  - name: local\nqueries:\n  - name: os\n    class: Win32_OperatingSystem\n";
 
     fn load(text: &str, overrides: &[&str]) -> Result<LoadedJob, Diagnostics> {
         let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
@@ -210,7 +216,8 @@ mod tests {
 
     #[test]
     fn overrides_apply_before_validation() {
-        let job = load(MINIMAL, &["run.throttle=8", "sessions.0.port=5986", "sessions.0.operation_timeout=2m"]).unwrap();
+        let job =
+            load(MINIMAL, &["run.throttle=8", "sessions.0.port=5986", "sessions.0.operation_timeout=2m"]).unwrap();
         assert_eq!(job.file.run.throttle, 8);
         assert_eq!(job.file.sessions[0].port, Some(5986));
         assert_eq!(job.file.sessions[0].operation_timeout.map(|d| d.0.as_secs()), Some(120));
@@ -255,6 +262,9 @@ mod tests {
         assert!(e.errors.iter().any(|d| d.message == "missing field `sessions`"), "{e}");
         let e = load("", &[]).unwrap_err();
         assert_eq!(e.errors.len(), 1, "{e}");
+        assert_eq!(e.errors[0].message, "invalid type: null, expected a mapping");
+        let e = load("version: 1\nsessions: [local]\nqueries: []\n", &[]).unwrap_err();
+        assert_eq!(e.errors[0].message, "invalid type: string \"local\", expected a mapping");
     }
 
     #[test]
@@ -262,23 +272,43 @@ mod tests {
         let text = format!("{MINIMAL}credentials:\n  c:\n    username: u\n    password: {{ env: X, extra: 1 }}\n");
         let e = load(&text, &[]).unwrap_err();
         assert_eq!((e.errors[0].line, e.errors[0].column), (10, 15), "{e}");
-        let ok = format!("{MINIMAL}credentials:\n  c:\n    username: u\n    password: {{ command: [pass, show, cimrun] }}\n");
+        let ok = format!(
+            "{MINIMAL}credentials:\n  c:\n    username: u\n    password: {{ command: [pass, show, cimrun] }}\n"
+        );
         assert!(load(&ok, &[]).is_ok());
     }
 
     #[test]
     fn inline_passwords_load_with_the_opt_in_and_stay_out_of_debug() {
-        let text = format!("{MINIMAL}credentials:\n  c:\n    username: u\n    password: hunter2\n    allow_inline_password: true\n");
+        let text = format!(
+            "{MINIMAL}credentials:\n  c:\n    username: u\n    password: hunter2\n    allow_inline_password: true\n"
+        );
         let job = load(&text, &[]).unwrap();
         assert!(!format!("{job:?}").contains("hunter2"));
     }
 
     #[test]
     fn namespaces_and_names_are_checked() {
-        let e = load(&MINIMAL.replace("class: Win32_OperatingSystem", "class: Win32_OperatingSystem\n    namespace: root/\n    properties: [Caption, 'Bad Name']"), &[]).unwrap_err();
+        let e = load(
+            &MINIMAL.replace(
+                "class: Win32_OperatingSystem",
+                "class: Win32_OperatingSystem\n    namespace: root/\n    properties: [Caption, 'Bad Name']",
+            ),
+            &[],
+        )
+        .unwrap_err();
         let at: Vec<(usize, usize)> = e.errors.iter().map(|d| (d.line, d.column)).collect();
         assert_eq!(at, vec![(7, 16), (8, 27)], "{e}");
-        assert!(load(&MINIMAL.replace("class: Win32_OperatingSystem", "class: Win32_OperatingSystem\n    namespace: 'root\\cimv2'"), &[]).is_ok());
+        assert!(
+            load(
+                &MINIMAL.replace(
+                    "class: Win32_OperatingSystem",
+                    "class: Win32_OperatingSystem\n    namespace: 'root\\cimv2'"
+                ),
+                &[]
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ pub mod fail_if;
 pub mod hosts;
 mod load;
 pub mod model;
-pub mod secrets;
 mod schema;
+pub mod secrets;
 mod validate;
 mod yaml;
 

@@ -13,10 +13,7 @@ pub fn schema() -> Value {
     let schema = schemars::schema_for!(JobFile);
     let mut value = serde_json::to_value(&schema).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
-        map.insert(
-            "$id".into(),
-            Value::String("https://github.com/cimrun/cimrun/schemas/job.schema.json".into()),
-        );
+        map.insert("$id".into(), Value::String("https://github.com/cimrun/cimrun/schemas/job.schema.json".into()));
     }
     value
 }
@@ -79,11 +76,8 @@ fn section(out: &mut String, name: &str, def: &Value) {
         }
         let _ = writeln!(out);
     }
-    let variants: Vec<&Value> = ["oneOf", "anyOf"]
-        .iter()
-        .filter_map(|k| def.get(*k).and_then(Value::as_array))
-        .flatten()
-        .collect();
+    let variants: Vec<&Value> =
+        ["oneOf", "anyOf"].iter().filter_map(|k| def.get(*k).and_then(Value::as_array)).flatten().collect();
     if !variants.is_empty() {
         let _ = writeln!(out, "| Value | Description |");
         let _ = writeln!(out, "|---|---|");
@@ -121,11 +115,8 @@ fn type_name(v: &Value) -> String {
         return format!("[{name}](#{})", name.to_lowercase());
     }
     if let Some(any) = v.get("anyOf").or_else(|| v.get("oneOf")).and_then(Value::as_array) {
-        let parts: Vec<String> = any
-            .iter()
-            .filter(|x| x.get("type").and_then(Value::as_str) != Some("null"))
-            .map(type_name)
-            .collect();
+        let parts: Vec<String> =
+            any.iter().filter(|x| x.get("type").and_then(Value::as_str) != Some("null")).map(type_name).collect();
         return parts.join(" or ");
     }
     let types: Vec<&str> = match v.get("type") {
@@ -133,7 +124,7 @@ fn type_name(v: &Value) -> String {
         Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect(),
         _ => Vec::new(),
     };
-    let base = match types.first().copied() {
+    match types.first().copied() {
         Some("array") => format!("list of {}", v.get("items").map_or_else(|| "any".into(), type_name)),
         Some("object") => match v.get("additionalProperties") {
             Some(inner) if inner.is_object() => format!("map of {}", type_name(inner)),
@@ -142,8 +133,7 @@ fn type_name(v: &Value) -> String {
         Some(t) => t.to_string(),
         None if v.get("const").is_some() => "constant".into(),
         None => "any".into(),
-    };
-    base
+    }
 }
 
 #[cfg(test)]
@@ -180,7 +170,9 @@ mod tests {
     #[test]
     fn reference_lists_every_field() {
         let md = reference_markdown();
-        for field in ["`computers_from`", "`fail_if`", "`allow_inline_password`", "`packet_privacy`", "`array_separator`"] {
+        for field in
+            ["`computers_from`", "`fail_if`", "`allow_inline_password`", "`packet_privacy`", "`array_separator`"]
+        {
             assert!(md.contains(field), "{field} missing");
         }
         assert!(md.contains("| `credssp` |"), "enum values are listed");

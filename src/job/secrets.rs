@@ -128,7 +128,9 @@ fn run_command(argv: &[String], timeout: Duration) -> Result<String, SecretError
                 return Err(SecretError::Timeout { program: program.clone(), timeout });
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(SecretError::Spawn { program: program.clone(), message: e.to_string() }),
+            Err(e) => {
+                return Err(SecretError::Spawn { program: program.clone(), message: e.to_string() });
+            }
         }
     };
     let out = reader.join().unwrap_or_default();
@@ -151,7 +153,8 @@ mod tests {
     fn env_source() {
         // SAFETY: the variable name is unique to this test.
         unsafe { std::env::set_var("CIMRUN_TEST_SECRET_ENV", "s3cret") };
-        let c = resolve(&spec(PasswordSource::Env { env: "CIMRUN_TEST_SECRET_ENV".into() }, false), Path::new(".")).unwrap();
+        let c = resolve(&spec(PasswordSource::Env { env: "CIMRUN_TEST_SECRET_ENV".into() }, false), Path::new("."))
+            .unwrap();
         assert_eq!(c.password.expose_secret(), "s3cret");
         assert_eq!(c.username, r"CORP\svc");
         let e = resolve(&spec(PasswordSource::Env { env: "CIMRUN_TEST_UNSET_VAR".into() }, false), Path::new("."));
@@ -187,8 +190,12 @@ mod tests {
         assert!(matches!(e, SecretError::CommandFailed { .. }), "{e}");
         let slow = vec!["sleep".to_string(), "5".into()];
         let started = Instant::now();
-        let e = resolve_with_timeout(&spec(PasswordSource::Command { command: slow }, false), Path::new("."), Duration::from_millis(200))
-            .unwrap_err();
+        let e = resolve_with_timeout(
+            &spec(PasswordSource::Command { command: slow }, false),
+            Path::new("."),
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
         assert!(matches!(e, SecretError::Timeout { .. }), "{e}");
         assert!(started.elapsed() < Duration::from_secs(3));
         let none = vec!["/nonexistent/program".to_string()];

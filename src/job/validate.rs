@@ -105,17 +105,15 @@ fn options(job: &JobFile, c: &mut Checker<'_, '_>) {
             _ => Vec::new(),
         };
         for (pos, key) in keys.iter().filter(|(_, k)| foreign.contains(&k.as_str())) {
-            c.diags.at(
-                *pos,
-                format!("`{key}` is a {other} option, but option set `{name}` uses protocol {own}"),
-            );
+            c.diags.at(*pos, format!("`{key}` is a {other} option, but option set `{name}` uses protocol {own}"));
         }
         if let Some(size) = set.max_envelope_size_kb
             && !(8..=1_048_576).contains(&size)
         {
-            c.error(&[Step::Key("options"), Step::Key(name), Step::Key("max_envelope_size_kb")], format!(
-                "max_envelope_size_kb must be between 8 and 1048576, found {size}"
-            ));
+            c.error(
+                &[Step::Key("options"), Step::Key(name), Step::Key("max_envelope_size_kb")],
+                format!("max_envelope_size_kb must be between 8 and 1048576, found {size}"),
+            );
         }
     }
 }
@@ -169,7 +167,10 @@ fn sessions(job: &JobFile, base_dir: &Path, c: &mut Checker<'_, '_>) {
         duration(c, s.connect_timeout, &at("connect_timeout"));
         for (j, pattern) in s.computers.iter().enumerate() {
             if let Err(e) = hosts::expand(pattern) {
-                c.error(&[Step::Key("sessions"), Step::Index(i), Step::Key("computers"), Step::Index(j)], e.to_string());
+                c.error(
+                    &[Step::Key("sessions"), Step::Index(i), Step::Key("computers"), Step::Index(j)],
+                    e.to_string(),
+                );
             }
         }
         if let Some(file) = &s.computers_from
@@ -210,13 +211,19 @@ fn queries(job: &JobFile, c: &mut Checker<'_, '_>) {
         for p in &q.properties {
             if !is_identifier(p) {
                 let j = q.properties.iter().position(|x| x == p).unwrap_or(0);
-                c.error(&[item[0], item[1], Step::Key("properties"), Step::Index(j)], format!("invalid property name {p:?}"));
+                c.error(
+                    &[item[0], item[1], Step::Key("properties"), Step::Index(j)],
+                    format!("invalid property name {p:?}"),
+                );
             }
         }
         if let Some(ns) = &q.namespace
             && !ns.split(['/', '\\']).all(is_identifier)
         {
-            c.error(&at("namespace"), format!("invalid namespace {ns:?}: expected names joined by `/`, such as root/cimv2"));
+            c.error(
+                &at("namespace"),
+                format!("invalid namespace {ns:?}: expected names joined by `/`, such as root/cimv2"),
+            );
         }
         if let Some(text) = &q.query {
             wql(c, &at("query"), text, true);
@@ -292,8 +299,7 @@ fn render_sample(template: &str) -> Result<String, String> {
     let mut hb = handlebars::Handlebars::new();
     hb.set_strict_mode(true);
     hb.register_escape_fn(handlebars::no_escape);
-    hb.register_template_string("path", template)
-        .map_err(|e| format!("invalid path template: {}", e.reason()))?;
+    hb.register_template_string("path", template).map_err(|e| format!("invalid path template: {}", e.reason()))?;
     let sample: BTreeMap<&str, &str> = SINK_VARIABLES.iter().map(|v| (*v, *v)).collect();
     let known = || SINK_VARIABLES.iter().map(|v| format!("{{{{{v}}}}}")).collect::<Vec<_>>().join(", ");
     match hb.render("path", &sample) {
@@ -362,7 +368,8 @@ fn undefined<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a String>
 
 /// A CIM class or property name: letters, digits and `_`, not starting with a digit.
 fn is_identifier(s: &str) -> bool {
-    s.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_') && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+    s.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

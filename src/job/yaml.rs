@@ -5,8 +5,8 @@
 use std::cell::Cell;
 use std::fmt;
 
-use serde_saphyr::granit_parser::{self, Event, Parser, ScalarStyle};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
+use serde_saphyr::granit_parser::{self, Event, Parser, ScalarStyle};
 
 /// Where a node's text came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +73,12 @@ impl Ids {
 /// budget already refuses alias bombs; this keeps the tree bounded on its own terms too.
 const MAX_NODES: usize = 200_000;
 
-/// Parses one YAML document into a node tree. Duplicate keys are kept (the first wins when
-/// the tree is read) and returned as `(first key, duplicate key)` pairs for the caller to report.
-pub(crate) fn parse(text: &str, ids: &Ids) -> Result<(Node, Vec<(Pos, Pos, String)>), FatalError> {
+/// A key given twice in one mapping: where it first was, where it is again, and its name.
+pub(crate) type Duplicate = (Pos, Pos, String);
+
+/// Parses one YAML document into a node tree. Of duplicate keys the first is kept; the others
+/// are returned for the caller to report.
+pub(crate) fn parse(text: &str, ids: &Ids) -> Result<(Node, Vec<Duplicate>), FatalError> {
     check_with_saphyr(text)?;
     let mut builder = Builder { ids, anchors: Vec::new(), duplicates: Vec::new(), nodes: 0 };
     let mut parser = Parser::new_from_str(text);
@@ -111,10 +114,7 @@ fn check_with_saphyr(text: &str) -> Result<(), FatalError> {
     match serde_saphyr::from_str_with_options::<de::IgnoredAny>(text, options) {
         Ok(_) => Ok(()),
         Err(e) => {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line() as usize, l.column() as usize))
-                .unwrap_or((1, 1));
+            let (line, column) = e.location().map(|l| (l.line() as usize, l.column() as usize)).unwrap_or((1, 1));
             Err(FatalError { message: saphyr_message(&e), line, column })
         }
     }
@@ -140,7 +140,7 @@ fn scan_error(e: &granit_parser::ScanError) -> FatalError {
 struct Builder<'i> {
     ids: &'i Ids,
     anchors: Vec<(usize, Node)>,
-    duplicates: Vec<(Pos, Pos, String)>,
+    duplicates: Vec<Duplicate>,
     nodes: usize,
 }
 
@@ -199,9 +199,7 @@ impl Builder<'_> {
                     let (event, span) = next(parser)?;
                     let value = self.node(event, span, parser)?;
                     let name = key.scalar().map(str::to_string);
-                    let first = name
-                        .as_deref()
-                        .and_then(|n| pairs.iter().find(|(k, _)| k.scalar() == Some(n)));
+                    let first = name.as_deref().and_then(|n| pairs.iter().find(|(k, _)| k.scalar() == Some(n)));
                     match (first, name) {
                         (Some((first, _)), Some(name)) => self.duplicates.push((first.pos, key.pos, name)),
                         _ => pairs.push((key, value)),
@@ -248,7 +246,9 @@ fn next<'a>(
             #[allow(unreachable_patterns)]
             Some(Ok((event, span))) => return Ok((event, span)),
             Some(Err(e)) => return Err(scan_error(&e)),
-            None => return Err(FatalError { message: "unexpected end of YAML".into(), line: 1, column: 1 }),
+            None => {
+                return Err(FatalError { message: "unexpected end of YAML".into(), line: 1, column: 1 });
+            }
         }
     }
 }
@@ -356,7 +356,7 @@ impl Node {
     fn unexpected(&self) -> de::Unexpected<'_> {
         match &self.kind {
             Kind::Scalar { text, plain: true } => match resolve(text) {
-                Resolved::Null => de::Unexpected::Unit,
+                Resolved::Null => de::Unexpected::Other("null"),
                 Resolved::Bool(b) => de::Unexpected::Bool(b),
                 Resolved::Int(i) => match i64::try_from(i) {
                     Ok(i) => de::Unexpected::Signed(i),
@@ -388,7 +388,9 @@ pub(crate) fn resolve(text: &str) -> Resolved {
         "" | "~" | "null" | "Null" | "NULL" => return Resolved::Null,
         "true" | "True" | "TRUE" => return Resolved::Bool(true),
         "false" | "False" | "FALSE" => return Resolved::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Resolved::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Resolved::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Resolved::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Resolved::Float(f64::NAN),
         _ => {}
@@ -542,7 +544,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         let result = match &node.kind {
             // A plain null is not an empty string: `name:` left blank is a mistake.
             Kind::Scalar { text, plain: true } if resolve(text) == Resolved::Null => {
-                Err(de::Error::invalid_type(de::Unexpected::Unit, &"a string"))
+                Err(de::Error::invalid_type(de::Unexpected::Other("null"), &"a string"))
             }
             Kind::Scalar { text, .. } => visitor.visit_str(text),
             _ => Err(de::Error::invalid_type(node.unexpected(), &"a string")),
@@ -586,11 +588,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, DeError> {
         let node = self.0;
         visitor.visit_newtype_struct(self).map_err(|e: DeError| e.at(node))
     }
@@ -744,7 +742,9 @@ mod tests {
         let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         for (i, c) in "bcdefghij".chars().enumerate() {
             let prev = (b'a' + i as u8) as char;
-            bomb.push_str(&format!("{c}: &{c} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+            bomb.push_str(&format!(
+                "{c}: &{c} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
         }
         assert!(parse(&bomb, &Ids::default()).is_err());
     }
