@@ -176,6 +176,46 @@ mod tests {
         ));
     }
 
+    /// Captures what `tracing` logs while `f` runs.
+    fn logs(f: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().map_err(|_| std::io::ErrorKind::Other)?.extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn readable_password_files_are_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "hunter2\n").unwrap();
+        let source = spec(PasswordSource::File { file: "pw".into() }, false);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let quiet = logs(|| assert!(resolve(&source, dir.path()).is_ok()));
+        assert_eq!(quiet, "");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let warned = logs(|| assert!(resolve(&source, dir.path()).is_ok()));
+        assert!(warned.contains("WARN") && warned.contains("readable by group or others"), "{warned}");
+        assert!(warned.contains("mode=\"640\"") || warned.contains("mode=640"), "{warned}");
+        assert!(!warned.contains("hunter2"));
+    }
+
     #[test]
     fn command_source_runs_without_a_shell() {
         let argv = vec!["printf".to_string(), "%s\\n%s".into(), "pa ss; $(x)".into(), "two".into()];
