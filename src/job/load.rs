@@ -312,6 +312,16 @@ mod tests {
     }
 
     #[test]
+    fn wql_in_a_block_scalar_points_at_its_first_line() {
+        let text = MINIMAL
+            .replace("class: Win32_OperatingSystem", "query: >-\n      SELECT Name\n      FROM Win32_Service WHERE");
+        let e = load(&text, &[]).unwrap_err();
+        assert_eq!(e.errors.len(), 1, "{e}");
+        assert_eq!((e.errors[0].line, e.errors[0].column), (7, 7), "{e}");
+        assert!(e.errors[0].message.starts_with("invalid WQL query: "), "{e}");
+    }
+
+    #[test]
     fn unreadable_files_are_one_error() {
         let e = super::load(Path::new("/nonexistent/job.yaml"), &[]).unwrap_err();
         assert_eq!(e.errors.len(), 1);

@@ -258,9 +258,8 @@ fn wql(c: &mut Checker<'_, '_>, path: &[Step<'_>], text: &str, whole_query: bool
     }
 }
 
-// Waits for `crate::wql::parse` / `parse_condition` to land on main.
-fn parse_wql(_text: &str, _whole_query: bool) -> Result<(), crate::wql::ParseError> {
-    Ok(())
+fn parse_wql(text: &str, whole_query: bool) -> Result<(), crate::wql::ParseError> {
+    if whole_query { crate::wql::parse(text).map(|_| ()) } else { crate::wql::parse_condition(text).map(|_| ()) }
 }
 
 fn sinks(job: &JobFile, c: &mut Checker<'_, '_>) {
