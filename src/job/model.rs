@@ -213,6 +213,7 @@ pub struct SessionSpec {
     /// Name of an entry in `options`. Without one, WS-Man over HTTP with defaults.
     pub options: Option<String>,
     /// TCP port (default 5985, or 5986 with `use_ssl`).
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
     /// Time the server may take for one operation (sent to it), e.g. `60s`.
     pub operation_timeout: Option<HumanDuration>,
@@ -283,9 +284,11 @@ pub struct SinkSpec {
 pub struct RunSettings {
     /// Sessions (computers) open at once (default 64).
     #[serde(default = "default_throttle")]
+    #[schemars(range(min = 1))]
     pub throttle: usize,
     /// Operations in flight to one host at once (default 1; WinRM's per-user quota is low).
     #[serde(default = "default_per_host")]
+    #[schemars(range(min = 1))]
     pub per_host_operations: usize,
     /// Default time to establish a connection (default `10s`).
     pub connect_timeout: Option<HumanDuration>,
