@@ -285,6 +285,9 @@ mod tests {
         );
         let job = load(&text, &[]).unwrap();
         assert!(!format!("{job:?}").contains("hunter2"));
+        let json = serde_json::to_string(&job.file).unwrap();
+        assert!(!json.contains("hunter2") && json.contains(r#""password":"[REDACTED]""#), "{json}");
+        assert!(json.contains(r#""allow_inline_password":true"#));
     }
 
     #[test]

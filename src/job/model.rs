@@ -125,7 +125,7 @@ pub struct OptionSet {
 }
 
 /// Where a password comes from. A plain string is accepted only with `allow_inline_password`.
-#[derive(Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Deserialize, JsonSchema)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum PasswordSource {
     /// `{ env: NAME }`: an environment variable.
@@ -156,6 +156,24 @@ impl std::fmt::Debug for PasswordSource {
             PasswordSource::File { file } => f.debug_struct("File").field("file", file).finish(),
             PasswordSource::Command { command } => f.debug_struct("Command").field("command", command).finish(),
             PasswordSource::Inline(_) => f.write_str("Inline([REDACTED])"),
+        }
+    }
+}
+
+// By hand too: a job serialized for a report or a plan must not carry an inline password.
+impl Serialize for PasswordSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        fn one<S: serde::Serializer, V: Serialize + ?Sized>(s: S, key: &str, value: &V) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry(key, value)?;
+            map.end()
+        }
+        match self {
+            PasswordSource::Env { env } => one(s, "env", env),
+            PasswordSource::File { file } => one(s, "file", file),
+            PasswordSource::Command { command } => one(s, "command", command),
+            PasswordSource::Inline(_) => s.serialize_str("[REDACTED]"),
         }
     }
 }

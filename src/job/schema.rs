@@ -44,8 +44,37 @@ fn render_reference(schema: &Value) -> String {
     for (name, def) in defs {
         section(&mut out, name, def);
     }
+    out.push_str(NOTES);
     out
 }
+
+/// What the schema cannot say: overrides, host patterns, `fail_if`, how errors are shown.
+const NOTES: &str = r#"## Overrides
+
+`--set KEY=VALUE` changes the job before it is validated. KEY is a dotted path, with list
+items by index (`run.throttle=8`, `sessions.0.port=5986`); VALUE is YAML (`8`, `true`, `60s`,
+`[a, b]`). Missing mapping keys are created. An error in an override names the override.
+
+## Computer names
+
+`web[01:12].corp` expands to `web01.corp` … `web12.corp`: numeric ranges only, the first
+number's width sets the zero padding, several ranges give every combination, at most
+1,000,000 names. `computers_from` files hold one name or pattern per line; `#` starts a
+comment. Duplicates are removed ignoring case, the first kept. A session with no computers
+queries the local machine.
+
+## fail_if
+
+`never`, or conditions joined with `or`: `CATEGORY OP NUMBER` or `CATEGORY OP PERCENT%`,
+where OP is one of `>`, `>=`, `<`, `<=`, `==` and CATEGORY is `failed` (any failure) or an
+error category of the run report (`unreachable`, `auth_failed`, `access_denied`,
+`timed_out`, …). The default is `failed > 0`.
+
+## Errors
+
+`cimrun validate` reports every error it finds, each as `FILE:LINE:COLUMN: error: MESSAGE`
+followed by the line and a caret, and exits with code 2.
+"#;
 
 fn section(out: &mut String, name: &str, def: &Value) {
     let _ = writeln!(out, "## {name}\n");
