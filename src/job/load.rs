@@ -122,11 +122,53 @@ fn friendly(message: &str) -> String {
     if message.starts_with("data did not match any variant of untagged enum PasswordSource") {
         return "expected a password source: { env: NAME }, { file: PATH } or { command: [PROGRAM, ARGS...] }".into();
     }
+    if let Some(hinted) = suggest(message) {
+        return hinted;
+    }
     // "expected struct SessionSpec" names a Rust type; the file has mappings.
     match message.find("expected struct ") {
         Some(i) => format!("{}expected a mapping", &message[..i]),
         None => message.to_string(),
     }
+}
+
+/// `unknown field `computer`, expected one of `name`, `computers`…` gains "did you mean
+/// `computers`?" when one of the expected names is a small typo away.
+fn suggest(message: &str) -> Option<String> {
+    let (head, expected) = message.split_once(", expected ")?;
+    let given = head.strip_prefix("unknown field `").or_else(|| head.strip_prefix("unknown variant `"))?;
+    let given = given.strip_suffix('`')?;
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|name| (edit_distance(given, name), name))
+        .filter(|(d, name)| *d <= 2.min(name.len() / 2))
+        .min_by_key(|(d, _)| *d)?;
+    Some(format!("{head}: did you mean `{}`? (expected {expected})", best.1))
+}
+
+/// Levenshtein distance, ignoring case.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row.first().copied().unwrap_or(0);
+        if let Some(first) = row.first_mut() {
+            *first = i + 1;
+        }
+        for (j, cb) in b.iter().enumerate() {
+            let above = row.get(j + 1).copied().unwrap_or(0);
+            let left = row.get(j).copied().unwrap_or(0);
+            let value = (diagonal + usize::from(ca != cb)).min(above + 1).min(left + 1);
+            diagonal = above;
+            if let Some(cell) = row.get_mut(j + 1) {
+                *cell = value;
+            }
+        }
+    }
+    row.last().copied().unwrap_or(0)
 }
 
 /// Applies one `KEY=VALUE` override: KEY is a dotted path (`run.throttle`, `sessions.0.port`),
@@ -322,6 +364,22 @@ mod tests {
         assert_eq!(e.errors.len(), 1, "{e}");
         assert_eq!((e.errors[0].line, e.errors[0].column), (7, 7), "{e}");
         assert!(e.errors[0].message.starts_with("invalid WQL query: "), "{e}");
+    }
+
+    #[test]
+    fn typos_get_a_suggestion() {
+        assert_eq!(edit_distance("kerbros", "kerberos"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("Computer", "computers"), 1);
+        let m = friendly("unknown field `computer`, expected one of `name`, `computers`, `port`");
+        assert_eq!(
+            m,
+            "unknown field `computer`: did you mean `computers`? (expected one of `name`, `computers`, `port`)"
+        );
+        let m = friendly("unknown variant `kerbros`, expected one of `ntlm`, `kerberos`");
+        assert!(m.contains("did you mean `kerberos`?"), "{m}");
+        let m = friendly("unknown field `schedule`, expected one of `version`, `options`");
+        assert_eq!(m, "unknown field `schedule`, expected one of `version`, `options`");
     }
 
     #[test]
