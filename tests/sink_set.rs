@@ -63,10 +63,13 @@ fn files_appear_only_when_complete() {
     assert_eq!(tree(&out), ["2026-11-21/disks.json", "disks.csv"], "no temporary file left");
     assert_eq!(read(out.join("disks.csv")), "PSComputerName,DeviceID,Size\r\nh1,C:,10\r\nh2,D:,20\r\n");
     let json: serde_json::Value = serde_json::from_str(&read(out.join("2026-11-21/disks.json"))).unwrap();
-    assert_eq!(json, serde_json::json!([
-        {"PSComputerName": "h1", "DeviceID": "C:", "Size": 10},
-        {"PSComputerName": "h2", "DeviceID": "D:", "Size": 20}
-    ]));
+    assert_eq!(
+        json,
+        serde_json::json!([
+            {"PSComputerName": "h1", "DeviceID": "C:", "Size": 10},
+            {"PSComputerName": "h2", "DeviceID": "D:", "Size": 20}
+        ])
+    );
 }
 
 #[test]
@@ -169,7 +172,8 @@ fn hostile_computer_names_stay_inside_the_output_directory() {
     let specs = [spec(SinkKind::Ndjson, "{{computer}}/{{query}}.ndjson"), spec(SinkKind::Csv, "{{computer}}.csv")];
     let mut set = SinkSet::new(&specs, &out, vars()).unwrap();
     let long = "x".repeat(5000);
-    let hostile = ["../../etc/passwd", "C:\\x", "a/b", "..", ".", "nul\0byte", "/abs", "~root", &long, "\u{202e}rtl", ""];
+    let hostile =
+        ["../../etc/passwd", "C:\\x", "a/b", "..", ".", "nul\0byte", "/abs", "~root", &long, "\u{202e}rtl", ""];
     for h in hostile {
         set.write(&row("s", h, &[]), &disk("C:", 1)).unwrap();
         set.task_done("s", h).unwrap();
@@ -298,4 +302,19 @@ fn fill_up_in_child(dir: &Path) {
     assert!(matches!(errors.last(), Some(SinkError::Failed { .. })), "later rows are refused quickly");
     let written: Vec<PathBuf> = set.finish().unwrap();
     assert_eq!(written, [dir.join("small.csv")]);
+}
+
+#[test]
+fn durable_mode_writes_the_same_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut set = SinkSet::new(&[spec(SinkKind::Ndjson, "{{computer}}/{{query}}.ndjson")], tmp.path(), vars()).unwrap();
+    set.set_durable(true);
+    set.write(&row("s", "h1", &[]), &disk("C:", 1)).unwrap();
+    set.task_done("s", "h1").unwrap();
+    assert_eq!(tree(tmp.path()), ["h1/disks.ndjson"]);
+    assert_eq!(
+        read(tmp.path().join("h1/disks.ndjson")),
+        "{\"PSComputerName\":\"h1\",\"DeviceID\":\"C:\",\"Size\":1}\n"
+    );
+    assert_eq!(set.finish().unwrap(), [tmp.path().join("h1/disks.ndjson")]);
 }

@@ -43,7 +43,12 @@ impl<W: Write> JsonWriter<W> {
     }
 
     /// Writes one instance with its own property list: one file may hold several queries.
-    pub(crate) fn write_row_with(&mut self, computer: &str, instance: &Instance, properties: &[String]) -> io::Result<()> {
+    pub(crate) fn write_row_with(
+        &mut self,
+        computer: &str,
+        instance: &Instance,
+        properties: &[String],
+    ) -> io::Result<()> {
         let JsonWriter { out, started, has_items, .. } = self;
         write_item(out, started, has_items, &JsonRow { computer, instance, properties })
     }
@@ -109,7 +114,12 @@ impl<W: Write> NdjsonWriter<W> {
     }
 
     /// Writes one instance with its own property list: one file may hold several queries.
-    pub(crate) fn write_row_with(&mut self, computer: &str, instance: &Instance, properties: &[String]) -> io::Result<()> {
+    pub(crate) fn write_row_with(
+        &mut self,
+        computer: &str,
+        instance: &Instance,
+        properties: &[String],
+    ) -> io::Result<()> {
         write_line(&mut self.out, &JsonRow { computer, instance, properties })
     }
 

@@ -122,16 +122,18 @@ pub(crate) struct PathRenderer {
 impl PathRenderer {
     /// Compiles the templates (strict: an unknown variable is an error, found here by a trial
     /// render rather than at the first row).
-    pub(crate) fn new<'t>(sources: impl IntoIterator<Item = &'t str>, vars: &RunVars) -> Result<PathRenderer, SinkError> {
+    pub(crate) fn new<'t>(
+        sources: impl IntoIterator<Item = &'t str>,
+        vars: &RunVars,
+    ) -> Result<PathRenderer, SinkError> {
         let mut hb = Handlebars::new();
         hb.set_strict_mode(true);
         hb.register_escape_fn(handlebars::no_escape);
-        let mut r = PathRenderer { hb, date: sanitize(&vars.date), run_id: sanitize(&vars.run_id), templates: Vec::new() };
+        let mut r =
+            PathRenderer { hb, date: sanitize(&vars.date), run_id: sanitize(&vars.run_id), templates: Vec::new() };
         for (index, source) in sources.into_iter().enumerate() {
-            r.hb.register_template_string(&index.to_string(), source).map_err(|e| SinkError::Template {
-                template: source.to_string(),
-                message: e.to_string(),
-            })?;
+            r.hb.register_template_string(&index.to_string(), source)
+                .map_err(|e| SinkError::Template { template: source.to_string(), message: e.to_string() })?;
             r.templates.push(TemplateInfo { source: source.to_string(), uses_computer: false });
             let probe = |computer: &'static str| RowContext {
                 session: "session",
@@ -160,7 +162,14 @@ impl PathRenderer {
         let source = self.templates.get(index).map(|t| t.source.as_str()).unwrap_or("");
         let (query, class, session, computer) =
             (sanitize(row.query), sanitize(row.class), sanitize(row.session), sanitize(row.computer));
-        let vars = Vars { query: &query, class: &class, session: &session, computer: &computer, date: &self.date, run_id: &self.run_id };
+        let vars = Vars {
+            query: &query,
+            class: &class,
+            session: &session,
+            computer: &computer,
+            date: &self.date,
+            run_id: &self.run_id,
+        };
         let rendered = self
             .hb
             .render(&index.to_string(), &vars)
@@ -230,7 +239,9 @@ mod tests {
     #[test]
     fn renders_sanitized_without_html_escaping() {
         let vars = RunVars { run_id: "r1".into(), date: "2026-01-02".into() };
-        let r = PathRenderer::new(["{{date}}/{{session}}/{{computer}}-{{query}}&{{class}}.csv", "{{query}}.json"], &vars).unwrap();
+        let r =
+            PathRenderer::new(["{{date}}/{{session}}/{{computer}}-{{query}}&{{class}}.csv", "{{query}}.json"], &vars)
+                .unwrap();
         assert_eq!(
             r.render(0, &row("../../x<y>")).unwrap(),
             PathBuf::from("2026-01-02/s_1/______x_y_-os&Win32_OperatingSystem.csv")
@@ -242,7 +253,9 @@ mod tests {
     #[test]
     fn bad_templates_fail_early() {
         let vars = RunVars { run_id: "r".into(), date: "d".into() };
-        for (t, escapes) in [("{{host}}.csv", false), ("{{#if}}", false), ("/abs/{{query}}", true), ("../{{query}}", true)] {
+        for (t, escapes) in
+            [("{{host}}.csv", false), ("{{#if}}", false), ("/abs/{{query}}", true), ("../{{query}}", true)]
+        {
             match PathRenderer::new([t], &vars) {
                 Err(SinkError::PathEscapes { .. }) => assert!(escapes, "{t}"),
                 Err(SinkError::Template { .. }) => assert!(!escapes, "{t}"),

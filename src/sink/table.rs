@@ -38,14 +38,19 @@ pub struct TableWriter<W: Write> {
 impl<W: Write> TableWriter<W> {
     /// A writer; nothing is written before `finish`.
     pub fn new(out: W, properties: &[String], options: TableOptions) -> TableWriter<W> {
-        TableWriter { out, properties: properties.to_vec(), options, columns: None, rows: Vec::new(), numeric: Vec::new() }
+        TableWriter {
+            out,
+            properties: properties.to_vec(),
+            options,
+            columns: None,
+            rows: Vec::new(),
+            numeric: Vec::new(),
+        }
     }
 
     /// Adds one instance as a row.
     pub fn write_row(&mut self, computer: &str, instance: &Instance) -> io::Result<()> {
-        let columns = self
-            .columns
-            .get_or_insert_with(|| Columns::from_first(&self.properties, instance, "table"));
+        let columns = self.columns.get_or_insert_with(|| Columns::from_first(&self.properties, instance, "table"));
         if self.numeric.is_empty() {
             // PSComputerName is text; property columns are numeric until a row says otherwise.
             self.numeric = (0..columns.len()).map(|i| i > 0).collect();

@@ -133,8 +133,7 @@ impl Serialize for JsonRow<'_> {
 /// column already) or a case-insensitive repeat of an earlier name.
 pub(crate) fn is_repeat(names: &[String], i: usize) -> bool {
     let Some(name) = names.get(i) else { return true };
-    name.eq_ignore_ascii_case(COMPUTER_COLUMN)
-        || names.iter().take(i).any(|earlier| earlier.eq_ignore_ascii_case(name))
+    name.eq_ignore_ascii_case(COMPUTER_COLUMN) || names.iter().take(i).any(|earlier| earlier.eq_ignore_ascii_case(name))
 }
 
 /// Appends the plain-text form of a value, as CSV cells and tables show it: `True`/`False` as
@@ -256,7 +255,8 @@ mod tests {
         );
         let inst = Instance::new("K").with("V", Value::Array(vec![Value::UInt8(1)]));
         assert_eq!(text(&Value::Instance(Box::new(inst)), sep), r#"{"CimClass":"K","V":[1]}"#);
-        let r = Reference { address: None, resource_uri: "Win32_Disk".into(), selectors: vec![("K".into(), "v".into())] };
+        let r =
+            Reference { address: None, resource_uri: "Win32_Disk".into(), selectors: vec![("K".into(), "v".into())] };
         assert_eq!(text(&Value::Reference(r), sep), "Win32_Disk?K=v");
     }
 }
