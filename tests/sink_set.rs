@@ -318,3 +318,17 @@ fn durable_mode_writes_the_same_files() {
     );
     assert_eq!(set.finish().unwrap(), [tmp.path().join("h1/disks.ndjson")]);
 }
+
+#[test]
+fn a_sink_set_can_move_to_the_writer_thread() {
+    fn send<T: Send>(_: &T) {}
+    let tmp = tempfile::tempdir().unwrap();
+    let set = SinkSet::new(&[], tmp.path(), vars()).unwrap();
+    send(&set);
+    let handle = std::thread::spawn(move || {
+        let mut set = set;
+        set.write(&row("s", "h", &[]), &disk("C:", 1)).unwrap();
+        set.finish().unwrap()
+    });
+    assert_eq!(handle.join().unwrap(), [tmp.path().join("disks.csv")]);
+}

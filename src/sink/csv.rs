@@ -191,6 +191,36 @@ mod tests {
     }
 
     #[test]
+    fn dropped_properties_warn_once_per_writer() {
+        #[derive(Clone, Default)]
+        struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl io::Write for Capture {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let capture = Capture::default();
+        let sink = capture.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || sink.clone()).with_ansi(false).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for file in ["one.csv", "two.csv"] {
+                let mut w = CsvWriter::new(Vec::new(), &["A".into()], &CsvOptions::default()).labelled(file);
+                for _ in 0..3 {
+                    w.write_row("h", &Instance::new("C").with("A", s("1")).with("Extra", s("x"))).unwrap();
+                }
+                assert_eq!(w.finish().unwrap(), b"PSComputerName,A\r\nh,1\r\nh,1\r\nh,1\r\n");
+            }
+        });
+        let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logs.matches("left out of this output").count(), 2, "{logs}");
+        assert!(logs.contains("one.csv") && logs.contains("two.csv") && logs.contains("Extra"), "{logs}");
+    }
+
+    #[test]
     fn header_reads_back() {
         let cols = read_header("PSComputerName,\"a,b\",C\r\nh,1,2\r\n".as_bytes()).unwrap();
         assert_eq!(cols, ["a,b", "C"]);
