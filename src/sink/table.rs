@@ -3,6 +3,8 @@
 
 use std::io::{self, Write};
 
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
 use crate::cim::{Instance, Value};
 
 use super::columns::Columns;
@@ -11,7 +13,7 @@ use super::value::write_text;
 /// Settings of the table writer.
 #[derive(Debug, Clone)]
 pub struct TableOptions {
-    /// Longest cell, in characters; longer ones are cut and end with `…` (at least 2).
+    /// Widest cell, in terminal columns; wider ones are cut and end with `…` (at least 2).
     pub max_cell_width: usize,
     /// Joins the items of array values in one cell (default `;`).
     pub array_separator: String,
@@ -76,16 +78,30 @@ impl<W: Write> TableWriter<W> {
 
     fn cell(&self, raw: &str) -> String {
         let max = self.options.max_cell_width.max(2);
-        let clean = raw.chars().map(|c| match c {
-            '\n' | '\r' | '\t' => ' ',
-            c if c.is_control() => '\u{fffd}',
-            c => c,
-        });
-        if raw.chars().count() > max {
-            clean.take(max - 1).chain(std::iter::once('…')).collect()
-        } else {
-            clean.collect()
+        let clean: String = raw
+            .chars()
+            .map(|c| match c {
+                '\n' | '\r' | '\t' => ' ',
+                c if c.is_control() => '\u{fffd}',
+                c => c,
+            })
+            .collect();
+        if clean.width() <= max {
+            return clean;
         }
+        // Cut by display width (a CJK character takes two columns) and keep one for `…`.
+        let mut out = String::new();
+        let mut used = 0;
+        for c in clean.chars() {
+            let w = c.width().unwrap_or(0);
+            if used + w > max - 1 {
+                break;
+            }
+            used += w;
+            out.push(c);
+        }
+        out.push('…');
+        out
     }
 
     /// Writes the table and returns the underlying writer. With no rows, only a header (when
@@ -97,20 +113,20 @@ impl<W: Write> TableWriter<W> {
             None => return Ok(self.out),
         };
         let header: Vec<String> = columns.header().map(|h| self.cell(h)).collect();
-        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        let mut widths: Vec<usize> = header.iter().map(|h| h.width()).collect();
         for row in &self.rows {
             for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
+                *w = (*w).max(cell.width());
             }
         }
-        let rule: Vec<String> = header.iter().map(|h| "-".repeat(h.chars().count())).collect();
+        let rule: Vec<String> = header.iter().map(|h| "-".repeat(h.width())).collect();
         for line in std::iter::once(&header).chain(std::iter::once(&rule)).chain(self.rows.iter()) {
             let mut text = String::new();
             for (i, (cell, width)) in line.iter().zip(&widths).enumerate() {
                 if i > 0 {
                     text.push(' ');
                 }
-                let pad = " ".repeat(width.saturating_sub(cell.chars().count()));
+                let pad = " ".repeat(width.saturating_sub(cell.width()));
                 if self.numeric.get(i).copied().unwrap_or(false) {
                     text.push_str(&pad);
                     text.push_str(cell);
@@ -166,6 +182,18 @@ mod tests {
         assert_eq!(lines[0], "PSCo… V     W");
         assert_eq!(lines[2], "h     abcd… a\u{fffd}[3…");
         assert!(!out.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn wide_characters_take_two_columns() {
+        let a = Instance::new("C").with("City", Value::String("東京都千代田区".into()));
+        let b = Instance::new("C").with("City", Value::String("Paris".into()));
+        let out = render(&[("h1", a), ("h2", b)], TableOptions { max_cell_width: 8, ..TableOptions::default() });
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "PSCompu… City");
+        // 東京都 is six columns wide: with `…`, seven of the eight allowed.
+        assert_eq!(lines[2], "h1       東京都…");
+        assert_eq!(lines[3], "h2       Paris");
     }
 
     #[test]
