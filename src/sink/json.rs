@@ -87,9 +87,9 @@ fn write_line(out: &mut impl Write, row: &JsonRow) -> io::Result<()> {
 /// whether the array already has items. `None` when the file does not end as ours do.
 pub(crate) fn resume_point(len: u64, last: &[u8]) -> Option<(u64, bool)> {
     if last.ends_with(TAIL_WITH_ITEMS) && len > TAIL_WITH_ITEMS.len() as u64 + 1 {
-        Some((len - TAIL_WITH_ITEMS.len() as u64, true))
+        len.checked_sub(TAIL_WITH_ITEMS.len() as u64).map(|cut| (cut, true))
     } else if last.ends_with(b"[]\n") {
-        Some((len - TAIL_EMPTY.len() as u64, false))
+        len.checked_sub(TAIL_EMPTY.len() as u64).map(|cut| (cut, false))
     } else {
         None
     }
@@ -236,6 +236,7 @@ mod tests {
         }
         assert_eq!(resume_point(5, b"}\n]"), None);
         assert_eq!(resume_point(3, b"\n]\n"), None);
+        assert_eq!(resume_point(1, b"[]\n"), None, "inconsistent input is refused, not a panic");
     }
 
     #[test]

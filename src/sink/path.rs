@@ -211,6 +211,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_value_is_one_safe_component(value in "\\PC*|[./\\\\\0:a ]{0,12}") {
+            let clean = sanitize(&value);
+            proptest::prop_assert!(!clean.is_empty() && clean.len() <= MAX_VALUE_BYTES);
+            proptest::prop_assert!(!clean.starts_with('.') && !clean.contains(".."));
+            proptest::prop_assert!(!clean.contains(['/', '\\', '\0', ':']));
+            proptest::prop_assert!(!clean.chars().any(char::is_control));
+            let rendered = confine(&format!("{clean}/x.csv")).unwrap();
+            proptest::prop_assert_eq!(rendered.components().count(), 2);
+        }
+    }
+
     #[test]
     fn long_values_are_shortened_and_stay_distinct() {
         let a = "é".repeat(300);
