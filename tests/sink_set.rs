@@ -332,3 +332,32 @@ fn a_sink_set_can_move_to_the_writer_thread() {
     });
     assert_eq!(handle.join().unwrap(), [tmp.path().join("disks.csv")]);
 }
+
+#[test]
+fn a_rerun_can_continue_the_files_of_an_earlier_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let specs = [spec(SinkKind::Csv, "{{query}}.csv"), spec(SinkKind::Json, "{{query}}.json")];
+    let mut first = SinkSet::new(&specs, tmp.path(), vars()).unwrap();
+    first.write(&row("s", "h1", &[]), &disk("C:", 1)).unwrap();
+    first.finish().unwrap();
+
+    let rerun = RunVars { run_id: "r43".into(), date: "2026-11-22".into() };
+    let mut second = SinkSet::new(&specs, tmp.path(), rerun).unwrap();
+    second.set_continue_existing(true);
+    second.write(&row("s", "h2", &[]), &disk("D:", 2)).unwrap();
+    second.finish().unwrap();
+    assert_eq!(read(tmp.path().join("disks.csv")), "PSComputerName,DeviceID,Size\r\nh1,C:,1\r\nh2,D:,2\r\n");
+    let json: Vec<serde_json::Value> = serde_json::from_str(&read(tmp.path().join("disks.json"))).unwrap();
+    assert_eq!(json.len(), 2);
+
+    // A file this program did not write is refused, and left as it was.
+    fs::write(tmp.path().join("disks.json"), "{\"not\": \"an array\"}").unwrap();
+    let mut third = SinkSet::new(&specs, tmp.path(), vars()).unwrap();
+    third.set_continue_existing(true);
+    let err = third.write(&row("s", "h3", &[]), &disk("E:", 3)).unwrap_err();
+    assert!(matches!(err, SinkError::Io { op: cimrun::sink::Operation::Reopen, .. }), "{err:?}");
+    third.finish().unwrap();
+    assert_eq!(read(tmp.path().join("disks.json")), "{\"not\": \"an array\"}");
+    assert_eq!(read(tmp.path().join("disks.csv")).lines().count(), 4);
+    assert_eq!(tree(tmp.path()), ["disks.csv", "disks.json"], "the refused reopen left no temporary file");
+}

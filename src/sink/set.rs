@@ -50,6 +50,7 @@ pub struct SinkSet {
     /// once per page instead of once per row is most of the cost saved.
     last: Vec<Option<LastPath>>,
     durable: bool,
+    continue_existing: bool,
 }
 
 struct LastPath {
@@ -154,6 +155,7 @@ impl SinkSet {
         Ok(SinkSet {
             last: specs.iter().map(|_| None).collect(),
             durable: false,
+            continue_existing: false,
             out_dir: out_dir.to_path_buf(),
             real_out_dir,
             run_id,
@@ -172,6 +174,13 @@ impl SinkSet {
     /// rename), and a sync per file costs milliseconds, minutes over a fleet of per-host files.
     pub fn set_durable(&mut self, durable: bool) {
         self.durable = durable;
+    }
+
+    /// Continue files already in the output directory (from an earlier run) instead of
+    /// replacing them, as a rerun that completes an interrupted or partly failed run needs.
+    /// A file that does not end as this program writes them is an error, never overwritten.
+    pub fn set_continue_existing(&mut self, on: bool) {
+        self.continue_existing = on;
     }
 
     /// Writes one instance to every sink. A failing sink does not keep the row from the
@@ -305,13 +314,15 @@ impl SinkSet {
         if !real_parent.starts_with(&self.real_out_dir) {
             return Err(escapes("a symbolic link leads it out of the output directory"));
         }
-        let writer = match self.done.get(rel).copied() {
+        let earlier = self.done.get(rel).copied();
+        let writer = match earlier {
             Some(first) if first != sink => return Err(self.shared(rel, first, sink)),
             Some(_) => {
-                let w = self.reopen(conf, &path, &temp).map_err(|e| io_err(&path, Operation::Reopen, e))?;
+                let w = self.reopen(conf, &path, &temp)?;
                 self.done.remove(rel);
                 w
             }
+            None if self.continue_existing && path.is_file() => self.reopen(conf, &path, &temp)?,
             None => {
                 let file = create_new(&temp).map_err(|e| io_err(&temp, Operation::Create, e))?;
                 let out = BufWriter::new(file);
@@ -330,7 +341,15 @@ impl SinkSet {
 
     /// Copies a completed file to `temp` and positions a writer to continue it there; the
     /// completed file stays intact until the continued one replaces it.
-    fn reopen(&self, conf: &SinkConf, path: &Path, temp: &Path) -> io::Result<FileWriter> {
+    fn reopen(&self, conf: &SinkConf, path: &Path, temp: &Path) -> Result<FileWriter, SinkError> {
+        Self::reopen_at(conf, path, temp).map_err(|e| {
+            // The copy is useless without a writer; the completed file is untouched.
+            let _ = fs::remove_file(temp);
+            io_err(path, Operation::Reopen, e)
+        })
+    }
+
+    fn reopen_at(conf: &SinkConf, path: &Path, temp: &Path) -> io::Result<FileWriter> {
         let _ = fs::remove_file(temp);
         fs::copy(path, temp)?;
         let mut file = OpenOptions::new().read(true).write(true).open(temp)?;
