@@ -361,3 +361,54 @@ fn a_rerun_can_continue_the_files_of_an_earlier_run() {
     assert_eq!(read(tmp.path().join("disks.csv")).lines().count(), 4);
     assert_eq!(tree(tmp.path()), ["disks.csv", "disks.json"], "the refused reopen left no temporary file");
 }
+
+/// A process killed mid-run leaves every file under a final name complete: per-computer
+/// files completed before the kill parse in full, the rest are only temporary files.
+#[test]
+fn a_killed_run_leaves_no_truncated_final_file() {
+    const CHILD: &str = "CIMRUN_SINK_TEST_KILL_DIR";
+    const ROWS: usize = 40;
+    if let Some(dir) = std::env::var_os(CHILD) {
+        let specs = [spec(SinkKind::Json, "{{computer}}.json"), spec(SinkKind::Csv, "{{computer}}.csv")];
+        let mut set = SinkSet::new(&specs, Path::new(&dir), vars()).unwrap();
+        let started = std::time::Instant::now();
+        // Bounded: the parent kills it long before.
+        for h in 0.. {
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                break;
+            }
+            let computer = format!("h{h:06}");
+            for i in 0..ROWS {
+                set.write(&row("s", &computer, &[]), &disk(&format!("{i}:"), i as u64)).unwrap();
+            }
+            set.task_done("s", &computer).unwrap();
+        }
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_killed_run_leaves_no_truncated_final_file", "--test-threads=1"])
+        .env(CHILD, tmp.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while tree(tmp.path()).iter().filter(|f| !f.starts_with('.')).count() < 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let files = tree(tmp.path());
+    let finals: Vec<&String> = files.iter().filter(|f| !f.starts_with('.')).collect();
+    assert!(finals.len() >= 20, "the child completed files before the kill: {files:?}");
+    for f in finals {
+        let text = read(tmp.path().join(f));
+        if f.ends_with(".json") {
+            let rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert_eq!(rows.len(), ROWS, "{f}");
+        } else {
+            assert_eq!(text.lines().count(), ROWS + 1, "{f}");
+            assert!(text.ends_with("\r\n"), "{f}");
+        }
+    }
+}
