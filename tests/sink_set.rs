@@ -265,12 +265,14 @@ fn a_file_that_fills_up_fails_alone() {
         return fill_up_in_child(Path::new(&dir));
     }
     let tmp = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "a_file_that_fills_up_fails_alone", "--nocapture", "--test-threads=1"])
         .env(CHILD, tmp.path())
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    let logs = String::from_utf8_lossy(&child.stdout) + String::from_utf8_lossy(&child.stderr);
+    assert!(child.status.success(), "{logs}");
+    assert!(logs.contains("1 passed"), "the child ran the scenario: {logs}");
     let files = tree(tmp.path());
     assert_eq!(files, [".big.csv.tmp-r42", "small.csv"], "the failed file is not renamed");
     assert_eq!(read(tmp.path().join("small.csv")).lines().count(), 1 + 200);
