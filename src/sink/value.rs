@@ -143,8 +143,8 @@ pub(crate) fn is_repeat(names: &[String], i: usize) -> bool {
 pub fn write_text(out: &mut String, value: &Value, separator: &str) {
     match value {
         Value::Null => {}
-        Value::Real32(v) => write_real(out, f64::from(*v), || v.to_string()),
-        Value::Real64(v) => write_real(out, *v, || v.to_string()),
+        Value::Real32(v) => write_real(out, *v, f64::from(*v)),
+        Value::Real64(v) => write_real(out, *v, *v),
         Value::String(v) => out.push_str(v),
         Value::Instance(i) => {
             // Serializing our own types to a String cannot fail: every key is a string.
@@ -166,15 +166,26 @@ pub fn write_text(out: &mut String, value: &Value, separator: &str) {
     }
 }
 
-fn write_real(out: &mut String, v: f64, finite: impl FnOnce() -> String) {
-    if v.is_nan() {
+/// A real as .NET prints it (what PowerShell's CSV has): the shortest digits that read back to
+/// the same value, in exponent form (`1E+15`, `1E-05`) outside 1e-4 ≤ |v| < 1e15, where plain
+/// digits would run to hundreds of characters. `real` is the value in its own width (an f32's
+/// shortest digits differ from its f64's); `wide` is the same value as f64, for the range checks.
+fn write_real<T: std::fmt::Display + std::fmt::LowerExp>(out: &mut String, real: T, wide: f64) {
+    let magnitude = wide.abs();
+    if wide.is_nan() {
         out.push_str("NaN");
-    } else if v == f64::INFINITY {
-        out.push_str("Infinity");
-    } else if v == f64::NEG_INFINITY {
-        out.push_str("-Infinity");
+    } else if wide.is_infinite() {
+        out.push_str(if wide > 0.0 { "Infinity" } else { "-Infinity" });
+    } else if magnitude != 0.0 && !(1e-4..1e15).contains(&magnitude) {
+        let exp = format!("{real:e}");
+        let (mantissa, power) = exp.split_once('e').unwrap_or((&exp, "0"));
+        let (sign, digits) = match power.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', power),
+        };
+        let _ = write!(out, "{mantissa}E{sign}{digits:0>2}");
     } else {
-        out.push_str(&finite());
+        let _ = write!(out, "{real}");
     }
 }
 
@@ -249,6 +260,14 @@ mod tests {
         assert_eq!(text(&Value::Real32(f32::NEG_INFINITY), sep), "-Infinity");
         assert_eq!(text(&Value::Real64(f64::NAN), sep), "NaN");
         assert_eq!(text(&Value::Real32(1.5), sep), "1.5");
+        assert_eq!(text(&Value::Real32(0.1), sep), "0.1", "an f32's own shortest digits");
+        assert_eq!(text(&Value::Real64(1e14), sep), "100000000000000");
+        assert_eq!(text(&Value::Real64(1e15), sep), "1E+15");
+        assert_eq!(text(&Value::Real64(-2.5e300), sep), "-2.5E+300");
+        assert_eq!(text(&Value::Real64(0.0001), sep), "0.0001");
+        assert_eq!(text(&Value::Real64(0.00001), sep), "1E-05");
+        assert_eq!(text(&Value::Real32(3.4e38), sep), "3.4E+38");
+        assert_eq!(text(&Value::Real64(-0.0), sep), "-0");
         assert_eq!(
             text(&Value::Array(vec![Value::String("a".into()), Value::Null, Value::Bool(false)]), sep),
             "a||False"
