@@ -202,6 +202,12 @@ fn templates_that_escape_are_refused_before_any_write() {
     }
     let err = SinkSet::new(&[spec(SinkKind::Csv, "{{hostname}}.csv")], tmp.path(), vars()).err();
     assert!(matches!(err, Some(SinkError::Template { .. })), "{err:?}");
+    // The same checks without an output directory, for `cimrun validate`.
+    let err = SinkSet::check_templates(&[spec(SinkKind::Csv, "{{query}}.csv"), spec(SinkKind::Json, "../x")]).err();
+    assert!(matches!(err, Some(SinkError::PathEscapes { .. })), "{err:?}");
+    let ok = [spec(SinkKind::Csv, "{{date}}/{{session}}/{{computer}}-{{class}}-{{query}}-{{run_id}}.csv")];
+    assert!(SinkSet::check_templates(&ok).is_ok());
+    assert_eq!(tree(tmp.path()), Vec::<String>::new(), "nothing was created");
 }
 
 #[test]

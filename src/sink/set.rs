@@ -121,6 +121,13 @@ pub struct FinishOutcome {
 }
 
 impl SinkSet {
+    /// Checks the sinks' path templates without touching the disk (for `cimrun validate`): an
+    /// unknown variable, a syntax error or a path leaving the output directory is an error.
+    pub fn check_templates(specs: &[SinkSpec]) -> Result<(), SinkError> {
+        let vars = RunVars { run_id: "run".to_string(), date: "date".to_string() };
+        PathRenderer::new(specs.iter().map(|s| s.path.as_str()), &vars).map(|_| ())
+    }
+
     /// Compiles the path templates and prepares `out_dir` (created if missing, and checked to
     /// be writable, so a run that cannot write fails before contacting any host). With no
     /// specs, each query is written as `{{query}}.csv`.
