@@ -265,9 +265,7 @@ fn print_plan(loaded: &LoadedJob, select: &SelectArgs) -> i32 {
 fn connectors() -> Connectors {
     Connectors {
         local: Arc::new(protocol::local::LocalConnector),
-        wsman: Some(Arc::new(protocol::wsman::WsManConnector::new(Arc::new(|e| {
-            protocol::wsman::transport::connect(e)
-        })))),
+        wsman: None,
         dcom: None,
     }
 }
