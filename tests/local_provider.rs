@@ -35,10 +35,15 @@ async fn run(q: QuerySpec) -> Vec<Instance> {
     out
 }
 
-/// Runs a tool and returns its stdout, or `None` when the tool is not installed.
-fn tool(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+/// Runs an independent tool and returns its stdout. A missing tool fails the test rather than
+/// skipping the comparison: scripts/test.sh installs them (procps, iproute2).
+fn tool(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} is needed for this comparison (scripts/test.sh installs it): {e}"));
+    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn u64_of(i: &Instance, p: &str) -> u64 {
@@ -65,7 +70,7 @@ async fn root_filesystem_matches_df() {
     let disks = query("Win32_LogicalDisk").await;
     let root = disks.iter().find(|d| text_of(d, "DeviceID") == "/").expect("/ is a logical disk");
     assert_eq!(root.get("DriveType"), Some(&Value::UInt32(3)));
-    let Some(df) = tool("df", &["-B1", "--output=size,avail", "/"]) else { return };
+    let df = tool("df", &["-B1", "--output=size,avail", "/"]);
     let nums: Vec<u64> = df.lines().nth(1).unwrap().split_whitespace().map(|n| n.parse().unwrap()).collect();
     assert_eq!(u64_of(root, "Size"), nums[0]);
     // Free space moves while tests run; a few percent is the margin.
@@ -85,7 +90,7 @@ async fn root_filesystem_matches_df() {
 
 #[tokio::test]
 async fn logical_processors_match_getconf() {
-    let Some(n) = tool("getconf", &["_NPROCESSORS_ONLN"]) else { return };
+    let n = tool("getconf", &["_NPROCESSORS_ONLN"]);
     // getconf counts online CPUs; `nproc` would count only those this process may run on.
     let online: u64 = n.trim().parse().unwrap();
     let procs = query("Win32_Processor").await;
@@ -101,7 +106,7 @@ async fn logical_processors_match_getconf() {
 
 #[tokio::test]
 async fn host_name_matches_hostname() {
-    let Some(h) = tool("hostname", &[]) else { return };
+    let h = tool("hostname", &[]);
     let short = h.trim().split('.').next().unwrap().to_string();
     let cs = query("Win32_ComputerSystem").await;
     assert_eq!(text_of(&cs[0], "Name"), short);
@@ -144,7 +149,7 @@ async fn processes_match_proc_and_include_this_one() {
 
 #[tokio::test]
 async fn boot_time_matches_uptime() {
-    let Some(since) = tool("uptime", &["-s"]) else { return };
+    let since = tool("uptime", &["-s"]);
     let os = query("Win32_OperatingSystem").await;
     let Some(Value::DateTime(boot)) = os[0].get("LastBootUpTime") else { panic!("no LastBootUpTime") };
     // `uptime -s` prints the local boot time as `YYYY-MM-DD HH:MM:SS`; it derives it from
@@ -163,7 +168,7 @@ async fn boot_time_matches_uptime() {
 #[tokio::test]
 async fn addresses_and_gateway_match_ip() {
     let configs = query("Win32_NetworkAdapterConfiguration").await;
-    let Some(addr) = tool("ip", &["-o", "addr", "show"]) else { return };
+    let addr = tool("ip", &["-o", "addr", "show"]);
     // `ip -o addr`: "4: eth0    inet 192.0.2.2/24 brd … scope global eth0".
     let mut theirs: BTreeSet<(String, String)> = BTreeSet::new();
     for line in addr.lines() {
@@ -181,7 +186,7 @@ async fn addresses_and_gateway_match_ip() {
         }
     }
     assert_eq!(ours, theirs);
-    let Some(route) = tool("ip", &["-4", "route", "show", "default"]) else { return };
+    let route = tool("ip", &["-4", "route", "show", "default"]);
     for line in route.lines() {
         // "default via 192.0.2.1 dev eth0 …"
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -202,7 +207,7 @@ async fn adapters_match_ip_link_and_their_configurations() {
     let a: Vec<u64> = adapters.iter().map(index).collect();
     let c: Vec<u64> = configs.iter().map(index).collect();
     assert_eq!(a, c, "every adapter has its configuration, in the same order");
-    let Some(link) = tool("ip", &["-o", "link", "show"]) else { return };
+    let link = tool("ip", &["-o", "link", "show"]);
     // "4: eth0: <BROADCAST,…,UP> mtu 1400 … link/ether 02:fc:00:00:00:01 brd …"
     for line in link.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
