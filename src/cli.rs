@@ -326,6 +326,7 @@ async fn run_job(loaded: LoadedJob, args: RunArgs) -> i32 {
         task_timeout: settings.task_timeout.map(|d| d.0).unwrap_or(plan::DEFAULT_TASK_TIMEOUT),
         progress: args.progress,
         credentials,
+        fail_policy: policy,
     };
     let cancel = run::cancel_pair();
     spawn_signal_handler(cancel.0.clone());
@@ -340,16 +341,13 @@ async fn run_job(loaded: LoadedJob, args: RunArgs) -> i32 {
     if let Some(report) = &outcome.report {
         print_failures(report);
     }
-    if let Some(code) = outcome.interrupted {
+    if outcome.interrupted.is_some() {
         eprintln!("cimrun: interrupted; outputs hold what was collected, run.json marks the rest cancelled");
-        return code;
     }
     if let Some(e) = &outcome.output_error {
         eprintln!("cimrun: error: {e}");
-        return EXIT_CANNOT_PROCEED;
     }
-    let total = outcome.summary.tasks;
-    if policy.is_failure(&outcome.summary.counts(), total) { EXIT_TASKS_FAILED } else { EXIT_OK }
+    outcome.exit_code
 }
 
 /// First Ctrl-C / SIGTERM: stop starting hosts, close sessions, finalize outputs.

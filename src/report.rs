@@ -141,6 +141,8 @@ pub struct ReportWriter {
     path: PathBuf,
     first: bool,
     summary: Summary,
+    /// Hosts with a failed task, to count them once each.
+    failed_hosts: std::collections::HashSet<(String, String)>,
 }
 
 impl ReportWriter {
@@ -153,12 +155,15 @@ impl ReportWriter {
         // Reopen the header object to append the streamed array and the trailer.
         let head = head.strip_suffix('}').unwrap_or(&head);
         write!(out, "{head},\n\"tasks\": [")?;
-        Ok(ReportWriter { out, tmp, path, first: true, summary: Summary::default() })
+        Ok(ReportWriter { out, tmp, path, first: true, summary: Summary::default(), failed_hosts: Default::default() })
     }
 
     /// Appends one record.
     pub fn record(&mut self, rec: &TaskRecord) -> io::Result<()> {
         self.summary.add(rec);
+        if rec.status == Status::Failed && self.failed_hosts.insert((rec.session.clone(), rec.computer.clone())) {
+            self.summary.failed_hosts += 1;
+        }
         let line = serde_json::to_string(rec).map_err(io::Error::other)?;
         let sep = if self.first { "\n" } else { ",\n" };
         self.first = false;
@@ -241,6 +246,7 @@ mod tests {
         assert_eq!(v["tasks"].as_array().unwrap().len(), 3);
         assert_eq!(v["exit_code"], 1);
         assert_eq!(summary.by_category.get("unreachable"), Some(&1));
+        assert_eq!(summary.failed_hosts, 1);
         let (tasks, s2) = read(&path).unwrap();
         assert_eq!(tasks[1].category_name(), "unreachable");
         assert_eq!(s2, summary);

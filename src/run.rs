@@ -66,12 +66,16 @@ pub struct RunConfig {
     pub progress: ProgressMode,
     /// Resolved credentials by name.
     pub credentials: HashMap<String, Credential>,
+    /// What counts as a failed run (exit 1).
+    pub fail_policy: crate::job::fail_if::FailPolicy,
 }
 
 /// How the run ended, for the exit code.
 #[derive(Debug)]
 pub struct RunOutcome {
     pub summary: Summary,
+    /// The process exit code this run earns (also written to `run.json`).
+    pub exit_code: i32,
     /// Set when a signal stopped the run: 130 for SIGINT, 143 for SIGTERM.
     pub interrupted: Option<i32>,
     /// Set when outputs could not be written; the run stopped early.
@@ -243,18 +247,36 @@ pub async fn execute(
         }
     };
     let finished = now_iso();
-    // The exit code in the report is decided by the caller's policy; record the interruption
-    // or output failure here, the rest is in the summary.
-    let provisional = interrupted.unwrap_or(if output_error.is_some() { 3 } else { 0 });
-    let summary_hint = report.summary().clone();
-    let (report_path, summary) = match report.finish(host_count, &finished, provisional) {
+    let summary_so_far = report.summary().clone();
+    let exit_code = exit_code(interrupted, output_error.is_some(), &summary_so_far, &cfg.fail_policy);
+    let (report_path, summary) = match report.finish(host_count, &finished, exit_code) {
         Ok((p, s)) => (Some(p), s),
         Err(e) => {
             output_error.get_or_insert(format!("cannot write run.json: {e}"));
-            (None, summary_hint)
+            (None, summary_so_far)
         }
     };
-    Ok(RunOutcome { summary, interrupted, output_error, outputs, report: report_path })
+    let exit_code = exit_code_final(exit_code, output_error.is_some());
+    Ok(RunOutcome { summary, exit_code, interrupted, output_error, outputs, report: report_path })
+}
+
+/// The documented exit codes: an interruption wins, then an output failure (3), then the
+/// job's `fail_if` policy over the task outcomes (1), else 0.
+fn exit_code(interrupted: Option<i32>, output_failed: bool, s: &Summary, policy: &crate::job::fail_if::FailPolicy) -> i32 {
+    if let Some(code) = interrupted {
+        code
+    } else if output_failed {
+        3
+    } else if policy.is_failure(&s.counts(), s.tasks) {
+        1
+    } else {
+        0
+    }
+}
+
+/// Writing run.json itself may fail after the code was decided: that is an output failure too.
+fn exit_code_final(code: i32, output_failed: bool) -> i32 {
+    if output_failed && code < 3 { 3 } else { code }
 }
 
 fn log_join(r: Result<(), tokio::task::JoinError>) {
