@@ -88,6 +88,9 @@ struct RunArgs {
     /// Progress bar: on a terminal (auto), always, or never.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     progress: ProgressMode,
+    /// Re-run only the (computer, query) tasks that failed or were cancelled in this earlier run.json.
+    #[arg(long, value_name = "RUN_JSON")]
+    retry_failed: Option<PathBuf>,
 }
 
 /// Output format of `cimrun query`.
@@ -224,7 +227,7 @@ fn load(path: &std::path::Path, set: &[String]) -> Result<LoadedJob, i32> {
 }
 
 fn selection(s: &SelectArgs) -> Selection {
-    Selection { limit: s.limit.clone(), shard: s.shard }
+    Selection { limit: s.limit.clone(), shard: s.shard, only: None }
 }
 
 fn build_plan(loaded: &LoadedJob, select: &SelectArgs) -> Result<plan::Plan, i32> {
@@ -288,9 +291,30 @@ fn resolve_credentials(loaded: &LoadedJob, plan: &plan::Plan) -> Result<HashMap<
 
 async fn run_job(loaded: LoadedJob, args: RunArgs) -> i32 {
     let t0 = Instant::now();
-    let plan = match build_plan(&loaded, &args.select) {
+    let mut select = selection(&args.select);
+    if let Some(previous) = &args.retry_failed {
+        match crate::report::read(previous) {
+            Ok((tasks, _)) => {
+                let only: std::collections::HashSet<_> = tasks
+                    .into_iter()
+                    .filter(|t| t.status != Status::Ok)
+                    .map(|t| (t.session, t.computer, t.query))
+                    .collect();
+                eprintln!("cimrun: retrying {} failed or cancelled tasks from {}", only.len(), previous.display());
+                select.only = Some(only);
+            }
+            Err(e) => {
+                eprintln!("cimrun: error: cannot read {}: {e}", previous.display());
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let plan = match plan::build(&loaded, &select) {
         Ok(p) => p,
-        Err(code) => return code,
+        Err(e) => {
+            eprintln!("{}: error: {e}", loaded.path.display());
+            return EXIT_USAGE;
+        }
     };
     let credentials = match resolve_credentials(&loaded, &plan) {
         Ok(c) => c,

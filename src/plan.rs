@@ -57,6 +57,8 @@ pub struct Selection {
     pub limit: Vec<String>,
     /// Keep only shard `index` of `count` (0-based).
     pub shard: Option<Shard>,
+    /// Keep only these (session, computer, query) tasks: the failed ones of an earlier run.
+    pub only: Option<std::collections::HashSet<(String, String, String)>>,
 }
 
 /// A stable partition of the computers: `--shard I/N`.
@@ -175,13 +177,24 @@ pub fn build(job: &LoadedJob, selection: &Selection) -> Result<Plan, PlanError> 
                     continue;
                 }
             }
+            let queries: Vec<Arc<QuerySpec>> = match &selection.only {
+                None => applicable.clone(),
+                Some(only) => applicable
+                    .iter()
+                    .filter(|q| only.contains(&(session.name.clone(), display.to_string(), q.name.clone())))
+                    .cloned()
+                    .collect(),
+            };
+            if queries.is_empty() {
+                continue;
+            }
             let endpoint = endpoint(computer.clone(), session, options, run);
             hosts.push(HostTask {
                 session: session_name.clone(),
                 computer: Arc::from(display),
                 endpoint,
                 credential: session.credential.clone(),
-                queries: applicable.clone(),
+                queries,
             });
         }
     }

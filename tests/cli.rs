@@ -191,3 +191,35 @@ fn schema_command_prints_the_committed_schema() {
     let committed = read_json(Path::new("schemas/job.schema.json"));
     assert_eq!(printed, committed);
 }
+
+#[test]
+fn retry_failed_reruns_only_the_failed_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "version: 1\nsessions:\n  - name: local\nqueries:\n  - name: os\n    class: Win32_OperatingSystem\n  - name: nope\n    class: Win32_NoSuchClass\n",
+    )
+    .unwrap();
+    cimrun().args(["run", "--progress", "never", "--out"]).arg(dir.path().join("first")).arg(&job).assert().code(1);
+    cimrun()
+        .args(["run", "--progress", "never", "--out"])
+        .arg(dir.path().join("second"))
+        .arg("--retry-failed")
+        .arg(dir.path().join("first/run.json"))
+        .arg(&job)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("retrying 1 failed"));
+    let second = read_json(&dir.path().join("second/run.json"));
+    let tasks = second["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0]["query"], "nope");
+    assert!(!dir.path().join("second/os.csv").exists(), "the succeeded query did not run again");
+    cimrun()
+        .args(["run", "--retry-failed", "/no/such/run.json", "--out"])
+        .arg(dir.path().join("third"))
+        .arg(&job)
+        .assert()
+        .code(2);
+}
