@@ -1,0 +1,274 @@
+//! The WS-Man session: Enumerate → Pull* over one [`Transport`], with Release of abandoned
+//! enumerations and the retries the protocol itself calls for (a larger MaxEnvelopeSize).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use super::envelope::{self, EnumerateBody, Headers, Message};
+use super::response::{self, Expect, Limits, Reply};
+use super::uri::{self, Scheme};
+use super::{HttpReply, Transport};
+use crate::cim::Instance;
+use crate::protocol::{Category, Connector, Endpoint, Error, Page, QuerySpec, Session};
+
+/// Per-session settings derived from the endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionConfig {
+    /// The listener URL, sent as wsa:To.
+    pub to: String,
+    pub scheme: Scheme,
+    /// MaxEnvelopeSize first asked for, in bytes.
+    pub max_envelope_size: u32,
+    /// Largest MaxEnvelopeSize a retry after an envelope-too-large fault may ask for.
+    pub max_envelope_cap: u32,
+    pub operation_timeout: Duration,
+    pub locale: String,
+    pub data_locale: String,
+    /// Items per Enumerate/Pull response asked for; the server sends fewer to fit the envelope.
+    pub max_elements: u32,
+    pub limits: Limits,
+}
+
+/// Windows' own ceiling for MaxEnvelopeSize (winrm config MaxEnvelopeSizekb allows up to 8 MiB).
+const ENVELOPE_CAP: u32 = 8 << 20;
+
+impl SessionConfig {
+    /// Settings for an endpoint: URL from computer, port, TLS and prefix; locales from the cultures.
+    pub fn from_endpoint(ep: &Endpoint) -> SessionConfig {
+        let w = &ep.wsman;
+        let (scheme, default_port) = if w.use_ssl { ("https", 5986) } else { ("http", 5985) };
+        let host = ep.computer.as_deref().unwrap_or("localhost");
+        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+        let prefix = if w.http_prefix.starts_with('/') { w.http_prefix.clone() } else { format!("/{}", w.http_prefix) };
+        let size = w.max_envelope_size_kb.saturating_mul(1024).max(8192);
+        SessionConfig {
+            to: format!("{scheme}://{host}:{}{prefix}", ep.port.unwrap_or(default_port)),
+            scheme: if w.dmtf_resource_uris { Scheme::Dmtf } else { Scheme::Wmi },
+            max_envelope_size: size,
+            max_envelope_cap: ENVELOPE_CAP.max(size),
+            operation_timeout: ep.operation_timeout,
+            locale: w.culture.clone().unwrap_or_else(|| "en-US".into()),
+            data_locale: w.ui_culture.clone().or_else(|| w.culture.clone()).unwrap_or_else(|| "en-US".into()),
+            max_elements: 32000,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// An enumeration the server still holds and we no longer read: released before the next
+/// operation or on close.
+#[derive(Debug, Clone)]
+struct Open {
+    headers: Headers,
+    context: String,
+}
+
+/// A WS-Man session over one transport.
+pub struct WsManSession {
+    transport: Box<dyn Transport>,
+    config: SessionConfig,
+    open: Option<Open>,
+}
+
+impl WsManSession {
+    /// A session over an already connected (and authenticated) transport.
+    pub fn new(transport: Box<dyn Transport>, config: SessionConfig) -> WsManSession {
+        WsManSession { transport, config, open: None }
+    }
+
+    fn headers(&self, resource_uri: String, selectors: Vec<(String, String)>) -> Headers {
+        Headers {
+            to: self.config.to.clone(),
+            resource_uri,
+            selectors,
+            max_envelope_size: self.config.max_envelope_size,
+            operation_timeout: self.config.operation_timeout,
+            locale: self.config.locale.clone(),
+            data_locale: self.config.data_locale.clone(),
+        }
+    }
+
+    /// Releases an abandoned enumeration. Failure is not the caller's problem: the server
+    /// expires the context on its own, so errors are only logged.
+    async fn release_open(&mut self) {
+        if let Some(open) = self.open.take() {
+            let id = envelope::new_message_id();
+            match envelope::release(&open.headers, &id, &open.context) {
+                Ok(msg) => {
+                    if let Err(e) = self.transport.exchange(msg.xml).await {
+                        tracing::debug!(error = %e, "releasing an abandoned enumeration failed");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot build a Release"),
+            }
+        }
+    }
+
+    /// Sends one request built by `build` (retrying once with a larger MaxEnvelopeSize when the
+    /// server says the response would not fit) and parses the reply.
+    async fn round_trip(
+        &mut self,
+        headers: &mut Headers,
+        build: &(dyn Fn(&Headers, &str) -> Result<Message, Error> + Send + Sync),
+        class: &str,
+        arrays: &[String],
+    ) -> Result<response::Page, Error> {
+        let mut retried = false;
+        loop {
+            let msg = build(headers, &envelope::new_message_id())?;
+            let reply = self.transport.exchange(msg.xml).await?;
+            let expect = Expect { class, arrays, relates_to: Some(&msg.message_id), limits: self.config.limits.clone() };
+            match interpret(&reply, &expect) {
+                Err(e)
+                    if e.category == Category::EnvelopeTooLarge
+                        && !retried
+                        && headers.max_envelope_size < self.config.max_envelope_cap =>
+                {
+                    retried = true;
+                    headers.max_envelope_size =
+                        headers.max_envelope_size.saturating_mul(4).min(self.config.max_envelope_cap);
+                    tracing::debug!(size = headers.max_envelope_size, "retrying with a larger MaxEnvelopeSize");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs one step of an enumeration: the Enumerate (no context) or a Pull.
+    async fn step(&mut self, query: &QuerySpec, state: &mut Step) -> Result<Page, Error> {
+        let arrays = query.arrays.as_slice();
+        let class = query.class_name();
+        let page = match std::mem::replace(state, Step::Done) {
+            Step::Start => {
+                self.release_open().await;
+                let res = uri::resource(query, self.config.scheme);
+                let mut headers = self.headers(res.uri, res.selectors);
+                let body = EnumerateBody { max_elements: self.config.max_elements, filter: res.filter, key_only: query.key_only };
+                let page = self.round_trip(&mut headers, &|h, id| envelope::enumerate(h, id, &body), class, arrays).await?;
+                (headers, page)
+            }
+            Step::Pull(mut headers, context) => {
+                let max = self.config.max_elements;
+                let result = self
+                    .round_trip(&mut headers, &|h, id| envelope::pull(h, id, &context, max), class, arrays)
+                    .await;
+                match result {
+                    Ok(p) => (headers, p),
+                    Err(e) => {
+                        // The server may still hold the context unless it said it does not.
+                        if e.category != Category::InvalidEnumerationContext {
+                            self.open = Some(Open { headers, context });
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Step::Done => return Ok(Vec::new()),
+        };
+        let (headers, page) = page;
+        match (page.end_of_sequence, page.context) {
+            (true, _) => self.open = None,
+            (false, Some(ctx)) => {
+                self.open = Some(Open { headers: headers.clone(), context: ctx.clone() });
+                *state = Step::Pull(headers, ctx);
+            }
+            (false, None) => {
+                self.open = None;
+                return Err(Error::new(
+                    Category::ProtocolError,
+                    "the server neither ended the enumeration nor gave a context to continue it",
+                ));
+            }
+        }
+        Ok(page.items)
+    }
+
+    /// Gets one instance with WS-Transfer Get, addressed by a resource URI and its key selectors.
+    pub async fn get(&mut self, resource_uri: &str, selectors: Vec<(String, String)>, class: &str) -> Result<Instance, Error> {
+        self.release_open().await;
+        let mut headers = self.headers(resource_uri.to_string(), selectors);
+        let page = self.round_trip(&mut headers, &|h, id| envelope::get(h, id), class, &[]).await?;
+        page.items
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::new(Category::ProtocolError, "the Get response holds no instance"))
+    }
+}
+
+/// Where an enumeration stands.
+enum Step {
+    Start,
+    Pull(Headers, String),
+    Done,
+}
+
+/// Maps an HTTP reply to a page or the error it carries.
+fn interpret(reply: &HttpReply, expect: &Expect<'_>) -> Result<response::Page, Error> {
+    let parsed = response::parse(&reply.body, reply.content_type.as_deref(), expect);
+    match (reply.status, parsed) {
+        (_, Ok(Reply::Fault(f))) => Err(f.to_error()),
+        (200, Ok(Reply::Page(p))) => Ok(p),
+        (200, Err(e)) => Err(e),
+        (status, _) => {
+            let category = match status {
+                401 => Category::AuthFailed,
+                403 => Category::AccessDenied,
+                500..=599 => Category::ServerFault,
+                _ => Category::ProtocolError,
+            };
+            Err(Error::new(category, format!("HTTP status {status} without a WS-Man fault")).with_code(status.to_string()))
+        }
+    }
+}
+
+impl Session for WsManSession {
+    fn enumerate<'a>(&'a mut self, query: &'a QuerySpec) -> BoxStream<'a, Result<Page, Error>> {
+        stream::unfold((self, Step::Start), move |(session, mut state)| async move {
+            if matches!(state, Step::Done) {
+                return None;
+            }
+            match session.step(query, &mut state).await {
+                Ok(page) => Some((Ok(page), (session, state))),
+                Err(e) => Some((Err(e), (session, Step::Done))),
+            }
+        })
+        .boxed()
+    }
+
+    fn close(mut self: Box<Self>) -> BoxFuture<'static, Result<(), Error>> {
+        Box::pin(async move {
+            self.release_open().await;
+            self.transport.shutdown().await;
+            Ok(())
+        })
+    }
+}
+
+/// Opens a transport for an endpoint (connect, authenticate).
+pub type ConnectFn =
+    Arc<dyn for<'e> Fn(&'e Endpoint) -> BoxFuture<'e, Result<Box<dyn Transport>, Error>> + Send + Sync>;
+
+/// The WS-Man [`Connector`]: a transport factory and the session on top of it.
+#[derive(Clone)]
+pub struct WsManConnector {
+    connect: ConnectFn,
+}
+
+impl WsManConnector {
+    /// A connector that opens transports with `connect`.
+    pub fn new(connect: ConnectFn) -> WsManConnector {
+        WsManConnector { connect }
+    }
+}
+
+impl Connector for WsManConnector {
+    fn open<'a>(&'a self, endpoint: &'a Endpoint) -> BoxFuture<'a, Result<Box<dyn Session>, Error>> {
+        Box::pin(async move {
+            let transport = (self.connect)(endpoint).await?;
+            Ok(Box::new(WsManSession::new(transport, SessionConfig::from_endpoint(endpoint))) as Box<dyn Session>)
+        })
+    }
+}
