@@ -187,9 +187,9 @@ fn is_xml_char(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quick_xml::NsReader;
     use quick_xml::events::Event;
     use quick_xml::name::ResolveResult;
-    use quick_xml::NsReader;
 
     fn headers() -> Headers {
         Headers {
@@ -288,7 +288,11 @@ mod tests {
         let m = enumerate(
             &h,
             "uuid:1",
-            &EnumerateBody { max_elements: 32000, filter: Some("select * from Win32_Service where Name = 'a<b'".into()), key_only: true },
+            &EnumerateBody {
+                max_elements: 32000,
+                filter: Some("select * from Win32_Service where Name = 'a<b'".into()),
+                key_only: true,
+            },
         )
         .unwrap();
         assert!(m.xml.contains(
@@ -303,7 +307,9 @@ mod tests {
     fn pull_release_get_bodies() {
         let h = headers();
         let p = pull(&h, "uuid:2", "uuid:CTX", 50).unwrap();
-        assert!(p.xml.contains("<n:Pull><n:EnumerationContext>uuid:CTX</n:EnumerationContext><n:MaxElements>50</n:MaxElements></n:Pull>"));
+        assert!(p.xml.contains(
+            "<n:Pull><n:EnumerationContext>uuid:CTX</n:EnumerationContext><n:MaxElements>50</n:MaxElements></n:Pull>"
+        ));
         assert_eq!(header_shape(&p.xml)[0].3, ACTION_PULL);
         let r = release(&h, "uuid:3", "uuid:CTX").unwrap();
         assert!(r.xml.contains("<n:Release><n:EnumerationContext>uuid:CTX</n:EnumerationContext></n:Release>"));

@@ -48,10 +48,7 @@ pub(crate) fn from_tree(f: &Elem) -> Fault {
             sub = s.child(NS_SOAP, "Subcode");
         }
     }
-    out.reason = f
-        .child(NS_SOAP, "Reason")
-        .and_then(|r| r.child(NS_SOAP, "Text"))
-        .map(|t| t.text().trim().to_string());
+    out.reason = f.child(NS_SOAP, "Reason").and_then(|r| r.child(NS_SOAP, "Text")).map(|t| t.text().trim().to_string());
     if let Some(detail) = f.child(NS_SOAP, "Detail") {
         if let Some(wf) = find(detail, &|e| e.is(NS_WSMANFAULT, "WSManFault")) {
             out.wsman_code = wf.attr_unqualified("Code").and_then(parse_code);
@@ -163,19 +160,16 @@ fn category_of_subcode(sub: &str) -> Option<Category> {
 impl Fault {
     /// The shared error for this fault: provider codes first, then the WSManFault code, then the subcode.
     pub fn to_error(&self) -> Error {
-        let category = self
-            .provider_codes
-            .iter()
-            .rev()
-            .find_map(|&c| category_of_code(c))
+        let provider = self.provider_codes.iter().rev().find_map(|&c| Some((c, category_of_code(c)?)));
+        let category = provider
+            .map(|(_, cat)| cat)
             .or_else(|| self.wsman_code.and_then(category_of_code))
             .or_else(|| self.subcode.as_deref().and_then(category_of_subcode))
             .unwrap_or(Category::ServerFault);
         let mut message = self.message.clone().or_else(|| self.reason.clone()).unwrap_or_default();
-        if let Some(&inner) = self.provider_codes.last() {
-            if category_of_code(inner).is_some() {
-                message = format!("{message} (0x{inner:08X})");
-            }
+        if let Some((inner, _)) = provider {
+            // The provider's HRESULT is what users search for; keep it visible.
+            message = format!("{message} (0x{inner:08X})");
         }
         if message.is_empty() {
             message = "the server returned a SOAP fault without a reason".into();
@@ -192,7 +186,7 @@ impl Fault {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::wsman::response::{parse, Expect, Reply};
+    use crate::protocol::wsman::response::{Expect, Reply, parse};
 
     fn fault(xml: &str) -> Fault {
         match parse(xml.as_bytes(), None, &Expect::default()).unwrap() {
@@ -222,7 +216,9 @@ mod tests {
         let e = f.to_error();
         assert_eq!(e.category, Category::QuotaExceeded);
         assert_eq!(e.code.as_deref(), Some("2150859174"));
-        assert!(e.message.starts_with("The WS-Management service cannot process the request. This user is allowed a maximum number of 15"));
+        assert!(e.message.starts_with(
+            "The WS-Management service cannot process the request. This user is allowed a maximum number of 15"
+        ));
     }
 
     #[test]
@@ -242,7 +238,11 @@ mod tests {
 
     #[test]
     fn subcodes_and_wsman_codes_map() {
-        let wf = |code: u32| format!(r#"<f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="{code}"><f:Message>m</f:Message></f:WSManFault>"#);
+        let wf = |code: u32| {
+            format!(
+                r#"<f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="{code}"><f:Message>m</f:Message></f:WSManFault>"#
+            )
+        };
         let cases = [
             ("w:TimedOut", wf(2_150_858_793), Category::TimedOut),
             ("w:EncodingLimit", wf(2_150_858_824), Category::EnvelopeTooLarge),
@@ -257,7 +257,10 @@ mod tests {
             assert_eq!(fault(&envelope(sub, &detail)).to_error().category, want, "{sub} {detail}");
         }
         let e = fault(&envelope("w:Weird", "")).to_error();
-        assert_eq!((e.category, e.code.as_deref(), e.message.as_str()), (Category::ServerFault, Some("w:Weird"), "reason text"));
+        assert_eq!(
+            (e.category, e.code.as_deref(), e.message.as_str()),
+            (Category::ServerFault, Some("w:Weird"), "reason text")
+        );
     }
 
     #[test]

@@ -5,10 +5,10 @@
 //! Each item is collected into a small element tree (one instance at a time) and converted;
 //! a fault body is collected the same way and handed to [`super::fault`].
 
+use quick_xml::NsReader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
 
 use super::envelope::{NS_ADDRESSING, NS_ENUMERATION, NS_SOAP, NS_WSMAN};
 use super::fault::{self, Fault};
@@ -198,15 +198,15 @@ fn instance(e: &Elem, class: &str, arrays: &[String], limits: &Limits) -> Result
     for (name, elems) in groups {
         let prop = schema.and_then(|s| s.property(name));
         let ty = prop.map(|p| p.cim_type);
-        let is_array = elems.len() > 1
-            || prop.is_some_and(|p| p.is_array)
-            || arrays.iter().any(|a| a.eq_ignore_ascii_case(name));
+        let is_array =
+            elems.len() > 1 || prop.is_some_and(|p| p.is_array) || arrays.iter().any(|a| a.eq_ignore_ascii_case(name));
         let value = if is_array {
-            if let [one] = elems.as_slice() {
-                if one.is_nil() {
-                    inst.push(name, Value::Null);
-                    continue;
-                }
+            // A single nil element is a null array, not an array holding a null.
+            if let [one] = elems.as_slice()
+                && one.is_nil()
+            {
+                inst.push(name, Value::Null);
+                continue;
             }
             Value::Array(elems.iter().map(|el| value(el, ty, arrays, limits)).collect::<Result<_, _>>()?)
         } else {
@@ -313,9 +313,7 @@ pub fn decode(body: &[u8], content_type: Option<&str>) -> Result<String, Error> 
             let pair = [c[0], c[1]];
             if le { u16::from_le_bytes(pair) } else { u16::from_be_bytes(pair) }
         });
-        char::decode_utf16(units)
-            .collect::<Result<String, _>>()
-            .map_err(|_| protocol("the body is not valid UTF-16"))
+        char::decode_utf16(units).collect::<Result<String, _>>().map_err(|_| protocol("the body is not valid UTF-16"))
     };
     match enc {
         // Without a BOM, UTF-16 is big-endian (RFC 2781), but Windows writes little-endian;
@@ -458,7 +456,9 @@ impl<'a> Xml<'a> {
                 Event::Text(t) => Ev::Text(t.decode().map_err(|e| protocol(format!("bad text: {e}")))?.into_owned()),
                 Event::CData(t) => Ev::Text(t.decode().map_err(|e| protocol(format!("bad CDATA: {e}")))?.into_owned()),
                 Event::GeneralRef(r) => {
-                    if let Some(c) = r.resolve_char_ref().map_err(|e| protocol(format!("bad character reference: {e}")))? {
+                    if let Some(c) =
+                        r.resolve_char_ref().map_err(|e| protocol(format!("bad character reference: {e}")))?
+                    {
                         Ev::Text(c.to_string())
                     } else {
                         let name = r.decode().map_err(|e| protocol(format!("bad entity: {e}")))?;
@@ -666,7 +666,9 @@ mod tests {
 
     #[test]
     fn utf16_bodies_by_bom_and_charset() {
-        let xml = format!("{HEAD}<n:PullResponse><n:Items><w:XmlFragment><N>é€😀</N></w:XmlFragment></n:Items><n:EndOfSequence/></n:PullResponse>{TAIL}");
+        let xml = format!(
+            "{HEAD}<n:PullResponse><n:Items><w:XmlFragment><N>é€😀</N></w:XmlFragment></n:Items><n:EndOfSequence/></n:PullResponse>{TAIL}"
+        );
         let le: Vec<u8> = xml.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
         let be: Vec<u8> = xml.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
         let ex = expect("C", &[]);
@@ -689,17 +691,22 @@ mod tests {
         let ex = expect("C", &[]);
         let dtd = format!("<!DOCTYPE x [<!ENTITY a \"b\">]>{HEAD}<n:PullResponse/>{TAIL}");
         assert!(parse(dtd.as_bytes(), None, &ex).unwrap_err().message.contains("DTD"));
-        let ent = format!("{HEAD}<n:PullResponse><n:Items><w:XmlFragment><N>&a;</N></w:XmlFragment></n:Items></n:PullResponse>{TAIL}");
+        let ent = format!(
+            "{HEAD}<n:PullResponse><n:Items><w:XmlFragment><N>&a;</N></w:XmlFragment></n:Items></n:PullResponse>{TAIL}"
+        );
         assert!(parse(ent.as_bytes(), None, &ex).unwrap_err().message.contains("entity"));
         let deep = format!("{HEAD}{}{}{TAIL}", "<x>".repeat(100), "</x>".repeat(100));
         assert!(parse(deep.as_bytes(), None, &ex).unwrap_err().message.contains("deeper"));
         let mut small = expect("C", &[]);
         small.limits.max_properties = 2;
-        let wide = format!("{HEAD}<n:PullResponse><n:Items><w:XmlFragment><A/><B/><C/></w:XmlFragment></n:Items></n:PullResponse>{TAIL}");
+        let wide = format!(
+            "{HEAD}<n:PullResponse><n:Items><w:XmlFragment><A/><B/><C/></w:XmlFragment></n:Items></n:PullResponse>{TAIL}"
+        );
         assert!(parse(wide.as_bytes(), None, &small).is_err());
         small.limits.max_body_bytes = 10;
         assert!(parse(wide.as_bytes(), None, &small).unwrap_err().message.contains("exceeds"));
-        for garbage in ["", "not xml", "<a><b></a>", "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\">"] {
+        for garbage in ["", "not xml", "<a><b></a>", "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\">"]
+        {
             assert_eq!(parse(garbage.as_bytes(), None, &ex).unwrap_err().category, Category::ProtocolError);
         }
     }

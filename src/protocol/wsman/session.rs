@@ -120,7 +120,8 @@ impl WsManSession {
         loop {
             let msg = build(headers, &envelope::new_message_id())?;
             let reply = self.transport.exchange(msg.xml).await?;
-            let expect = Expect { class, arrays, relates_to: Some(&msg.message_id), limits: self.config.limits.clone() };
+            let expect =
+                Expect { class, arrays, relates_to: Some(&msg.message_id), limits: self.config.limits.clone() };
             match interpret(&reply, &expect) {
                 Err(e)
                     if e.category == Category::EnvelopeTooLarge
@@ -146,22 +147,25 @@ impl WsManSession {
                 self.release_open().await;
                 let res = uri::resource(query, self.config.scheme);
                 let mut headers = self.headers(res.uri, res.selectors);
-                let body = EnumerateBody { max_elements: self.config.max_elements, filter: res.filter, key_only: query.key_only };
-                let page = self.round_trip(&mut headers, &|h, id| envelope::enumerate(h, id, &body), class, arrays).await?;
+                let body = EnumerateBody {
+                    max_elements: self.config.max_elements,
+                    filter: res.filter,
+                    key_only: query.key_only,
+                };
+                let page =
+                    self.round_trip(&mut headers, &|h, id| envelope::enumerate(h, id, &body), class, arrays).await?;
                 (headers, page)
             }
             Step::Pull(mut headers, context) => {
                 let max = self.config.max_elements;
-                let result = self
-                    .round_trip(&mut headers, &|h, id| envelope::pull(h, id, &context, max), class, arrays)
-                    .await;
+                let result =
+                    self.round_trip(&mut headers, &|h, id| envelope::pull(h, id, &context, max), class, arrays).await;
                 match result {
                     Ok(p) => (headers, p),
                     Err(e) => {
                         // The server may still hold the context unless it said it does not.
-                        if e.category != Category::InvalidEnumerationContext {
-                            self.open = Some(Open { headers, context });
-                        }
+                        self.open =
+                            (e.category != Category::InvalidEnumerationContext).then_some(Open { headers, context });
                         return Err(e);
                     }
                 }
@@ -187,7 +191,12 @@ impl WsManSession {
     }
 
     /// Gets one instance with WS-Transfer Get, addressed by a resource URI and its key selectors.
-    pub async fn get(&mut self, resource_uri: &str, selectors: Vec<(String, String)>, class: &str) -> Result<Instance, Error> {
+    pub async fn get(
+        &mut self,
+        resource_uri: &str,
+        selectors: Vec<(String, String)>,
+        class: &str,
+    ) -> Result<Instance, Error> {
         self.release_open().await;
         let mut headers = self.headers(resource_uri.to_string(), selectors);
         let page = self.round_trip(&mut headers, &|h, id| envelope::get(h, id), class, &[]).await?;
@@ -219,7 +228,8 @@ fn interpret(reply: &HttpReply, expect: &Expect<'_>) -> Result<response::Page, E
                 500..=599 => Category::ServerFault,
                 _ => Category::ProtocolError,
             };
-            Err(Error::new(category, format!("HTTP status {status} without a WS-Man fault")).with_code(status.to_string()))
+            Err(Error::new(category, format!("HTTP status {status} without a WS-Man fault"))
+                .with_code(status.to_string()))
         }
     }
 }

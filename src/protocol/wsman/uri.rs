@@ -170,7 +170,11 @@ mod tests {
 
         let mut q = spec("Win32_Service");
         q.wql.filter = Some(Expr::And(
-            Box::new(Expr::Compare { property: "Name".into(), op: CmpOp::Ne, value: Literal::String("it's \\".into()) }),
+            Box::new(Expr::Compare {
+                property: "Name".into(),
+                op: CmpOp::Ne,
+                value: Literal::String("it's \\".into()),
+            }),
             Box::new(Expr::Not(Box::new(Expr::IsNull { property: "PathName".into(), negated: true }))),
         ));
         q.needs_filter = true;
