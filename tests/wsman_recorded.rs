@@ -387,6 +387,40 @@ async fn envelope_too_large_retries_once_with_a_larger_size() {
 }
 
 #[tokio::test]
+async fn timed_out_pulls_are_asked_again_then_surfaced() {
+    let p = process_pages();
+    let timed_out = || fault_reply(500, "w:TimedOut", 2_150_858_793);
+    let (mut s, sent) = session(vec![ok(p[0].clone()), timed_out(), ok(p[1].clone()), ok(p[2].clone())]);
+    let q = QuerySpec::class("Win32_Process");
+    let n: usize = s.enumerate(&q).map(|r| r.unwrap().len()).collect::<Vec<_>>().await.iter().sum();
+    assert_eq!(n, 42);
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.iter().map(|x| action(x)).collect::<Vec<_>>(), ["Enumerate", "Pull", "Pull", "Pull"]);
+    assert_eq!(context_of(&sent[1]), context_of(&sent[2]), "the timed-out Pull is repeated with its context");
+
+    let (mut s, sent) = session(vec![ok(p[0].clone()), timed_out(), timed_out(), timed_out(), ok(Vec::new())]);
+    let results: Vec<_> = s.enumerate(&q).collect().await;
+    let e = results[1].clone().unwrap_err();
+    assert_eq!((e.category, e.code.as_deref()), (Category::TimedOut, Some("2150858793")));
+    Box::new(s).close().await.unwrap();
+    assert_eq!(action(&sent.lock().unwrap()[4]), "Release");
+}
+
+#[tokio::test]
+async fn get_returns_the_instance_addressed_by_selectors() {
+    let body = format!(
+        r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing"><s:Header><a:Action>http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse</a:Action><a:RelatesTo>{RELATES_TO_PLACEHOLDER}</a:RelatesTo></s:Header><s:Body><p:Win32_Service xmlns:p="http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/Win32_Service" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><p:Name>Spooler</p:Name><p:State>Running</p:State></p:Win32_Service></s:Body></s:Envelope>"#
+    );
+    let (mut s, sent) = session(vec![ok(body.into_bytes())]);
+    let uri = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/Win32_Service";
+    let i = s.get(uri, vec![("Name".into(), "Spooler".into())], "Win32_Service").await.unwrap();
+    assert_eq!(i.get("State"), Some(&Value::String("Running".into())));
+    let sent = sent.lock().unwrap();
+    assert_eq!(action(&sent[0]), "Get");
+    assert!(sent[0].contains("<w:SelectorSet><w:Selector Name=\"Name\">Spooler</w:Selector></w:SelectorSet>"));
+}
+
+#[tokio::test]
 async fn http_errors_without_a_fault_keep_their_status() {
     let q = QuerySpec::class("Win32_Process");
     for (status, body, want) in [

@@ -12,7 +12,7 @@ use quick_xml::name::ResolveResult;
 
 use super::envelope::{NS_ADDRESSING, NS_ENUMERATION, NS_SOAP, NS_WSMAN};
 use super::fault::{self, Fault};
-use crate::cim::schema::{self, CimType};
+use crate::cim::schema::{self, CimType, ClassSchema};
 use crate::cim::{DateTime, Instance, Interval, Reference, Value};
 use crate::protocol::{Category, Error};
 
@@ -168,7 +168,7 @@ fn item_instance(item: &Elem, expect: &Expect<'_>) -> Result<Instance, Error> {
         return Ok(inst);
     }
     let class = if item.is(NS_WSMAN, "XmlFragment") { expect.class } else { item.local.as_str() };
-    instance(item, class, expect.arrays, &expect.limits)
+    instance(item, class, schema::class(class), expect.arrays, &expect.limits)
 }
 
 fn class_of_uri(uri: &str) -> Option<&str> {
@@ -176,8 +176,13 @@ fn class_of_uri(uri: &str) -> Option<&str> {
 }
 
 /// Builds an instance from an element whose children are its properties.
-fn instance(e: &Elem, class: &str, arrays: &[String], limits: &Limits) -> Result<Instance, Error> {
-    let schema = schema::class(class);
+fn instance(
+    e: &Elem,
+    class: &str,
+    schema: Option<&ClassSchema>,
+    arrays: &[String],
+    limits: &Limits,
+) -> Result<Instance, Error> {
     // Group repeated elements by name, keeping the position of the first occurrence.
     let mut groups: Vec<(&str, Vec<&Elem>)> = Vec::new();
     for c in e.elements() {
@@ -263,7 +268,7 @@ fn value(e: &Elem, ty: Option<CimType>, arrays: &[String], limits: &Limits) -> R
             local.strip_suffix("_Type").unwrap_or(local).to_string()
         })
         .unwrap_or_else(|| e.local.clone());
-    Ok(Value::Instance(Box::new(instance(e, &class, arrays, limits)?)))
+    Ok(Value::Instance(Box::new(instance(e, &class, schema::class(&class), arrays, limits)?)))
 }
 
 /// An endpoint reference: Address, ReferenceParameters/ResourceURI and SelectorSet.
@@ -634,6 +639,50 @@ mod tests {
         assert_eq!(g.class_name, "Win32_Inner");
         assert_eq!(g.get("X"), Some(&Value::String("1".into())));
         assert_eq!(i.get("H"), Some(&Value::String("<A>".into())));
+    }
+
+    #[test]
+    fn class_knowledge_types_values_and_makes_arrays() {
+        use crate::cim::schema::PropertySchema;
+        let prop = |name: &str, cim_type, is_array| PropertySchema { name: name.into(), cim_type, is_array };
+        let class = ClassSchema {
+            name: "T".into(),
+            superclass: None,
+            properties: vec![
+                prop("Size", CimType::UInt64, false),
+                prop("Ok", CimType::Boolean, false),
+                prop("Roles", CimType::String, true),
+                prop("When", CimType::DateTime, false),
+                prop("Odd", CimType::UInt8, false),
+            ],
+        };
+        let tree = Elem {
+            ns: None,
+            local: "XmlFragment".into(),
+            attrs: Vec::new(),
+            children: [
+                "Size:18446744073709551615",
+                "Ok:TRUE",
+                "Roles:a",
+                "When:20130319054036.500000-420",
+                "Odd:300",
+                "Free:x",
+            ]
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.split_once(':').unwrap();
+                Node::Elem(Elem { ns: None, local: k.into(), attrs: Vec::new(), children: vec![Node::Text(v.into())] })
+            })
+            .collect(),
+        };
+        let i = instance(&tree, "T", Some(&class), &[], &Limits::default()).unwrap();
+        assert_eq!(i.get("Size"), Some(&Value::UInt64(u64::MAX)));
+        assert_eq!(i.get("Ok"), Some(&Value::Bool(true)));
+        assert_eq!(i.get("Roles"), Some(&Value::Array(vec![Value::String("a".into())])));
+        assert_eq!(i.get("When").map(Value::to_string).as_deref(), Some("2013-03-19T05:40:36.500000-07:00"));
+        // Text the table's type cannot hold stays text; unknown properties stay text.
+        assert_eq!(i.get("Odd"), Some(&Value::String("300".into())));
+        assert_eq!(i.get("Free"), Some(&Value::String("x".into())));
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct SessionConfig {
     pub limits: Limits,
 }
 
+/// Pulls that time out with no items are asked again this many times.
+const PULL_TIMEOUT_RETRIES: u32 = 2;
+
 /// Windows' own ceiling for MaxEnvelopeSize (winrm config MaxEnvelopeSizekb allows up to 8 MiB).
 const ENVELOPE_CAP: u32 = 8 << 20;
 
@@ -158,8 +161,21 @@ impl WsManSession {
             }
             Step::Pull(mut headers, context) => {
                 let max = self.config.max_elements;
-                let result =
-                    self.round_trip(&mut headers, &|h, id| envelope::pull(h, id, &context, max), class, arrays).await;
+                let mut timeouts = 0;
+                let result = loop {
+                    let r = self
+                        .round_trip(&mut headers, &|h, id| envelope::pull(h, id, &context, max), class, arrays)
+                        .await;
+                    // WS-Enumeration keeps the context valid after a Pull times out with no
+                    // items (a slow provider), so ask again before giving up on the enumeration.
+                    match r {
+                        Err(e) if e.category == Category::TimedOut && timeouts < PULL_TIMEOUT_RETRIES => {
+                            timeouts += 1;
+                            tracing::debug!(error = %e, "Pull timed out; pulling again");
+                        }
+                        other => break other,
+                    }
+                };
                 match result {
                     Ok(p) => (headers, p),
                     Err(e) => {
