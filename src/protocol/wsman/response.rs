@@ -6,6 +6,10 @@
 //! a fault body is collected the same way and handed to [`super::fault`].
 
 use quick_xml::NsReader;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
@@ -185,8 +189,9 @@ fn instance(
 ) -> Result<Instance, Error> {
     // Group repeated elements by name, keeping the position of the first occurrence.
     let mut groups: Vec<(&str, Vec<&Elem>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
     for c in e.elements() {
-        match groups.iter_mut().find(|(n, _)| *n == c.local) {
+        match index.get(c.local.as_str()).and_then(|&i| groups.get_mut(i)) {
             Some((_, v)) => v.push(c),
             None => {
                 if groups.len() >= limits.max_properties {
@@ -195,6 +200,7 @@ fn instance(
                         limits.max_properties
                     )));
                 }
+                index.insert(&c.local, groups.len());
                 groups.push((&c.local, vec![c]));
             }
         }
@@ -292,7 +298,7 @@ fn reference(e: &Elem) -> Reference {
 }
 
 /// Decodes a body to text: a BOM wins, then the content type's charset, else UTF-8.
-pub fn decode(body: &[u8], content_type: Option<&str>) -> Result<String, Error> {
+pub fn decode<'b>(body: &'b [u8], content_type: Option<&str>) -> Result<Cow<'b, str>, Error> {
     let charset = content_type
         .and_then(|ct| {
             ct.split(';')
@@ -310,7 +316,7 @@ pub fn decode(body: &[u8], content_type: Option<&str>) -> Result<String, Error> 
     } else {
         (body, charset.as_str())
     };
-    let utf16 = |le: bool| -> Result<String, Error> {
+    let utf16 = |le: bool| -> Result<Cow<'b, str>, Error> {
         if bytes.len() % 2 != 0 {
             return Err(protocol("a UTF-16 body has an odd number of bytes"));
         }
@@ -318,7 +324,8 @@ pub fn decode(body: &[u8], content_type: Option<&str>) -> Result<String, Error> 
             let pair = [c[0], c[1]];
             if le { u16::from_le_bytes(pair) } else { u16::from_be_bytes(pair) }
         });
-        char::decode_utf16(units).collect::<Result<String, _>>().map_err(|_| protocol("the body is not valid UTF-16"))
+        let text: Result<String, _> = char::decode_utf16(units).collect();
+        text.map(Cow::Owned).map_err(|_| protocol("the body is not valid UTF-16"))
     };
     match enc {
         // Without a BOM, UTF-16 is big-endian (RFC 2781), but Windows writes little-endian;
@@ -326,9 +333,9 @@ pub fn decode(body: &[u8], content_type: Option<&str>) -> Result<String, Error> 
         "utf-16" => utf16(bytes.get(1) == Some(&0)),
         "utf-16le" | "unicode" => utf16(true),
         "utf-16be" => utf16(false),
-        "" | "utf-8" | "utf8" | "us-ascii" | "ascii" => {
-            String::from_utf8(bytes.to_vec()).map_err(|e| protocol(format!("the body is not valid UTF-8: {e}")))
-        }
+        "" | "utf-8" | "utf8" | "us-ascii" | "ascii" => std::str::from_utf8(bytes)
+            .map(Cow::Borrowed)
+            .map_err(|e| protocol(format!("the body is not valid UTF-8: {e}"))),
         other => Err(protocol(format!("unsupported response charset {other:?}"))),
     }
 }
@@ -340,10 +347,10 @@ fn protocol(msg: impl Into<String>) -> Error {
 /// A collected element: what items and faults are converted from.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Elem {
-    pub ns: Option<String>,
+    pub ns: Option<Arc<str>>,
     pub local: String,
     /// (namespace, local name, value) of each attribute.
-    pub attrs: Vec<(Option<String>, String, String)>,
+    pub attrs: Vec<(Option<Arc<str>>, String, String)>,
     pub children: Vec<Node>,
 }
 
@@ -396,9 +403,9 @@ impl Elem {
 
 /// An element start: its resolved name and attributes.
 struct Start {
-    ns: Option<String>,
+    ns: Option<Arc<str>>,
     local: String,
-    attrs: Vec<(Option<String>, String, String)>,
+    attrs: Vec<(Option<Arc<str>>, String, String)>,
 }
 
 impl Start {
@@ -420,13 +427,24 @@ struct Xml<'a> {
     limits: &'a Limits,
     depth: usize,
     pending_end: bool,
+    /// Namespace URIs seen so far: a document uses a handful, shared by every element.
+    namespaces: Vec<Arc<str>>,
+}
+
+fn intern(namespaces: &mut Vec<Arc<str>>, uri: &[u8]) -> Arc<str> {
+    if let Some(n) = namespaces.iter().find(|n| n.as_bytes() == uri) {
+        return n.clone();
+    }
+    let n: Arc<str> = String::from_utf8_lossy(uri).into();
+    namespaces.push(n.clone());
+    n
 }
 
 impl<'a> Xml<'a> {
     fn new(text: &'a str, limits: &'a Limits) -> Xml<'a> {
         let mut r = NsReader::from_str(text);
         r.config_mut().check_end_names = true;
-        Xml { r, limits, depth: 0, pending_end: false }
+        Xml { r, limits, depth: 0, pending_end: false, namespaces: Vec::new() }
     }
 
     fn next(&mut self) -> Result<Ev, Error> {
@@ -438,7 +456,7 @@ impl<'a> Xml<'a> {
         loop {
             let (ns, ev) = self.r.read_resolved_event().map_err(|e| protocol(format!("malformed XML: {e}")))?;
             let ns = match ns {
-                ResolveResult::Bound(n) => Some(String::from_utf8_lossy(n.as_ref()).into_owned()),
+                ResolveResult::Bound(n) => Some(intern(&mut self.namespaces, n.as_ref())),
                 ResolveResult::Unbound => None,
                 ResolveResult::Unknown(p) => {
                     return Err(protocol(format!("undeclared namespace prefix {}", String::from_utf8_lossy(&p))));
@@ -480,7 +498,7 @@ impl<'a> Xml<'a> {
         }
     }
 
-    fn start(&self, ns: Option<String>, e: &BytesStart<'_>) -> Result<Start, Error> {
+    fn start(&mut self, ns: Option<Arc<str>>, e: &BytesStart<'_>) -> Result<Start, Error> {
         let mut attrs = Vec::new();
         for a in e.attributes() {
             let a = a.map_err(|e| protocol(format!("malformed attribute: {e}")))?;
@@ -491,7 +509,7 @@ impl<'a> Xml<'a> {
             }
             let (ans, local) = self.r.resolve_attribute(key);
             let ans = match ans {
-                ResolveResult::Bound(n) => Some(String::from_utf8_lossy(n.as_ref()).into_owned()),
+                ResolveResult::Bound(n) => Some(intern(&mut self.namespaces, n.as_ref())),
                 _ => None,
             };
             let value = a.unescape_value().map_err(|e| protocol(format!("malformed attribute value: {e}")))?;
