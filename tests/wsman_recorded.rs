@@ -564,3 +564,28 @@ proptest! {
         prop_assert_eq!(r.unwrap_err().category, Category::InvalidQuery);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Damaged responses (cut short, bytes overwritten) are errors or pages, never a panic.
+    #[test]
+    fn damaged_recordings_never_panic(
+        page in 0usize..4,
+        cut in 0.0f64..1.0,
+        flips in proptest::collection::vec((0.0f64..1.0, any::<u8>()), 0..8),
+    ) {
+        let pages = pages("server_2008", "Win32_Process", "star");
+        let mut body = pages[page % pages.len()].clone();
+        for (at, byte) in flips {
+            let i = ((body.len() as f64) * at) as usize;
+            if let Some(b) = body.get_mut(i) {
+                *b = byte;
+            }
+        }
+        body.truncate(((body.len() as f64) * (0.5 + cut / 2.0)) as usize);
+        let expect = Expect { class: "Win32_Process", arrays: &[], relates_to: None, limits: Limits::default() };
+        let _ = response::parse(&body, None, &expect);
+        let _ = response::parse(&body, Some("text/xml;charset=utf-16"), &expect);
+    }
+}

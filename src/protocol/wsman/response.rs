@@ -321,7 +321,7 @@ pub fn decode<'b>(body: &'b [u8], content_type: Option<&str>) -> Result<Cow<'b, 
             return Err(protocol("a UTF-16 body has an odd number of bytes"));
         }
         let units = bytes.chunks_exact(2).map(|c| {
-            let pair = [c[0], c[1]];
+            let pair = [c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)];
             if le { u16::from_le_bytes(pair) } else { u16::from_be_bytes(pair) }
         });
         let text: Result<String, _> = char::decode_utf16(units).collect();
