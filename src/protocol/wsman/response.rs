@@ -431,6 +431,12 @@ struct Xml<'a> {
     namespaces: Vec<Arc<str>>,
 }
 
+/// XML 1.0 §2.11 line-end handling: a literal CR LF or CR is read as LF (a `&#13;` reference
+/// is not, and arrives as its own event), as every conforming parser reports it.
+fn line_ends(text: &str) -> String {
+    if text.contains('\r') { text.replace("\r\n", "\n").replace('\r', "\n") } else { text.to_string() }
+}
+
 fn intern(namespaces: &mut Vec<Arc<str>>, uri: &[u8]) -> Arc<str> {
     if let Some(n) = namespaces.iter().find(|n| n.as_bytes() == uri) {
         return n.clone();
@@ -476,8 +482,8 @@ impl<'a> Xml<'a> {
                     self.depth = self.depth.saturating_sub(1);
                     Ev::End
                 }
-                Event::Text(t) => Ev::Text(t.decode().map_err(|e| protocol(format!("bad text: {e}")))?.into_owned()),
-                Event::CData(t) => Ev::Text(t.decode().map_err(|e| protocol(format!("bad CDATA: {e}")))?.into_owned()),
+                Event::Text(t) => Ev::Text(line_ends(&t.decode().map_err(|e| protocol(format!("bad text: {e}")))?)),
+                Event::CData(t) => Ev::Text(line_ends(&t.decode().map_err(|e| protocol(format!("bad CDATA: {e}")))?)),
                 Event::GeneralRef(r) => {
                     if let Some(c) =
                         r.resolve_char_ref().map_err(|e| protocol(format!("bad character reference: {e}")))?
@@ -701,6 +707,13 @@ mod tests {
         // Text the table's type cannot hold stays text; unknown properties stay text.
         assert_eq!(i.get("Odd"), Some(&Value::String("300".into())));
         assert_eq!(i.get("Free"), Some(&Value::String("x".into())));
+    }
+
+    #[test]
+    fn line_ends_are_normalized_but_char_refs_kept() {
+        let body = "<n:PullResponse><n:Items><w:XmlFragment><D>a\r\nb\rc&#13;&#10;d</D></w:XmlFragment></n:Items></n:PullResponse>";
+        let p = page(body, &expect("C", &[]));
+        assert_eq!(p.items[0].get("D"), Some(&Value::String("a\nb\nc\r\nd".into())));
     }
 
     #[test]
