@@ -74,15 +74,16 @@ pub fn new_message_id() -> String {
 
 /// An Enumerate with OptimizeEnumeration, so the first items come back in the response.
 pub fn enumerate(h: &Headers, message_id: &str, body: &EnumerateBody) -> Result<Message, Error> {
-    // DSP0226 8.2.1 orders the wsman body elements Filter, EnumerationMode, OptimizeEnumeration, MaxElements.
-    let mut b = String::from("<n:Enumerate>");
-    if let Some(f) = &body.filter {
-        write!(b, "<w:Filter Dialect=\"{WQL_DIALECT}\">{}</w:Filter>", escape(f, "filter")?).ok();
-    }
+    // The order Windows' own client (the MI/WinRM stack) writes: OptimizeEnumeration,
+    // MaxElements, EnumerationMode, Filter.
+    let mut b = format!("<n:Enumerate><w:OptimizeEnumeration/><w:MaxElements>{}</w:MaxElements>", body.max_elements);
     if body.key_only {
         b.push_str("<w:EnumerationMode>EnumerateEPR</w:EnumerationMode>");
     }
-    write!(b, "<w:OptimizeEnumeration/><w:MaxElements>{}</w:MaxElements></n:Enumerate>", body.max_elements).ok();
+    if let Some(f) = &body.filter {
+        write!(b, "<w:Filter Dialect=\"{WQL_DIALECT}\">{}</w:Filter>", escape(f, "filter")?).ok();
+    }
+    b.push_str("</n:Enumerate>");
     build(h, ACTION_ENUMERATE, message_id, &b)
 }
 
@@ -296,10 +297,10 @@ mod tests {
         )
         .unwrap();
         assert!(m.xml.contains(
-            "<s:Body><n:Enumerate><w:Filter Dialect=\"http://schemas.microsoft.com/wbem/wsman/1/WQL\">\
-             select * from Win32_Service where Name = &apos;a&lt;b&apos;</w:Filter>\
-             <w:EnumerationMode>EnumerateEPR</w:EnumerationMode><w:OptimizeEnumeration/>\
-             <w:MaxElements>32000</w:MaxElements></n:Enumerate></s:Body>"
+            "<s:Body><n:Enumerate><w:OptimizeEnumeration/><w:MaxElements>32000</w:MaxElements>\
+             <w:EnumerationMode>EnumerateEPR</w:EnumerationMode>\
+             <w:Filter Dialect=\"http://schemas.microsoft.com/wbem/wsman/1/WQL\">\
+             select * from Win32_Service where Name = &apos;a&lt;b&apos;</w:Filter></n:Enumerate></s:Body>"
         ));
     }
 
