@@ -178,6 +178,9 @@ fn recorded_values_keep_nulls_arrays_and_datetimes() {
     assert!(page.items.iter().any(|i| matches!(i.get("CreationDate"), Some(Value::DateTime(_)))));
 }
 
+/// Marks the requests sent with `exchange_resendable` in the log.
+const RESENDABLE: &str = "RESENDABLE:";
+
 /// A transport that replays replies, answers each request's MessageID, and logs the requests.
 struct Scripted {
     replies: VecDeque<Result<HttpReply, Error>>,
@@ -210,6 +213,9 @@ impl Transport for Scripted {
                 r
             });
         Box::pin(async move { reply })
+    }
+    fn exchange_resendable<'a>(&'a mut self, envelope: String) -> BoxFuture<'a, Result<HttpReply, Error>> {
+        self.exchange(format!("{RESENDABLE}{envelope}"))
     }
     fn shutdown<'a>(&'a mut self) -> BoxFuture<'a, ()> {
         Box::pin(async {})
@@ -273,6 +279,9 @@ async fn recorded_pages_chain_through_the_session() {
                 let sent = sent.lock().unwrap();
                 assert_eq!(sent.len(), pages.len(), "no Release after EndOfSequence");
                 assert_eq!(action(&sent[0]), "Enumerate");
+                // The transport may resend an Enumerate after a broken connection, never a Pull.
+                assert!(sent[0].starts_with(RESENDABLE));
+                assert!(sent.iter().skip(1).all(|x| !x.starts_with(RESENDABLE)));
                 let uri =
                     element_text(&sent[0], "<w:ResourceURI s:mustUnderstand=\"true\">", "</w:ResourceURI>").unwrap();
                 if variant == "all" {
@@ -323,6 +332,7 @@ async fn abandoned_enumeration_is_released_on_next_operation_and_close() {
     let actions: Vec<_> = sent.iter().map(|x| action(x)).collect();
     assert_eq!(actions, ["Enumerate", "Release", "Enumerate", "Release"]);
     assert_eq!(context_of(&sent[1]), Some(ctx0.as_str()));
+    assert!(sent[1].starts_with(RESENDABLE), "a Release may be resent");
     // Pull and Release address the same resource as the Enumerate.
     let uri =
         |x: &str| element_text(x, "<w:ResourceURI s:mustUnderstand=\"true\">", "</w:ResourceURI>").map(str::to_string);
@@ -417,6 +427,7 @@ async fn get_returns_the_instance_addressed_by_selectors() {
     assert_eq!(i.get("State"), Some(&Value::String("Running".into())));
     let sent = sent.lock().unwrap();
     assert_eq!(action(&sent[0]), "Get");
+    assert!(sent[0].starts_with(RESENDABLE));
     assert!(sent[0].contains("<w:SelectorSet><w:Selector Name=\"Name\">Spooler</w:Selector></w:SelectorSet>"));
 }
 

@@ -101,7 +101,7 @@ impl WsManSession {
             let id = envelope::new_message_id();
             match envelope::release(&open.headers, &id, &open.context) {
                 Ok(msg) => {
-                    if let Err(e) = self.transport.exchange(msg.xml).await {
+                    if let Err(e) = self.transport.exchange_resendable(msg.xml).await {
                         tracing::debug!(error = %e, "releasing an abandoned enumeration failed");
                     }
                 }
@@ -111,18 +111,25 @@ impl WsManSession {
     }
 
     /// Sends one request built by `build` (retrying once with a larger MaxEnvelopeSize when the
-    /// server says the response would not fit) and parses the reply.
+    /// server says the response would not fit) and parses the reply. Only a `resendable`
+    /// request may be sent again by the transport after a broken connection: a repeated Pull
+    /// would skip a page, so an enumeration is restarted instead.
     async fn round_trip(
         &mut self,
         headers: &mut Headers,
         build: &(dyn Fn(&Headers, &str) -> Result<Message, Error> + Send + Sync),
         class: &str,
         arrays: &[String],
+        resendable: bool,
     ) -> Result<response::Page, Error> {
         let mut retried = false;
         loop {
             let msg = build(headers, &envelope::new_message_id())?;
-            let reply = self.transport.exchange(msg.xml).await?;
+            let reply = if resendable {
+                self.transport.exchange_resendable(msg.xml).await?
+            } else {
+                self.transport.exchange(msg.xml).await?
+            };
             let expect =
                 Expect { class, arrays, relates_to: Some(&msg.message_id), limits: self.config.limits.clone() };
             match interpret(&reply, &expect) {
@@ -155,8 +162,9 @@ impl WsManSession {
                     filter: res.filter,
                     key_only: query.key_only,
                 };
-                let page =
-                    self.round_trip(&mut headers, &|h, id| envelope::enumerate(h, id, &body), class, arrays).await?;
+                let page = self
+                    .round_trip(&mut headers, &|h, id| envelope::enumerate(h, id, &body), class, arrays, true)
+                    .await?;
                 (headers, page)
             }
             Step::Pull(mut headers, context) => {
@@ -164,7 +172,7 @@ impl WsManSession {
                 let mut timeouts = 0;
                 let result = loop {
                     let r = self
-                        .round_trip(&mut headers, &|h, id| envelope::pull(h, id, &context, max), class, arrays)
+                        .round_trip(&mut headers, &|h, id| envelope::pull(h, id, &context, max), class, arrays, false)
                         .await;
                     // WS-Enumeration keeps the context valid after a Pull times out with no
                     // items (a slow provider), so ask again before giving up on the enumeration.
@@ -215,7 +223,7 @@ impl WsManSession {
     ) -> Result<Instance, Error> {
         self.release_open().await;
         let mut headers = self.headers(resource_uri.to_string(), selectors);
-        let page = self.round_trip(&mut headers, &|h, id| envelope::get(h, id), class, &[]).await?;
+        let page = self.round_trip(&mut headers, &|h, id| envelope::get(h, id), class, &[], true).await?;
         page.items
             .into_iter()
             .next()
