@@ -166,21 +166,37 @@ mod tests {
         q.wql.properties = vec!["Name".into(), "State".into()];
         let r = resource(&q, Scheme::Wmi);
         assert_eq!(r.uri, "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/CIMV2/*");
-        assert_eq!(r.filter.as_deref(), Some("SELECT Name,State FROM Win32_Service"));
+        assert_eq!(r.filter, Some(wql_text(&q.wql)));
 
+        // A class with a WHERE filter, or WQL text from the job, also goes through `*`.
         let mut q = spec("Win32_Service");
-        q.wql.filter = Some(Expr::And(
-            Box::new(Expr::Compare {
-                property: "Name".into(),
-                op: CmpOp::Ne,
-                value: Literal::String("it's \\".into()),
-            }),
-            Box::new(Expr::Not(Box::new(Expr::IsNull { property: "PathName".into(), negated: true }))),
-        ));
+        q.wql.filter = Some(Expr::IsNull { property: "PathName".into(), negated: true });
+        assert_eq!(resource(&q, Scheme::Wmi).uri, "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/*");
+        let mut q = spec("Win32_Service");
         q.needs_filter = true;
+        let r = resource(&q, Scheme::Wmi);
+        assert_eq!(r.uri, "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/*");
+        assert_eq!(r.filter.as_deref(), Some("SELECT * FROM Win32_Service"));
+    }
+
+    /// The stand-in formatter (see [`wql_text`]): quoting and escaping as WMI reads them.
+    #[test]
+    fn wql_text_quotes_and_groups() {
+        let q = Query {
+            properties: vec!["Name".into(), "State".into()],
+            class: "Win32_Service".into(),
+            filter: Some(Expr::And(
+                Box::new(Expr::Compare {
+                    property: "Name".into(),
+                    op: CmpOp::Ne,
+                    value: Literal::String("it's \\".into()),
+                }),
+                Box::new(Expr::Not(Box::new(Expr::IsNull { property: "PathName".into(), negated: true }))),
+            )),
+        };
         assert_eq!(
-            resource(&q, Scheme::Wmi).filter.as_deref(),
-            Some("SELECT * FROM Win32_Service WHERE (Name <> 'it\\'s \\\\' AND NOT (PathName IS NOT NULL))")
+            wql_text(&q),
+            "SELECT Name,State FROM Win32_Service WHERE (Name <> 'it\\'s \\\\' AND NOT (PathName IS NOT NULL))"
         );
     }
 
@@ -202,7 +218,7 @@ mod tests {
         let r = resource(&q, Scheme::Dmtf);
         assert_eq!(r.uri, "http://example/r");
         assert!(r.selectors.is_empty());
-        assert_eq!(r.filter.as_deref(), Some("SELECT * FROM X WHERE N LIKE 'a%'"));
+        assert_eq!(r.filter, Some(wql_text(&q.wql)));
     }
 
     #[test]
