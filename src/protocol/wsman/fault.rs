@@ -3,7 +3,10 @@
 //! A Windows fault carries its meaning at several depths: the SOAP subcode (`w:TimedOut`),
 //! the `WSManFault/@Code` (a WinRM error such as 2150859174), and, when WMI failed, a nested
 //! `ProviderFault` with the WMI HRESULT (`0x80041010`) or an `MSFT_WmiError/error_Code`.
-//! The most specific (innermost, provider) code decides the category.
+//! OMI and Windows' MI stack also send a CIM error instance (`MSFT_WmiError`, `OMI_Error`)
+//! whose `CIMStatusCode` (DSP0004 status codes) names the failure. The most specific code
+//! decides the category: provider HRESULTs, then the CIM status, then the WinRM code, then
+//! the SOAP subcode.
 //!
 //! Codes below were checked against the wsmerror.h constants (as published in the Windows
 //! SDK metadata) and MS-WMI 2.2.11 (WBEMSTATUS).
@@ -29,9 +32,12 @@ pub struct Fault {
     pub machine: Option<String>,
     /// The WSManFault message text (provider faults' text included).
     pub message: Option<String>,
-    /// Every other code found inside: nested WSManFault codes, MSFT_WmiError/error_Code,
-    /// __ExtendedStatus/StatusCode, innermost last.
+    /// Every other HRESULT or Win32 code found inside: nested WSManFault codes,
+    /// MSFT_WmiError/error_Code, __ExtendedStatus/StatusCode, innermost last.
     pub provider_codes: Vec<u32>,
+    /// The CIM status code of an error instance (`CIMStatusCode`, or `error_Code` when its
+    /// `error_Type` is `MI`), innermost last.
+    pub cim_status: Option<u32>,
 }
 
 /// Reads a fault from its collected `s:Fault` element.
@@ -54,26 +60,40 @@ pub(crate) fn from_tree(f: &Elem) -> Fault {
             out.wsman_code = wf.attr_unqualified("Code").and_then(parse_code);
             out.machine = wf.attr_unqualified("Machine").map(str::to_string);
             out.message = wf.child(NS_WSMANFAULT, "Message").map(|m| collapse(&all_text(m))).filter(|m| !m.is_empty());
-            collect_codes(wf, true, &mut out.provider_codes);
-        } else {
-            collect_codes(detail, false, &mut out.provider_codes);
         }
+        // An error instance may sit beside the WSManFault as well as inside it.
+        let outer = find(detail, &|e| e.is(NS_WSMANFAULT, "WSManFault"));
+        collect_codes(detail, outer, &mut out);
     }
     out
 }
 
-/// Gathers codes below `e` in document order (so the innermost comes last).
-fn collect_codes(e: &Elem, skip_self: bool, out: &mut Vec<u32>) {
-    if !skip_self {
-        if e.is(NS_WSMANFAULT, "WSManFault") {
-            out.extend(e.attr_unqualified("Code").and_then(parse_code));
-        }
-        if matches!(e.local.as_str(), "error_Code" | "StatusCode") {
-            out.extend(parse_code(e.text().trim()));
+/// Gathers codes below `e` in document order (so the innermost comes last), leaving out the
+/// `Code` of the outer WSManFault, which is kept as [`Fault::wsman_code`].
+fn collect_codes(e: &Elem, outer: Option<&Elem>, out: &mut Fault) {
+    if e.is(NS_WSMANFAULT, "WSManFault") && !outer.is_some_and(|o| std::ptr::eq(o, e)) {
+        out.provider_codes.extend(e.attr_unqualified("Code").and_then(parse_code));
+    }
+    let field = |name: &str| e.elements().find(|c| c.local == name).map(|c| c.text());
+    if let Some(status) = field("CIMStatusCode").and_then(|t| parse_code(&t)) {
+        out.cim_status = Some(status);
+    }
+    if out.message.is_none() && (field("CIMStatusCode").is_some() || field("error_Code").is_some()) {
+        out.message = field("Message").map(|m| collapse(&m)).filter(|m| !m.is_empty());
+    }
+    if let Some(code) = field("error_Code").and_then(|t| parse_code(&t)) {
+        // OMI_Error carries an MI_Result (a CIM status) there; MSFT_WmiError an HRESULT.
+        if field("error_Type").is_some_and(|t| t.trim().eq_ignore_ascii_case("MI")) {
+            out.cim_status = Some(code);
+        } else {
+            out.provider_codes.push(code);
         }
     }
+    if let Some(code) = field("StatusCode").and_then(|t| parse_code(&t)) {
+        out.provider_codes.push(code);
+    }
     for c in e.elements() {
-        collect_codes(c, false, out);
+        collect_codes(c, outer, out);
     }
 }
 
@@ -140,6 +160,22 @@ fn category_of_code(code: u32) -> Option<Category> {
     })
 }
 
+/// The category a CIM status code (DSP0004 / DSP0200 CIM_ERR_*) means.
+fn category_of_cim_status(code: u32) -> Option<Category> {
+    Some(match code {
+        2 => Category::AccessDenied,
+        3 => Category::InvalidNamespace,
+        5 => Category::InvalidClass,
+        6 => Category::NotFound,
+        7 | 25 => Category::Unsupported,
+        // QUERY_LANGUAGE_NOT_SUPPORTED, INVALID_QUERY
+        14 | 15 => Category::InvalidQuery,
+        21 => Category::InvalidEnumerationContext,
+        27 => Category::QuotaExceeded,
+        _ => return None,
+    })
+}
+
 /// The category a SOAP subcode means (compared by local part: the prefixes are the server's).
 fn category_of_subcode(sub: &str) -> Option<Category> {
     let local = sub.rsplit(':').next().unwrap_or(sub);
@@ -163,6 +199,7 @@ impl Fault {
         let provider = self.provider_codes.iter().rev().find_map(|&c| Some((c, category_of_code(c)?)));
         let category = provider
             .map(|(_, cat)| cat)
+            .or_else(|| self.cim_status.and_then(category_of_cim_status))
             .or_else(|| self.wsman_code.and_then(category_of_code))
             .or_else(|| self.subcode.as_deref().and_then(category_of_subcode))
             .unwrap_or(Category::ServerFault);
@@ -261,6 +298,26 @@ mod tests {
             (e.category, e.code.as_deref(), e.message.as_str()),
             (Category::ServerFault, Some("w:Weird"), "reason text")
         );
+    }
+
+    #[test]
+    fn cim_error_instances_beside_or_without_a_wsman_fault() {
+        // Windows' MI stack: MSFT_WmiError beside the WSManFault, HRESULT in error_Code.
+        let both = r#"<f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="2150858752"><f:Message>m</f:Message></f:WSManFault><p:MSFT_WmiError xmlns:p="urn:w"><p:CIMStatusCode>3</p:CIMStatusCode><p:error_Code>2147749902</p:error_Code><p:error_Type>HRESULT</p:error_Type></p:MSFT_WmiError>"#;
+        let f = fault(&envelope("w:InternalError", both));
+        assert_eq!(
+            (f.wsman_code, f.provider_codes.clone(), f.cim_status),
+            (Some(2_150_858_752), vec![0x8004_100E], Some(3))
+        );
+        assert_eq!(f.to_error().category, Category::InvalidNamespace);
+        // OMI: error_Code is an MI_Result when error_Type is MI; 5 is an invalid class, not access denied.
+        let omi = r#"<p:OMI_Error xmlns:p="urn:o"><p:error_Code>5</p:error_Code><p:error_Type>MI</p:error_Type><p:Message>no such class</p:Message></p:OMI_Error>"#;
+        let f = fault(&envelope("w:InternalError", omi));
+        assert!(f.provider_codes.is_empty());
+        assert_eq!(f.to_error().category, Category::InvalidClass);
+        assert_eq!(f.to_error().message, "no such class");
+        let query = r#"<p:OMI_Error xmlns:p="urn:o"><p:CIMStatusCode>15</p:CIMStatusCode></p:OMI_Error>"#;
+        assert_eq!(fault(&envelope("w:InternalError", query)).to_error().category, Category::InvalidQuery);
     }
 
     #[test]
