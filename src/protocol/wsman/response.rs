@@ -166,7 +166,8 @@ fn item_instance(item: &Elem, expect: &Expect<'_>) -> Result<Instance, Error> {
     if item.is(NS_ADDRESSING, "EndpointReference") || item.child(NS_ADDRESSING, "ReferenceParameters").is_some() {
         let r = reference(item);
         let mut inst = Instance::new(class_of_uri(&r.resource_uri).unwrap_or(expect.class));
-        for (k, v) in r.selectors {
+        // The namespace selector of a DMTF EPR addresses the instance; it is not a key property.
+        for (k, v) in r.selectors.into_iter().filter(|(k, _)| k != super::uri::CIM_NAMESPACE_SELECTOR) {
             inst.push(k, Value::String(v));
         }
         return Ok(inst);
@@ -718,7 +719,7 @@ mod tests {
 
     #[test]
     fn epr_items_become_key_instances() {
-        let body = r#"<n:EnumerateResponse><n:EnumerationContext/><w:Items><a:EndpointReference><a:Address>http://x</a:Address><a:ReferenceParameters><w:ResourceURI>http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/Win32_Service</w:ResourceURI><w:SelectorSet><w:Selector Name="Name">Spooler</w:Selector></w:SelectorSet></a:ReferenceParameters></a:EndpointReference></w:Items><w:EndOfSequence/></n:EnumerateResponse>"#;
+        let body = r#"<n:EnumerateResponse><n:EnumerationContext/><w:Items><a:EndpointReference><a:Address>http://x</a:Address><a:ReferenceParameters><w:ResourceURI>http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/Win32_Service</w:ResourceURI><w:SelectorSet><w:Selector Name="Name">Spooler</w:Selector><w:Selector Name="__cimnamespace">root/cimv2</w:Selector></w:SelectorSet></a:ReferenceParameters></a:EndpointReference></w:Items><w:EndOfSequence/></n:EnumerateResponse>"#;
         let p = page(body, &expect("Win32_Service", &[]));
         assert_eq!(p.context, None);
         assert_eq!(p.items, vec![Instance::new("Win32_Service").with("Name", Value::String("Spooler".into()))]);
