@@ -35,7 +35,9 @@ pub struct SessionConfig {
 /// Pulls that time out with no items are asked again this many times.
 const PULL_TIMEOUT_RETRIES: u32 = 2;
 
-/// Windows' own ceiling for MaxEnvelopeSize (winrm config MaxEnvelopeSizekb allows up to 8 MiB).
+/// The most a retry asks for. Windows clamps a larger MaxEnvelopeSize to its own
+/// MaxEnvelopeSizekb (MS-WSMV 3.1.4.1.7), so asking is harmless; the cap bounds what one
+/// response may make us hold.
 const ENVELOPE_CAP: u32 = 8 << 20;
 
 impl SessionConfig {
