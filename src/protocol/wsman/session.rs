@@ -308,3 +308,44 @@ impl Connector for WsManConnector {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_from_endpoint() {
+        let mut ep = Endpoint::local();
+        ep.computer = Some("fe80::1".into());
+        ep.wsman.use_ssl = true;
+        ep.wsman.http_prefix = "custom".into();
+        ep.wsman.max_envelope_size_kb = 1;
+        ep.wsman.dmtf_resource_uris = true;
+        ep.wsman.culture = Some("de-DE".into());
+        let c = SessionConfig::from_endpoint(&ep);
+        assert_eq!(c.to, "https://[fe80::1]:5986/custom");
+        assert_eq!(c.scheme, Scheme::Dmtf);
+        // DSP0226 lets servers refuse less than 8192 octets.
+        assert_eq!(c.max_envelope_size, 8192);
+        assert_eq!((c.locale.as_str(), c.data_locale.as_str()), ("de-DE", "de-DE"));
+
+        ep.computer = Some("srv.example".into());
+        ep.port = Some(8080);
+        ep.wsman = Default::default();
+        ep.wsman.ui_culture = Some("fr-FR".into());
+        let c = SessionConfig::from_endpoint(&ep);
+        assert_eq!(c.to, "http://srv.example:8080/wsman");
+        assert_eq!((c.scheme, c.max_envelope_size), (Scheme::Wmi, 512 * 1024));
+        assert_eq!((c.locale.as_str(), c.data_locale.as_str()), ("en-US", "fr-FR"));
+    }
+
+    #[test]
+    fn http_statuses_without_a_fault() {
+        let expect = Expect::default();
+        let reply = |status: u16, body: &str| HttpReply { status, content_type: None, body: body.as_bytes().to_vec() };
+        let cat = |r: HttpReply| interpret(&r, &expect).unwrap_err().category;
+        assert_eq!(cat(reply(403, "")), Category::AccessDenied);
+        assert_eq!(cat(reply(502, "<html/>")), Category::ServerFault);
+        assert_eq!(cat(reply(415, "")), Category::ProtocolError);
+    }
+}
