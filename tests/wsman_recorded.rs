@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cimrun::cim::Value;
+use cimrun::cim::schema::{self, CimType};
 use cimrun::protocol::wsman::envelope::{self, EnumerateBody, Headers};
 use cimrun::protocol::wsman::response::{self, Expect, Limits, Reply};
 use cimrun::protocol::wsman::session::{ConnectFn, SessionConfig};
@@ -180,6 +181,67 @@ fn recorded_values_keep_nulls_arrays_and_datetimes() {
 
 /// Marks the requests sent with `exchange_resendable` in the log.
 const RESENDABLE: &str = "RESENDABLE:";
+
+/// The `Value::type_name` a schema type produces.
+fn type_name(t: CimType) -> &'static [&'static str] {
+    match t {
+        CimType::Boolean => &["boolean"],
+        CimType::SInt8 => &["sint8"],
+        CimType::UInt8 => &["uint8"],
+        CimType::SInt16 => &["sint16"],
+        CimType::UInt16 => &["uint16"],
+        CimType::SInt32 => &["sint32"],
+        CimType::UInt32 => &["uint32"],
+        CimType::SInt64 => &["sint64"],
+        CimType::UInt64 => &["uint64"],
+        CimType::Real32 => &["real32"],
+        CimType::Real64 => &["real64"],
+        CimType::Char16 => &["char16"],
+        CimType::String => &["string"],
+        CimType::DateTime => &["datetime", "interval"],
+        CimType::Reference => &["reference"],
+        CimType::Instance => &["instance"],
+    }
+}
+
+#[test]
+fn recorded_values_are_typed_by_the_class_table() {
+    let mut typed = 0;
+    for server in SERVERS {
+        for class in classes(server) {
+            let Some(schema) = schema::class(&class) else { continue };
+            for variant in ["star", "all"] {
+                let expect = Expect { class: &class, arrays: &[], relates_to: None, limits: Limits::default() };
+                for body in pages(server, &class, variant) {
+                    let Ok(Reply::Page(page)) = response::parse(&body, None, &expect) else {
+                        panic!("{server} {class}")
+                    };
+                    for item in page.items.iter().filter(|i| i.class_name == class) {
+                        for p in &item.properties {
+                            let Some(ps) = schema.property(&p.name) else { continue };
+                            let values = match (&p.value, ps.is_array) {
+                                (Value::Null, _) => continue,
+                                (Value::Array(a), true) => a.clone(),
+                                (v, false) => vec![v.clone()],
+                                (v, true) => panic!("{server} {class}.{}: {v:?} is not an array", p.name),
+                            };
+                            for v in values.iter().filter(|v| !v.is_null()) {
+                                assert!(
+                                    type_name(ps.cim_type).contains(&v.type_name()),
+                                    "{server} {class}_{variant}.{}: {v:?} is not {:?}",
+                                    p.name,
+                                    ps.cim_type
+                                );
+                                typed += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(typed > 10_000, "{typed}");
+}
 
 /// A transport that replays replies, answers each request's MessageID, and logs the requests.
 struct Scripted {

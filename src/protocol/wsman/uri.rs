@@ -5,10 +5,7 @@
 //! classes) addresses DMTF classes as `…/cim-schema/2/<Class>` with the namespace in a
 //! `__cimnamespace` selector.
 
-use std::fmt::Write as _;
-
 use crate::protocol::QuerySpec;
-use crate::wql::{CmpOp, Expr, Literal, Query};
 
 /// Prefix of WMI resource URIs.
 pub const WMI_BASE: &str = "http://schemas.microsoft.com/wbem/wsman/1/wmi/";
@@ -41,7 +38,7 @@ pub fn resource(query: &QuerySpec, scheme: Scheme) -> Resource {
     let ns = normalize_namespace(&query.namespace);
     let class = query.class_name();
     let filtered = query.needs_filter || !query.wql.properties.is_empty() || query.wql.filter.is_some();
-    let filter = filtered.then(|| wql_text(&query.wql));
+    let filter = filtered.then(|| query.wql.to_string());
     if let Some(uri) = &query.resource_uri {
         return Resource { uri: uri.clone(), selectors: Vec::new(), filter };
     }
@@ -63,89 +60,10 @@ pub fn normalize_namespace(ns: &str) -> String {
     if trimmed.is_empty() { "root/cimv2".to_string() } else { trimmed.to_string() }
 }
 
-/// The WQL text of a query, as sent to the server.
-///
-/// Kept behind this one function so it can defer to `wql::Query`'s own rendering once that
-/// exists; it quotes strings with `'` and escapes `\` and `'` as WMI's parser expects.
-pub fn wql_text(q: &Query) -> String {
-    let mut s = String::from("SELECT ");
-    if q.properties.is_empty() {
-        s.push('*');
-    } else {
-        s.push_str(&q.properties.join(","));
-    }
-    write!(s, " FROM {}", q.class).ok();
-    if let Some(f) = &q.filter {
-        s.push_str(" WHERE ");
-        expr(&mut s, f);
-    }
-    s
-}
-
-fn expr(s: &mut String, e: &Expr) {
-    match e {
-        Expr::And(a, b) | Expr::Or(a, b) => {
-            s.push('(');
-            expr(s, a);
-            s.push_str(if matches!(e, Expr::And(..)) { " AND " } else { " OR " });
-            expr(s, b);
-            s.push(')');
-        }
-        Expr::Not(a) => {
-            s.push_str("NOT (");
-            expr(s, a);
-            s.push(')');
-        }
-        Expr::Compare { property, op, value } => {
-            let op = match op {
-                CmpOp::Eq => "=",
-                CmpOp::Ne => "<>",
-                CmpOp::Lt => "<",
-                CmpOp::Le => "<=",
-                CmpOp::Gt => ">",
-                CmpOp::Ge => ">=",
-            };
-            write!(s, "{property} {op} ").ok();
-            literal(s, value);
-        }
-        Expr::Like { property, pattern, negated } => {
-            write!(s, "{property} {}LIKE ", if *negated { "NOT " } else { "" }).ok();
-            quoted(s, pattern);
-        }
-        Expr::IsNull { property, negated } => {
-            write!(s, "{property} IS {}NULL", if *negated { "NOT " } else { "" }).ok();
-        }
-        Expr::Isa { property, class } => {
-            write!(s, "{property} ISA ").ok();
-            quoted(s, class);
-        }
-    }
-}
-
-fn literal(s: &mut String, l: &Literal) {
-    match l {
-        Literal::String(v) => quoted(s, v),
-        Literal::Integer(v) => write!(s, "{v}").unwrap_or(()),
-        Literal::Real(v) => write!(s, "{v:?}").unwrap_or(()),
-        Literal::Bool(v) => s.push_str(if *v { "TRUE" } else { "FALSE" }),
-        Literal::Null => s.push_str("NULL"),
-    }
-}
-
-fn quoted(s: &mut String, v: &str) {
-    s.push('\'');
-    for c in v.chars() {
-        if c == '\'' || c == '\\' {
-            s.push('\\');
-        }
-        s.push(c);
-    }
-    s.push('\'');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wql::Expr;
 
     fn spec(class: &str) -> QuerySpec {
         QuerySpec::class(class)
@@ -166,7 +84,7 @@ mod tests {
         q.wql.properties = vec!["Name".into(), "State".into()];
         let r = resource(&q, Scheme::Wmi);
         assert_eq!(r.uri, "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/CIMV2/*");
-        assert_eq!(r.filter, Some(wql_text(&q.wql)));
+        assert_eq!(r.filter.as_deref(), Some("SELECT Name, State FROM Win32_Service"));
 
         // A class with a WHERE filter, or WQL text from the job, also goes through `*`.
         let mut q = spec("Win32_Service");
@@ -177,27 +95,6 @@ mod tests {
         let r = resource(&q, Scheme::Wmi);
         assert_eq!(r.uri, "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/*");
         assert_eq!(r.filter.as_deref(), Some("SELECT * FROM Win32_Service"));
-    }
-
-    /// The stand-in formatter (see [`wql_text`]): quoting and escaping as WMI reads them.
-    #[test]
-    fn wql_text_quotes_and_groups() {
-        let q = Query {
-            properties: vec!["Name".into(), "State".into()],
-            class: "Win32_Service".into(),
-            filter: Some(Expr::And(
-                Box::new(Expr::Compare {
-                    property: "Name".into(),
-                    op: CmpOp::Ne,
-                    value: Literal::String("it's \\".into()),
-                }),
-                Box::new(Expr::Not(Box::new(Expr::IsNull { property: "PathName".into(), negated: true }))),
-            )),
-        };
-        assert_eq!(
-            wql_text(&q),
-            "SELECT Name,State FROM Win32_Service WHERE (Name <> 'it\\'s \\\\' AND NOT (PathName IS NOT NULL))"
-        );
     }
 
     #[test]
@@ -218,19 +115,6 @@ mod tests {
         let r = resource(&q, Scheme::Dmtf);
         assert_eq!(r.uri, "http://example/r");
         assert!(r.selectors.is_empty());
-        assert_eq!(r.filter, Some(wql_text(&q.wql)));
-    }
-
-    #[test]
-    fn literals_render_as_wql() {
-        let cmp = |v| Expr::Compare { property: "P".into(), op: CmpOp::Ge, value: v };
-        let q = |e| Query { properties: vec![], class: "C".into(), filter: Some(e) };
-        assert_eq!(wql_text(&q(cmp(Literal::Integer(-5)))), "SELECT * FROM C WHERE P >= -5");
-        assert_eq!(wql_text(&q(cmp(Literal::Real(1.5)))), "SELECT * FROM C WHERE P >= 1.5");
-        assert_eq!(wql_text(&q(cmp(Literal::Bool(true)))), "SELECT * FROM C WHERE P >= TRUE");
-        assert_eq!(
-            wql_text(&q(Expr::Isa { property: "P".into(), class: "Win32_X".into() })),
-            "SELECT * FROM C WHERE P ISA 'Win32_X'"
-        );
+        assert_eq!(r.filter, Some(q.wql.to_string()));
     }
 }
