@@ -25,6 +25,20 @@ pub struct HttpReply {
 pub trait Transport: Send {
     /// Sends one envelope (UTF-8 XML) and waits for the reply.
     fn exchange<'a>(&'a mut self, envelope: String) -> BoxFuture<'a, Result<HttpReply, Error>>;
+    /// Sends an envelope that is safe to send again (Enumerate, Get, Release; never Pull): if
+    /// the connection breaks before the reply, the transport reconnects, re-authenticates and
+    /// resends it once. Transports that never resend keep the default.
+    fn exchange_resendable<'a>(&'a mut self, envelope: String) -> BoxFuture<'a, Result<HttpReply, Error>> {
+        self.exchange(envelope)
+    }
     /// Closes the connection.
     fn shutdown<'a>(&'a mut self) -> BoxFuture<'a, ()>;
 }
+
+pub mod envelope;
+pub mod fault;
+pub mod response;
+pub mod session;
+pub mod uri;
+
+pub use session::{WsManConnector, WsManSession};
