@@ -162,6 +162,51 @@ async fn negotiate_sealed_pages_round_trip() {
     round_trip_pages(AuthMechanism::Negotiate, "negotiate").await;
 }
 
+/// The whole WS-Man stack (session, envelopes, parsing) over this transport: Enumerate and
+/// three Pulls, every instance of the recorded Windows pages, through NTLM sealing.
+#[tokio::test]
+async fn session_enumerates_every_instance_through_sealed_ntlm() {
+    use cimrun::protocol::wsman::WsManConnector;
+    use cimrun::protocol::{Connector, QuerySpec};
+    use futures::StreamExt;
+
+    let peer = Peer::start("ntlm", &["--relate"]);
+    let connector = WsManConnector::new(Arc::new(connect));
+    let endpoint = peer.endpoint(AuthMechanism::Ntlm, PASSWORD);
+    let mut session = connector.open(&endpoint).await.unwrap();
+    let query = QuerySpec::class("Win32_Service");
+    let mut names = Vec::new();
+    let mut pages_seen = 0;
+    {
+        let mut stream = session.enumerate(&query);
+        while let Some(page) = stream.next().await {
+            pages_seen += 1;
+            for instance in page.unwrap() {
+                names.push(format!("{:?}", instance.get("Name").unwrap()));
+            }
+        }
+    }
+    session.close().await.unwrap();
+
+    // What the recorded pages hold, found by plain text search.
+    let mut expected = Vec::new();
+    for page in pages() {
+        let text = std::fs::read_to_string(page).unwrap();
+        for chunk in text.split("<p:Name>").skip(1) {
+            expected.push(chunk.split('<').next().unwrap().to_string());
+        }
+    }
+    assert_eq!(names.len(), expected.len());
+    for (got, want) in names.iter().zip(&expected) {
+        assert!(got.contains(want.as_str()), "{got} vs {want}");
+    }
+    assert!(pages_seen >= 2, "{pages_seen} pages");
+    assert!(
+        peer.recorded(3).windows(5).any(|w| w == b"Pull>"),
+        "the last request is a Pull"
+    );
+}
+
 #[tokio::test]
 async fn wrong_password_is_auth_failed_quickly() {
     let peer = Peer::start("ntlm", &[]);

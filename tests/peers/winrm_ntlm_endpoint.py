@@ -155,9 +155,15 @@ class Handler(BaseHTTPRequestHandler):
                 f.write(plaintext)
         if index >= len(self.state.pages):
             return self.reply(500, b"no more pages")
+        page = self.state.pages[index]
+        if self.state.args.relate:
+            # Answer this request, not the one recorded: RelatesTo names its MessageID.
+            message_id = re.search(rb"<(?:\w+:)?MessageID[^>]*>\s*([^<\s]+)\s*<", plaintext)
+            if message_id:
+                page = re.sub(rb"(<(?:\w+:)?RelatesTo[^>]*>)[^<]*(<)", lambda m: m.group(1) + message_id.group(1) + m.group(2), page, count=1)
         if tls:
-            return self.reply(200, self.state.pages[index], headers=[("Content-Type", "application/soap+xml;charset=UTF-8")])
-        sealed = seal(self.ctx, self.state.pages[index])
+            return self.reply(200, page, headers=[("Content-Type", "application/soap+xml;charset=UTF-8")])
+        sealed = seal(self.ctx, page)
         if self.state.args.tamper_reply == index:
             # Flip one bit inside the sealed data, after the 16-byte signature.
             start = sealed.index(b"octet-stream\r\n") + len(b"octet-stream\r\n") + 4 + 16
@@ -173,6 +179,7 @@ def main():
     parser.add_argument("--protocol", default="ntlm", choices=["ntlm", "negotiate"])
     parser.add_argument("--lifetime", type=float, default=60.0, help="seconds before exiting")
     parser.add_argument("--record-dir", help="write each unsealed request here")
+    parser.add_argument("--relate", action="store_true", help="rewrite each page's RelatesTo to the request's MessageID")
     parser.add_argument("--fault-reply", type=int, default=-1, help="0-based reply sent as HTTP 500 (a SOAP fault)")
     parser.add_argument("--tamper-reply", type=int, default=-1, help="0-based reply to corrupt")
     parser.add_argument("--drop-request", type=int, default=-1, help="0-based request to drop the connection on")
