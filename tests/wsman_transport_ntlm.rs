@@ -166,12 +166,11 @@ async fn negotiate_sealed_pages_round_trip() {
 /// three Pulls, every instance of the recorded Windows pages, through NTLM sealing.
 #[tokio::test]
 async fn session_enumerates_every_instance_through_sealed_ntlm() {
-    use cimrun::protocol::wsman::WsManConnector;
     use cimrun::protocol::{Connector, QuerySpec};
     use futures::StreamExt;
 
     let peer = Peer::start("ntlm", &["--relate"]);
-    let connector = WsManConnector::new(Arc::new(connect));
+    let connector = cimrun::protocol::wsman::transport::connector();
     let endpoint = peer.endpoint(AuthMechanism::Ntlm, PASSWORD);
     let mut session = connector.open(&endpoint).await.unwrap();
     let query = QuerySpec::class("Win32_Service");

@@ -41,6 +41,11 @@ pub fn connect(endpoint: &Endpoint) -> BoxFuture<'_, Result<Box<dyn Transport>, 
     })
 }
 
+/// The WS-Man [`Connector`](crate::protocol::Connector): sessions over this transport.
+pub fn connector() -> super::WsManConnector {
+    super::WsManConnector::new(std::sync::Arc::new(connect))
+}
+
 enum AuthPlan {
     /// The `Authorization` header sent with every request.
     Basic(String),
