@@ -7,8 +7,11 @@
 //! - [`wmio`]: the MS-WMIO object encoding (classes, instances) and the `WBEMDATA` object
 //!   arrays of `IWbemWCOSmartEnum::Next`, with a class cache.
 //! - [`objref`]: the OBJREF marshaling of interface pointers, as `IWbemClassObject` arrives.
+//! - [`ndr`] and [`calls`]: NDR 2.0 and the ORPC request stubs of the WMI calls a query makes.
 
+pub mod calls;
 mod cursor;
+pub mod ndr;
 pub mod objref;
 pub mod wmio;
 
