@@ -6,8 +6,9 @@
 //! favour, and our value must be the spec's; anything else fails the test. A missing python or
 //! impacket fails the test rather than skipping it.
 
+mod dcom_peer;
+
 use std::path::PathBuf;
-use std::process::Command;
 
 use cimrun::cim::schema::CimType;
 use cimrun::cim::{DateTime, Interval, Value};
@@ -45,18 +46,7 @@ fn ours(name: &str) -> DecodedObject {
 }
 
 fn impacket() -> serde_json::Map<String, Json> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = std::env::var_os("CIMRUN_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python"));
-    let out = Command::new(&python)
-        .arg(root.join("tests/peers/wmio_impacket.py"))
-        .args(VECTORS.iter().map(|v| vector_path(v)))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {} (set CIMRUN_PYTHON to a python with impacket): {e}", python.display()));
-    assert!(out.status.success(), "impacket peer failed: {}", String::from_utf8_lossy(&out.stderr));
-    match serde_json::from_slice(&out.stdout) {
-        Ok(Json::Object(map)) => map,
-        other => panic!("impacket peer printed no JSON object: {other:?}"),
-    }
+    dcom_peer::run("wmio_impacket.py", VECTORS.iter().map(|v| vector_path(v)))
 }
 
 fn stype(t: CimType) -> &'static str {
