@@ -1,80 +1,11 @@
-//! ORPC headers and the request stubs of the WMI calls a query makes (MS-DCOM 2.2.13,
-//! MS-WMI 3.1.4): encoders for what we send, decoders to check them against recordings.
+//! The stubs of the WMI calls a query makes (MS-WMI 3.1.4): requests and their replies, each
+//! with an encoder and a decoder (we send requests and read replies; tests and fuzzers use both).
 
 use super::DecodeError;
 use super::ndr::{NdrReader, NdrWriter};
+use super::orpc::{InterfacePointer, OrpcThat, OrpcThis, no_pointee};
 
-/// COM protocol version of an ORPC call (MS-DCOM 2.2.11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ComVersion {
-    pub major: u16,
-    pub minor: u16,
-}
-
-impl ComVersion {
-    /// 5.7, what current Windows speaks.
-    pub const V5_7: ComVersion = ComVersion { major: 5, minor: 7 };
-}
-
-/// `ORPCTHIS` (MS-DCOM 2.2.13.3), the header of every ORPC request. Extensions are never sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OrpcThis {
-    pub version: ComVersion,
-    pub flags: u32,
-    /// Causality id, the same for every call made on behalf of one logical operation.
-    pub cid: [u8; 16],
-}
-
-impl OrpcThis {
-    pub fn new(cid: [u8; 16]) -> OrpcThis {
-        OrpcThis { version: ComVersion::V5_7, flags: 0, cid }
-    }
-
-    fn encode(&self, w: &mut NdrWriter) {
-        w.u16(self.version.major);
-        w.u16(self.version.minor);
-        w.u32(self.flags);
-        w.u32(0); // reserved1
-        w.guid(&self.cid);
-        w.pointer(false); // extensions
-    }
-
-    fn decode(r: &mut NdrReader<'_>) -> Result<OrpcThis, DecodeError> {
-        let version = ComVersion { major: r.u16("COMVERSION.MajorVersion")?, minor: r.u16("COMVERSION.MinorVersion")? };
-        let flags = r.u32("ORPCTHIS.flags")?;
-        r.u32("ORPCTHIS.reserved1")?;
-        let cid = r.guid("ORPCTHIS.cid")?;
-        no_pointee(r, "ORPCTHIS.extensions")?;
-        Ok(OrpcThis { version, flags, cid })
-    }
-}
-
-/// `ORPCTHAT` (MS-DCOM 2.2.13.4), the header of every ORPC response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OrpcThat {
-    pub flags: u32,
-}
-
-impl OrpcThat {
-    pub fn encode(&self, w: &mut NdrWriter) {
-        w.u32(self.flags);
-        w.pointer(false);
-    }
-
-    /// Reads the header; extensions, which only debugging hooks send, are refused.
-    pub fn decode(r: &mut NdrReader<'_>) -> Result<OrpcThat, DecodeError> {
-        let flags = r.u32("ORPCTHAT.flags")?;
-        no_pointee(r, "ORPCTHAT.extensions")?;
-        Ok(OrpcThat { flags })
-    }
-}
-
-fn no_pointee(r: &mut NdrReader<'_>, what: &'static str) -> Result<(), DecodeError> {
-    if r.pointer(what)? {
-        return Err(DecodeError::invalid(what, 0, "a non-NULL pointer where only NULL is supported"));
-    }
-    Ok(())
-}
+pub use super::orpc::InterfaceReply;
 
 fn optional_wstr(w: &mut NdrWriter, s: Option<&str>) {
     if let Some(s) = s {
@@ -215,17 +146,156 @@ impl EnumNext {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The reply to `IEnumWbemClassObject::Next`: up to `uCount` `IWbemClassObject` pointers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnumNextReply {
+    pub orpc: OrpcThat,
+    /// The objects, each an OBJREF_CUSTOM holding an MS-WMIO encoding unit.
+    pub objects: Vec<InterfacePointer>,
+    pub returned: u32,
+    /// `WBEM_S_FALSE` (1) when fewer than asked remain, `WBEM_S_TIMEDOUT` when none came in time.
+    pub hresult: u32,
+}
 
-    #[test]
-    fn orpcthat_round_trips_and_refuses_extensions() {
+impl EnumNextReply {
+    /// Encodes with `requested` as the array's conformance, as the server sizes it by `uCount`.
+    pub fn encode(&self, requested: u32) -> Vec<u8> {
         let mut w = NdrWriter::new();
-        OrpcThat { flags: 1 }.encode(&mut w);
-        let b = w.into_bytes();
-        assert_eq!(OrpcThat::decode(&mut NdrReader::new(&b)).unwrap(), OrpcThat { flags: 1 });
-        let with_ext = [0u8, 0, 0, 0, 4, 0, 2, 0];
-        assert!(OrpcThat::decode(&mut NdrReader::new(&with_ext)).is_err());
+        self.orpc.encode(&mut w);
+        w.u32(requested.max(self.objects.len() as u32));
+        w.u32(0);
+        w.u32(self.objects.len() as u32);
+        for _ in &self.objects {
+            w.pointer(true);
+        }
+        for o in &self.objects {
+            o.encode_body(&mut w);
+        }
+        w.u32(self.returned);
+        w.u32(self.hresult);
+        w.into_bytes()
+    }
+
+    pub fn decode(stub: &[u8]) -> Result<EnumNextReply, DecodeError> {
+        let mut r = NdrReader::new(stub);
+        let orpc = OrpcThat::decode(&mut r)?;
+        let max = r.u32("apObjects conformance")?;
+        let first = r.u32("apObjects offset")?;
+        let count = r.u32("apObjects count")?;
+        if first != 0 || count > max {
+            return Err(DecodeError::invalid("apObjects", 0, format!("offset {first}, {count} of {max} elements")));
+        }
+        // Referent ids first, then the pointees they stand for, in the same order.
+        let ids = r.bytes((count as usize).saturating_mul(4), "apObjects referents")?;
+        let present: Vec<bool> = ids.chunks_exact(4).map(|id| id.iter().any(|&b| b != 0)).collect();
+        let mut objects = Vec::with_capacity(present.len());
+        for p in present {
+            if p {
+                objects.push(InterfacePointer::decode_body(&mut r, "apObjects element")?);
+            }
+        }
+        let returned = r.u32("puReturned")?;
+        let hresult = r.u32("HRESULT")?;
+        r.finish("Next reply")?;
+        Ok(EnumNextReply { orpc, objects, returned, hresult })
+    }
+}
+
+/// `IWbemFetchSmartEnum::GetSmartEnum` (opnum 3): no arguments beyond the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetSmartEnum {
+    pub orpc: OrpcThis,
+}
+
+impl GetSmartEnum {
+    pub const OPNUM: u16 = 3;
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = NdrWriter::new();
+        self.orpc.encode(&mut w);
+        w.into_bytes()
+    }
+
+    pub fn decode(stub: &[u8]) -> Result<GetSmartEnum, DecodeError> {
+        let mut r = NdrReader::new(stub);
+        let orpc = OrpcThis::decode(&mut r)?;
+        r.finish("GetSmartEnum")?;
+        Ok(GetSmartEnum { orpc })
+    }
+}
+
+/// `IWbemWCOSmartEnum::Next` (opnum 3): asks for a batch as one `WBEMDATA` buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmartNext {
+    pub orpc: OrpcThis,
+    /// Identifies the client's class cache to the server (MS-WMI 3.1.4.7.1).
+    pub proxy_guid: [u8; 16],
+    pub timeout: i32,
+    pub count: u32,
+}
+
+impl SmartNext {
+    pub const OPNUM: u16 = 3;
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = NdrWriter::new();
+        self.orpc.encode(&mut w);
+        // REFGUID is a top-level [in] reference pointer: only the GUID travels.
+        w.guid(&self.proxy_guid);
+        w.u32(self.timeout as u32);
+        w.u32(self.count);
+        w.into_bytes()
+    }
+
+    pub fn decode(stub: &[u8]) -> Result<SmartNext, DecodeError> {
+        let mut r = NdrReader::new(stub);
+        let orpc = OrpcThis::decode(&mut r)?;
+        let proxy_guid = r.guid("proxyGUID")?;
+        let timeout = r.u32("lTimeout")? as i32;
+        let count = r.u32("uCount")?;
+        r.finish("SmartNext")?;
+        Ok(SmartNext { orpc, proxy_guid, timeout, count })
+    }
+}
+
+/// The reply to `IWbemWCOSmartEnum::Next`: a `WBEMDATA` buffer (see `wmio::packet`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmartNextReply {
+    pub orpc: OrpcThat,
+    pub returned: u32,
+    pub buffer: Vec<u8>,
+    pub hresult: u32,
+}
+
+impl SmartNextReply {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = NdrWriter::new();
+        self.orpc.encode(&mut w);
+        w.u32(self.returned);
+        w.u32(self.buffer.len() as u32);
+        w.pointer(true);
+        w.u32(self.buffer.len() as u32);
+        w.raw(&self.buffer);
+        w.u32(self.hresult);
+        w.into_bytes()
+    }
+
+    pub fn decode(stub: &[u8]) -> Result<SmartNextReply, DecodeError> {
+        let mut r = NdrReader::new(stub);
+        let orpc = OrpcThat::decode(&mut r)?;
+        let returned = r.u32("puReturned")?;
+        let size = r.u32("pdwBuffSize")?;
+        let buffer = if r.pointer("pBuffer")? {
+            let max = r.u32("pBuffer conformance")?;
+            if max != size {
+                return Err(DecodeError::invalid("pBuffer", 0, format!("conformance {max}, pdwBuffSize {size}")));
+            }
+            r.bytes(size as usize, "pBuffer")?.to_vec()
+        } else {
+            Vec::new()
+        };
+        let hresult = r.u32("HRESULT")?;
+        r.finish("SmartNext reply")?;
+        Ok(SmartNextReply { orpc, returned, buffer, hresult })
     }
 }

@@ -13,6 +13,8 @@ pub mod calls;
 mod cursor;
 pub mod ndr;
 pub mod objref;
+pub mod orpc;
+pub mod remunknown;
 pub mod wmio;
 
 use super::{Category, Error};

@@ -89,6 +89,11 @@ impl NdrWriter {
         self.units(&units);
     }
 
+    /// Bytes as they are (an array of octets needs no alignment).
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.buf.extend(bytes);
+    }
+
     fn units(&mut self, units: &[u16]) {
         for u in units {
             self.buf.extend(u.to_le_bytes());
@@ -139,6 +144,11 @@ impl<'a> NdrReader<'a> {
     /// A unique pointer: whether its pointee follows (a non-zero referent id).
     pub fn pointer(&mut self, what: &'static str) -> Result<bool, DecodeError> {
         Ok(self.u32(what)? != 0)
+    }
+
+    /// The underlying cursor, for structures read packed (no alignment inside).
+    pub(crate) fn cursor(&mut self) -> &mut Cursor<'a> {
+        &mut self.c
     }
 
     /// The next `n` raw bytes.
