@@ -198,8 +198,10 @@ fn scalar(c: &mut Cursor<'_>, t: CimType, heap: &Heap<'_>, depth: usize) -> Resu
             if depth >= MAX_DEPTH {
                 return Err(DecodeError::TooDeep(MAX_DEPTH));
             }
+            // ObjectEncodingLength (MS-WMIO 2.2.4) counts the ObjectBlock, not itself.
             let mut obj = heap.at(r, "embedded object")?;
-            let mut block = obj.self_sized("embedded ObjectEncodingLength")?;
+            let len = obj.u32("embedded ObjectEncodingLength")? as usize;
+            let mut block = obj.take(len, "embedded ObjectBlock")?;
             let decoded = super::object_block(&mut block, depth + 1)?;
             Value::Instance(Box::new(decoded.into_instance()))
         }
