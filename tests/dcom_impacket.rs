@@ -206,11 +206,17 @@ fn impacket_agrees_or_the_spec_decides() {
     assert!(agreements >= 50, "only {agreements} values compared equal");
     // MS-WMIO 4's instance leaves Data2 at the class default; impacket reads NULL.
     assert!(
-        settled.iter().any(|(v, l)| *v == Verdict::SpecClassDefault && l.starts_with("mswmio_instanceMyClass.bin: Data2")),
+        settled
+            .iter()
+            .any(|(v, l)| *v == Verdict::SpecClassDefault && l.starts_with("mswmio_instanceMyClass.bin: Data2")),
         "the known NULL/default disagreement was not exercised: {settled:?}"
     );
     // On the crafted object impacket ignores both NdTable bits; the spec settles each case.
-    let crafted: Vec<_> = settled.iter().filter(|(_, l)| l.starts_with("crafted_item.bin")).map(|(v, l)| (v, l.split(':').nth(1).unwrap_or("").trim())).collect();
+    let crafted: Vec<_> = settled
+        .iter()
+        .filter(|(_, l)| l.starts_with("crafted_item.bin"))
+        .map(|(v, l)| (v, l.split(':').nth(1).unwrap_or("").trim()))
+        .collect();
     assert_eq!(
         crafted,
         [

@@ -4,10 +4,14 @@
 mod dcom_peer;
 
 use cimrun::protocol::dcom::DecodeError;
-use cimrun::protocol::dcom::calls::{EnumNext, EnumNextReply, ExecQuery, GetSmartEnum, NtlmLogin, SmartNext, SmartNextReply};
+use cimrun::protocol::dcom::calls::{
+    EnumNext, EnumNextReply, ExecQuery, GetSmartEnum, NtlmLogin, SmartNext, SmartNextReply,
+};
 use cimrun::protocol::dcom::objref::{ObjRef, StdObjRef};
 use cimrun::protocol::dcom::orpc::{ComVersion, InterfacePointer, InterfaceReply, OrpcThat, OrpcThis, StatusReply};
-use cimrun::protocol::dcom::remunknown::{QiResult, RemInterfaceRef, RemQueryInterface, RemQueryInterfaceReply, RemRelease};
+use cimrun::protocol::dcom::remunknown::{
+    QiResult, RemInterfaceRef, RemQueryInterface, RemQueryInterfaceReply, RemRelease,
+};
 use cimrun::protocol::dcom::wmio;
 use proptest::prelude::*;
 use serde_json::json;
@@ -101,7 +105,8 @@ fn impacket_decodes_what_we_encode() {
     let dir = tempfile::tempdir().unwrap();
     let (login, query, next) = samples();
     let orpc = login.orpc;
-    let no_locale = NtlmLogin { preferred_locale: None, network_resource: Some("//./root/cimv2".into()), ..login.clone() };
+    let no_locale =
+        NtlmLogin { preferred_locale: None, network_resource: Some("//./root/cimv2".into()), ..login.clone() };
     let qi = RemQueryInterface { orpc, ipid: [9; 16], refs: 1, iids: vec![[1; 16], [2; 16]] };
     let release = RemRelease {
         orpc,
@@ -135,7 +140,9 @@ fn impacket_decodes_what_we_encode() {
     };
     assert_eq!(
         get("login.bin"),
-        with(json!({"network_resource": "//host/root/Microsoft/Windows/Storage", "preferred_locale": "en-US", "lflags": 0, "ctx": false}))
+        with(
+            json!({"network_resource": "//host/root/Microsoft/Windows/Storage", "preferred_locale": "en-US", "lflags": 0, "ctx": false})
+        )
     );
     assert_eq!(
         get("login2.bin"),
@@ -143,15 +150,17 @@ fn impacket_decodes_what_we_encode() {
     );
     assert_eq!(
         get("query.bin"),
-        with(json!({"language": "WQL", "query": "SELECT * FROM Win32_Service WHERE Name LIKE 'wü%'", "lflags": 0x30, "ctx": false}))
+        with(
+            json!({"language": "WQL", "query": "SELECT * FROM Win32_Service WHERE Name LIKE 'wü%'", "lflags": 0x30, "ctx": false})
+        )
     );
     assert_eq!(get("next.bin"), with(json!({"timeout": 5000, "count": 100})));
     assert_eq!(get("smart.bin"), header);
-    assert_eq!(get("qi.bin"), with(json!({"ipid": hex(&[9; 16]), "refs": 1, "count": 2, "iids": [hex(&[1; 16]), hex(&[2; 16])]})));
     assert_eq!(
-        get("release.bin"),
-        with(json!({"count": 2, "refs": [[hex(&[3; 16]), 5, 0], [hex(&[4; 16]), 1, 2]]}))
+        get("qi.bin"),
+        with(json!({"ipid": hex(&[9; 16]), "refs": 1, "count": 2, "iids": [hex(&[1; 16]), hex(&[2; 16])]}))
     );
+    assert_eq!(get("release.bin"), with(json!({"count": 2, "refs": [[hex(&[3; 16]), 5, 0], [hex(&[4; 16]), 1, 2]]})));
 }
 
 #[test]
@@ -168,7 +177,9 @@ fn we_decode_what_impacket_encodes() {
     let login = InterfaceReply::decode(&std::fs::read(dir.path().join("login_reply.bin")).unwrap()).unwrap();
     let want = &said["login_reply"];
     assert_eq!(login.hresult, want["hresult"].as_u64().unwrap() as u32);
-    let Ok(ObjRef::Standard { iid, std, resolver }) = login.interface.unwrap().objref() else { panic!("not a standard OBJREF") };
+    let Ok(ObjRef::Standard { iid, std, resolver }) = login.interface.unwrap().objref() else {
+        panic!("not a standard OBJREF")
+    };
     assert_eq!(hex(&iid), want["iid"]);
     assert_eq!(std.public_refs as u64, want["public_refs"].as_u64().unwrap());
     assert_eq!(std.oxid, want["oxid"].as_u64().unwrap());
@@ -193,7 +204,12 @@ fn we_decode_what_impacket_encodes() {
 #[test]
 fn replies_round_trip() {
     let orpc = OrpcThat { flags: 0 };
-    let reply = EnumNextReply { orpc, objects: vec![InterfacePointer(vec![1; 5]), InterfacePointer(vec![2; 3])], returned: 2, hresult: 1 };
+    let reply = EnumNextReply {
+        orpc,
+        objects: vec![InterfacePointer(vec![1; 5]), InterfacePointer(vec![2; 3])],
+        returned: 2,
+        hresult: 1,
+    };
     assert_eq!(EnumNextReply::decode(&reply.encode(10)).unwrap(), reply);
     let smart = SmartNextReply { orpc, returned: 3, buffer: b"WBEMDATA and more".to_vec(), hresult: 0 };
     assert_eq!(SmartNextReply::decode(&smart.encode()).unwrap(), smart);

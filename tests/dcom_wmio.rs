@@ -58,8 +58,11 @@ fn spec_example_derived_class() {
     assert_eq!(c.name, "MyClass");
     assert_eq!(c.superclasses, ["Base"]);
     assert_eq!(c.qualifiers.iter().find(|q| q.name == "Description").map(|q| &q.value), Some(&s("MyClass Example")));
-    let props: Vec<_> =
-        c.properties.iter().map(|p| (p.name.as_str(), p.wire_type.cim_type, p.wire_type.is_array, p.wire_type.inherited)).collect();
+    let props: Vec<_> = c
+        .properties
+        .iter()
+        .map(|p| (p.name.as_str(), p.wire_type.cim_type, p.wire_type.is_array, p.wire_type.inherited))
+        .collect();
     assert_eq!(
         props,
         [
@@ -234,7 +237,10 @@ fn object_array_framing_errors() {
     many[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(decode_object_array(&many, &mut cache), Err(DecodeError::Truncated { .. })));
     let bad_kind = object_array(&[packet(9, [0; 16], &[])]);
-    assert!(matches!(decode_object_array(&bad_kind, &mut cache), Err(DecodeError::Invalid { what: "bObjectType", .. })));
+    assert!(matches!(
+        decode_object_array(&bad_kind, &mut cache),
+        Err(DecodeError::Invalid { what: "bObjectType", .. })
+    ));
 }
 
 fn full_units() -> Vec<Vec<u8>> {

@@ -9,7 +9,9 @@ use cimrun::protocol::dcom::wmio::{self, DecodedObject};
 use dcom_build::{W, code, *};
 
 fn part_value(name: &str, size: u32) -> Value {
-    Value::Instance(Box::new(Instance::new("Part").with("Name", Value::String(name.into())).with("Size", Value::UInt32(size))))
+    Value::Instance(Box::new(
+        Instance::new("Part").with("Name", Value::String(name.into())).with("Size", Value::UInt32(size)),
+    ))
 }
 
 fn decode(unit: &[u8]) -> DecodedObject {
@@ -94,11 +96,22 @@ fn class_objects_skip_methods_and_keep_defaults() {
     assert!(o.instance.is_none());
     assert_eq!(o.class.name, "Item");
     assert_eq!(o.class.qualifiers[0].value, Value::String("all types".into()));
-    let defaults: Vec<_> = o.class.properties.iter().filter(|p| !p.default.is_null()).map(|p| (p.name.as_str(), p.default.clone())).collect();
+    let defaults: Vec<_> = o
+        .class
+        .properties
+        .iter()
+        .filter(|p| !p.default.is_null())
+        .map(|p| (p.name.as_str(), p.default.clone()))
+        .collect();
     let from_class = Value::String("from class".into());
     assert_eq!(
         defaults,
-        [("Defaulted", from_class.clone()), ("Nulled", from_class.clone()), ("Both", from_class), ("DefaultNum", Value::UInt32(42))]
+        [
+            ("Defaulted", from_class.clone()),
+            ("Nulled", from_class.clone()),
+            ("Both", from_class),
+            ("DefaultNum", Value::UInt32(42))
+        ]
     );
     // An embedded class (not instance) reads as its defaults.
     assert_eq!(o.into_instance().get("DefaultNum"), Some(&Value::UInt32(42)));

@@ -18,11 +18,10 @@ where
 {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let python = std::env::var_os("CIMRUN_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python"));
-    let out = Command::new(&python)
-        .arg(root.join("tests/peers").join(script))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {} (set CIMRUN_PYTHON to a python with impacket): {e}", python.display()));
+    let out =
+        Command::new(&python).arg(root.join("tests/peers").join(script)).args(args).output().unwrap_or_else(|e| {
+            panic!("cannot run {} (set CIMRUN_PYTHON to a python with impacket): {e}", python.display())
+        });
     assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
     match serde_json::from_slice(&out.stdout) {
         Ok(Value::Object(map)) => map,

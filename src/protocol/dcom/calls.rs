@@ -1,11 +1,30 @@
 //! The stubs of the WMI calls a query makes (MS-WMI 3.1.4): requests and their replies, each
 //! with an encoder and a decoder (we send requests and read replies; tests and fuzzers use both).
 
-use super::DecodeError;
 use super::ndr::{NdrReader, NdrWriter};
 use super::orpc::{InterfacePointer, OrpcThat, OrpcThis, no_pointee};
+use super::{DecodeError, guid};
 
 pub use super::orpc::InterfaceReply;
+
+const WBEM_SUFFIX: [u8; 8] = [0xA0, 0x75, 0x00, 0xC0, 0x4F, 0xB6, 0x88, 0x20];
+
+/// `{8BC3F05E-D86B-11D0-A075-00C04FB68820}`, the object WMI logins start from.
+pub const CLSID_WBEM_LEVEL1_LOGIN: [u8; 16] = guid(0x8BC3_F05E, 0xD86B, 0x11D0, WBEM_SUFFIX);
+/// `{F309AD18-D86A-11D0-A075-00C04FB68820}`
+pub const IID_IWBEM_LEVEL1_LOGIN: [u8; 16] = guid(0xF309_AD18, 0xD86A, 0x11D0, WBEM_SUFFIX);
+/// `{9556DC99-828C-11CF-A37E-00AA003240C7}`
+pub const IID_IWBEM_SERVICES: [u8; 16] =
+    guid(0x9556_DC99, 0x828C, 0x11CF, [0xA3, 0x7E, 0x00, 0xAA, 0x00, 0x32, 0x40, 0xC7]);
+/// `{027947E1-D731-11CE-A357-000000000001}`
+pub const IID_IENUM_WBEM_CLASS_OBJECT: [u8; 16] =
+    guid(0x0279_47E1, 0xD731, 0x11CE, [0xA3, 0x57, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01]);
+/// `{1C1C45EE-4395-11D2-B60B-00104B703EFD}`
+pub const IID_IWBEM_FETCH_SMART_ENUM: [u8; 16] =
+    guid(0x1C1C_45EE, 0x4395, 0x11D2, [0xB6, 0x0B, 0x00, 0x10, 0x4B, 0x70, 0x3E, 0xFD]);
+/// `{423EC01E-2E35-11D2-B604-00104B703EFD}`
+pub const IID_IWBEM_WCO_SMART_ENUM: [u8; 16] =
+    guid(0x423E_C01E, 0x2E35, 0x11D2, [0xB6, 0x04, 0x00, 0x10, 0x4B, 0x70, 0x3E, 0xFD]);
 
 fn optional_wstr(w: &mut NdrWriter, s: Option<&str>) {
     if let Some(s) = s {

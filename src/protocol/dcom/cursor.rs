@@ -34,9 +34,12 @@ impl<'a> Cursor<'a> {
 
     /// Takes the next `n` bytes.
     pub(crate) fn bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(
-            DecodeError::Truncated { what, offset: self.offset(), need: n, have: self.remaining() },
-        )?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(DecodeError::Truncated {
+            what,
+            offset: self.offset(),
+            need: n,
+            have: self.remaining(),
+        })?;
         let out = self.buf.get(self.pos..end).unwrap_or_default();
         self.pos = end;
         Ok(out)

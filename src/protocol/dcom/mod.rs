@@ -7,8 +7,10 @@
 //! - [`wmio`]: the MS-WMIO object encoding (classes, instances) and the `WBEMDATA` object
 //!   arrays of `IWbemWCOSmartEnum::Next`, with a class cache.
 //! - [`objref`]: the OBJREF marshaling of interface pointers, as `IWbemClassObject` arrives.
-//! - [`ndr`] and [`calls`]: NDR 2.0 and the ORPC request stubs of the WMI calls a query makes.
+//! - [`ndr`], [`orpc`], [`calls`], [`remunknown`], [`activation`]: NDR 2.0 and the stubs of
+//!   the ORPC calls a query makes, from remote activation to releasing references.
 
+pub mod activation;
 pub mod calls;
 mod cursor;
 pub mod ndr;
@@ -34,6 +36,14 @@ pub enum DecodeError {
     /// An instance refers to a class the class cache does not hold.
     #[error("instance refers to class id {0} that no earlier packet defined")]
     UnknownClass(String),
+}
+
+/// Builds a GUID in wire order (little-endian fields) from its text form's parts.
+pub(crate) const fn guid(d1: u32, d2: u16, d3: u16, d4: [u8; 8]) -> [u8; 16] {
+    let a = d1.to_le_bytes();
+    let b = d2.to_le_bytes();
+    let c = d3.to_le_bytes();
+    [a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d4[0], d4[1], d4[2], d4[3], d4[4], d4[5], d4[6], d4[7]]
 }
 
 impl DecodeError {

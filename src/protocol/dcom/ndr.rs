@@ -30,7 +30,7 @@ impl NdrWriter {
 
     /// Pads with zeros to a multiple of `n` from the start of the stub.
     pub fn align(&mut self, n: usize) {
-        while self.buf.len() % n != 0 {
+        while !self.buf.len().is_multiple_of(n) {
             self.buf.push(0);
         }
     }
@@ -144,6 +144,11 @@ impl<'a> NdrReader<'a> {
     /// A unique pointer: whether its pointee follows (a non-zero referent id).
     pub fn pointer(&mut self, what: &'static str) -> Result<bool, DecodeError> {
         Ok(self.u32(what)? != 0)
+    }
+
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.c.remaining()
     }
 
     /// The underlying cursor, for structures read packed (no alignment inside).

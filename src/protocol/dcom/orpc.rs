@@ -115,7 +115,10 @@ pub(crate) fn encode_interface(w: &mut NdrWriter, p: Option<&InterfacePointer>) 
     }
 }
 
-pub(crate) fn decode_interface(r: &mut NdrReader<'_>, what: &'static str) -> Result<Option<InterfacePointer>, DecodeError> {
+pub(crate) fn decode_interface(
+    r: &mut NdrReader<'_>,
+    what: &'static str,
+) -> Result<Option<InterfacePointer>, DecodeError> {
     if r.pointer(what)? { InterfacePointer::decode_body(r, what).map(Some) } else { Ok(None) }
 }
 
@@ -177,7 +180,11 @@ mod tests {
 
     #[test]
     fn interface_reply_round_trips() {
-        let reply = InterfaceReply { orpc: OrpcThat { flags: 0 }, interface: Some(InterfacePointer(vec![1, 2, 3])), hresult: 0 };
+        let reply = InterfaceReply {
+            orpc: OrpcThat { flags: 0 },
+            interface: Some(InterfacePointer(vec![1, 2, 3])),
+            hresult: 0,
+        };
         assert_eq!(InterfaceReply::decode(&reply.encode()).unwrap(), reply);
         let none = InterfaceReply { interface: None, hresult: 0x8004_1010, ..reply };
         assert_eq!(InterfaceReply::decode(&none.encode()).unwrap(), none);

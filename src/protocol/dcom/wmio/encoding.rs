@@ -190,9 +190,7 @@ fn scalar(c: &mut Cursor<'_>, t: CimType, heap: &Heap<'_>, depth: usize) -> Resu
         }
         CimType::String => Value::String(heap.string(c.u32("string HeapRef")?, "string")?),
         CimType::DateTime => datetime(heap.string(c.u32("datetime HeapRef")?, "datetime")?),
-        CimType::Reference => {
-            Value::Reference(path::parse(&heap.string(c.u32("reference HeapRef")?, "reference")?))
-        }
+        CimType::Reference => Value::Reference(path::parse(&heap.string(c.u32("reference HeapRef")?, "reference")?)),
         CimType::Instance => {
             let r = c.u32("object HeapRef")?;
             if depth >= MAX_DEPTH {
@@ -214,10 +212,10 @@ fn datetime(s: String) -> Value {
         return Value::DateTime(d);
     }
     // Interval::parse_dmtf slices by byte position, so it only sees ASCII.
-    if s.is_ascii() {
-        if let Some(i) = Interval::parse_dmtf(&s) {
-            return Value::Interval(i);
-        }
+    if s.is_ascii()
+        && let Some(i) = Interval::parse_dmtf(&s)
+    {
+        return Value::Interval(i);
     }
     Value::String(s)
 }

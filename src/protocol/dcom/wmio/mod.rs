@@ -17,8 +17,8 @@ use crate::cim::{Instance, Value};
 
 use super::DecodeError;
 use super::cursor::Cursor;
-pub use encoding::{Qualifier, WireType};
 use encoding::{Heap, encoded_string, encoded_value, has_key, qualifier_set_extent, qualifiers};
+pub use encoding::{Qualifier, WireType};
 
 /// How deep embedded objects may nest before decoding gives up (a guard against crafted input).
 pub(crate) const MAX_DEPTH: usize = 16;
@@ -236,7 +236,11 @@ fn class_part(c: &mut Cursor<'_>, parent: Option<&ClassDef>, depth: usize) -> Re
 }
 
 /// The `PropertyLookupTable` entries with their `PropertyInfo` from the heap (MS-WMIO 2.2.30).
-fn lookup_table<'a>(mut lookups: Cursor<'a>, count: usize, heap: &Heap<'a>) -> Result<Vec<RawProperty<'a>>, DecodeError> {
+fn lookup_table<'a>(
+    mut lookups: Cursor<'a>,
+    count: usize,
+    heap: &Heap<'a>,
+) -> Result<Vec<RawProperty<'a>>, DecodeError> {
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
         let name = heap.string(lookups.u32("PropertyNameRef")?, "PropertyNameRef")?;
@@ -333,7 +337,9 @@ fn instance_part(c: &mut Cursor<'_>, class: &ClassDef, depth: usize) -> Result<I
 
 fn refers_to_class_name(table: &NdValueTable<'_>, p: &PropertyDef, name_ref: u32) -> bool {
     let by_ref = p.wire_type.is_array || p.wire_type.cim_type == CimType::Instance;
-    by_ref && table.values.at(p.value_offset as usize, "ValueTableOffset").and_then(|mut c| c.u32("HeapRef")).ok() == Some(name_ref)
+    by_ref
+        && table.values.at(p.value_offset as usize, "ValueTableOffset").and_then(|mut c| c.u32("HeapRef")).ok()
+            == Some(name_ref)
 }
 
 /// Decodes an `EncodingUnitInstanceNoClass` against the class it was sent without.

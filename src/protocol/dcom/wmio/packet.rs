@@ -85,7 +85,12 @@ fn expect_header(c: &mut Cursor<'_>, what: &'static str, want: u32) -> Result<()
 }
 
 /// One `WBEMOBJECT_CLASS` (1), `WBEMOBJECT_INSTANCE` (2) or `WBEMOBJECT_INSTANCE_NOCLASS` (3).
-fn packet_object(c: &mut Cursor<'_>, kind: u8, offset: usize, cache: &mut ClassCache) -> Result<DecodedObject, DecodeError> {
+fn packet_object(
+    c: &mut Cursor<'_>,
+    kind: u8,
+    offset: usize,
+    cache: &mut ClassCache,
+) -> Result<DecodedObject, DecodeError> {
     let header = c.u32("dwSizeOfHeader")? as usize;
     let size = c.u32("dwSizeOfData")? as usize;
     match kind {
