@@ -274,6 +274,17 @@ proptest! {
     }
 
     #[test]
+    fn object_paths_never_panic(path in "[\\\\a-zA-Zü:.=,\"@ 0-9]{0,40}", any_text in "\\PC{0,40}") {
+        for p in [&path, &any_text] {
+            let r = wmio::path::parse(p);
+            // A path that does not parse is kept whole, so nothing is ever lost.
+            if r.selectors.is_empty() && r.address.is_none() {
+                prop_assert!(p.starts_with(&r.resource_uri));
+            }
+        }
+    }
+
+    #[test]
     fn corrupted_vectors_never_panic(which in 0usize..4, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
         let mut unit = full_units().swap_remove(which);
         let len = unit.len();
