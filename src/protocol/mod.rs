@@ -4,6 +4,7 @@
 //! queries one at a time on its one connection and yields instances page by page, so the
 //! scheduler can stream them to the sinks without holding a whole result set.
 
+pub mod dcom;
 pub mod local;
 pub mod wsman;
 
