@@ -268,7 +268,7 @@ fn print_plan(loaded: &LoadedJob, select: &SelectArgs) -> i32 {
 fn connectors() -> Connectors {
     Connectors {
         local: Arc::new(protocol::local::LocalConnector),
-        wsman: None,
+        wsman: Some(Arc::new(protocol::wsman::transport::connector())),
         dcom: None,
     }
 }

@@ -281,7 +281,8 @@ impl Interval {
     /// Parses a DMTF interval (`ddddddddHHMMSS.mmmmmm:000`).
     pub fn parse_dmtf(s: &str) -> Option<Interval> {
         let b = s.as_bytes();
-        if b.len() != 25 || b[14] != b'.' || &s[21..] != ":000" {
+        // ASCII first: the byte slicing below must never split a character.
+        if !s.is_ascii() || b.len() != 25 || b[14] != b'.' || &s[21..] != ":000" {
             return None;
         }
         if !s[..14].bytes().chain(s[15..21].bytes()).all(|c| c.is_ascii_digit()) {
@@ -450,6 +451,9 @@ mod tests {
         assert_eq!(i.to_string(), "P1DT2H3M4.000005S");
         assert_eq!(Interval::parse_xs_duration("P1DT2H3M4.000005S"), Some(i));
         assert!(Interval::parse_xs_duration("P1X").is_none());
+        // Multi-byte text of the right byte length is rejected, not sliced mid-character.
+        assert!(Interval::parse_dmtf("0000000102030é.00005:000").is_none());
+        assert!(DateTime::parse_dmtf("2013031905403é.50000-420").is_none());
     }
 
     #[test]
