@@ -1,2 +1,4 @@
 //! Test tooling: a WS-Man server with fault injection and a dataset of realistic hosts.
 //! Compiled only with the `testkit` feature; never part of the user-facing CLI.
+
+pub mod dataset;
