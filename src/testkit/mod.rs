@@ -2,3 +2,5 @@
 //! Compiled only with the `testkit` feature; never part of the user-facing CLI.
 
 pub mod dataset;
+pub mod request;
+pub mod render;
