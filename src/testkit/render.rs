@@ -92,8 +92,20 @@ fn scalar(out: &mut String, prefix: &str, name: &str, cim_prefix: &str, v: &Valu
             let _ = write!(out, "<{prefix}{name}><{tag}>{i}</{tag}></{prefix}{name}>");
         }
         other => {
-            let _ = write!(out, "<{prefix}{name}>{}</{prefix}{name}>", escape(&text(other)));
+            let _ = write!(out, "<{prefix}{name}>{}</{prefix}{name}>", escape(text(other)));
         }
+    }
+}
+
+/// The texts a value is sent as: one per repeated element (none for an empty array), `None`
+/// for `xsi:nil`, the inner text of a `cim:Datetime`/`cim:Interval` wrapper. Clients under
+/// test compare what they parsed with this.
+pub fn wire_texts(v: &Value) -> Vec<Option<String>> {
+    match v {
+        Value::Array(items) => items.iter().flat_map(wire_texts).collect(),
+        Value::Null => vec![None],
+        Value::DateTime(d) => vec![Some(datetime(d))],
+        other => vec![Some(text(other))],
     }
 }
 

@@ -11,7 +11,6 @@ pub(crate) const NS_SOAP: &str = "http://www.w3.org/2003/05/soap-envelope";
 pub(crate) const NS_ADDRESSING: &str = "http://schemas.xmlsoap.org/ws/2004/08/addressing";
 pub(crate) const NS_ENUMERATION: &str = "http://schemas.xmlsoap.org/ws/2004/09/enumeration";
 pub(crate) const NS_WSMAN: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd";
-pub(crate) const NS_TRANSFER: &str = "http://schemas.xmlsoap.org/ws/2004/09/transfer";
 
 /// The WQL filter dialect URI.
 pub const DIALECT_WQL: &str = "http://schemas.microsoft.com/wbem/wsman/1/WQL";
@@ -122,8 +121,7 @@ pub fn parse(body: &[u8]) -> Result<Request, RequestError> {
             }
         };
         match event {
-            Event::Start(e) | Event::Empty(e) if p.stack.is_empty() && saw_envelope => {
-                let _ = e;
+            Event::Start(_) | Event::Empty(_) if p.stack.is_empty() && saw_envelope => {
                 return Err(RequestError("content after the envelope".into()));
             }
             Event::Start(ref e) | Event::Empty(ref e) => {

@@ -1,0 +1,804 @@
+//! The WS-Man test server: many simulated Windows hosts, one listener each, in one process.
+//!
+//! Every host answers Enumerate/Pull/Release/Get for the classes of its [`dataset::Host`] the
+//! way Windows Server 2012 does, behind Basic authentication, and can be told to misbehave in
+//! one of the ways real fleets do ([`Fault`]). The server runs on its own thread and runtime so
+//! synchronous tests, async tests and child processes can all use it; it stops when the
+//! [`TestServer`] is dropped or its lifetime runs out, whichever comes first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use super::dataset;
+use super::faults;
+use super::render::{self, ItemShape, WMI_URI_PREFIX};
+use super::request::{self, DIALECT_WQL, Operation, Request};
+use super::tls::{TestPki, TlsError};
+use crate::cim::Instance;
+
+/// A way a host misbehaves, as seen in real fleets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Nothing listens: connections are refused.
+    Refuse,
+    /// Connections are accepted and requests read, but never answered.
+    Hang,
+    /// Every WS-Man operation is answered only after this delay (past a client's timeout).
+    Slow(Duration),
+    /// The connection is closed without an answer on the Pull after this many Pulls of an
+    /// enumeration (every enumeration; the context stays open, as on a real server).
+    ResetAfterPulls(u32),
+    /// The first Enumerate or Pull gets a `w:TimedOut` fault; everything after succeeds.
+    TimedOutOnce,
+    /// WS-Man operations get HTTP 200 with a body that is not XML.
+    GarbageXml,
+    /// WS-Man operations get HTTP 500 with an empty body.
+    Http500Empty,
+    /// Every class is unknown (`WBEM_E_INVALID_CLASS`).
+    InvalidClass,
+    /// The account is authenticated but not authorized (`w:AccessDenied`).
+    AccessDenied,
+    /// The per-user operation quota is exceeded on every operation.
+    QuotaExceeded,
+    /// Every operation exceeds MaxEnvelopeSize (`w:EncodingLimit`).
+    EnvelopeTooLarge,
+    /// No password is accepted (HTTP 401).
+    WrongPassword,
+    /// HTTPS with a self-signed certificate the test CA did not issue.
+    UntrustedCertificate,
+    /// HTTPS with a certificate from the test CA for another name.
+    WrongCertificateName,
+}
+
+/// One simulated host: its identity, listener, authentication and behaviour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostConfig {
+    /// Host name; the dataset and the certificate are made for it.
+    pub name: String,
+    /// Seed of the dataset (with the name).
+    pub seed: u64,
+    /// Where to listen (`127.0.0.1:0` by default: any free port).
+    pub bind: SocketAddr,
+    pub username: String,
+    pub password: String,
+    /// Serve HTTPS (with a certificate from the server's CA) instead of HTTP.
+    pub https: bool,
+    /// Accept Basic over plain HTTP (WinRM's `AllowUnencrypted`); Basic is always accepted over HTTPS.
+    pub allow_unencrypted: bool,
+    /// Added before every HTTP response (simulated round-trip time).
+    pub latency: Duration,
+    pub fault: Option<Fault>,
+}
+
+impl HostConfig {
+    /// A healthy HTTP host accepting Basic (`cimrun` / `P@ssw0rd!`) with no latency.
+    pub fn new(name: impl Into<String>) -> HostConfig {
+        HostConfig {
+            name: name.into(),
+            seed: 0,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            username: "cimrun".into(),
+            password: "P@ssw0rd!".into(),
+            https: false,
+            allow_unencrypted: true,
+            latency: Duration::ZERO,
+            fault: None,
+        }
+    }
+
+    /// Sets the dataset seed.
+    pub fn seed(mut self, seed: u64) -> HostConfig {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets the listen address.
+    pub fn bind(mut self, addr: SocketAddr) -> HostConfig {
+        self.bind = addr;
+        self
+    }
+
+    /// Sets the accepted credentials.
+    pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> HostConfig {
+        self.username = username.into();
+        self.password = password.into();
+        self
+    }
+
+    /// Serves HTTPS.
+    pub fn https(mut self, on: bool) -> HostConfig {
+        self.https = on;
+        self
+    }
+
+    /// Accepts Basic over plain HTTP or not.
+    pub fn allow_unencrypted(mut self, on: bool) -> HostConfig {
+        self.allow_unencrypted = on;
+        self
+    }
+
+    /// Sets the per-response latency.
+    pub fn latency(mut self, latency: Duration) -> HostConfig {
+        self.latency = latency;
+        self
+    }
+
+    /// Makes the host misbehave.
+    pub fn fault(mut self, fault: Fault) -> HostConfig {
+        self.fault = Some(fault);
+        self
+    }
+
+    /// The dataset this host serves.
+    pub fn dataset(&self) -> dataset::Host {
+        dataset::Host::generate(&self.name, self.seed)
+    }
+}
+
+/// What a host has seen so far; read with [`TestServer::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// Authenticated WS-Man requests by operation (`Enumerate`, `Pull`, `Release`, `Get`, `Other`).
+    pub requests: BTreeMap<&'static str, u64>,
+    /// Release requests that closed an open enumeration context.
+    pub releases: u64,
+    /// Enumeration contexts currently open (neither finished nor released).
+    pub open_contexts: usize,
+    /// TCP connections accepted.
+    pub connections: u64,
+    /// Requests answered with 401.
+    pub unauthorized: u64,
+    /// Connections closed on purpose in the middle of a Pull sequence.
+    pub resets: u64,
+}
+
+impl HostStats {
+    /// Requests seen for one operation.
+    pub fn count(&self, op: &str) -> u64 {
+        self.requests.get(op).copied().unwrap_or(0)
+    }
+}
+
+/// Configures and starts a [`TestServer`].
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    hosts: Vec<HostConfig>,
+    lifetime: Duration,
+    workers: usize,
+}
+
+impl ServerBuilder {
+    /// Adds a host.
+    pub fn host(mut self, host: HostConfig) -> ServerBuilder {
+        self.hosts.push(host);
+        self
+    }
+
+    /// Adds hosts.
+    pub fn hosts(mut self, hosts: impl IntoIterator<Item = HostConfig>) -> ServerBuilder {
+        self.hosts.extend(hosts);
+        self
+    }
+
+    /// The server stops by itself after this long (default 120 s).
+    pub fn lifetime(mut self, lifetime: Duration) -> ServerBuilder {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// Runtime worker threads (default 1; a fleet simulator may want more).
+    pub fn worker_threads(mut self, n: usize) -> ServerBuilder {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// Binds every listener and starts serving on a background thread.
+    pub fn start(self) -> Result<TestServer, StartError> {
+        let needs_pki = self.hosts.iter().any(|h| h.https);
+        let pki = if needs_pki { Some(TestPki::new()?) } else { None };
+        let mut hosts = Vec::with_capacity(self.hosts.len());
+        let mut listeners = Vec::with_capacity(self.hosts.len());
+        for config in self.hosts {
+            let std_listener = StdListener::bind(config.bind).map_err(|e| StartError::Bind(config.bind, e))?;
+            let addr = std_listener.local_addr().map_err(|e| StartError::Bind(config.bind, e))?;
+            let tls = match (&pki, config.https) {
+                (Some(pki), true) => {
+                    let names = match config.fault {
+                        Some(Fault::WrongCertificateName) => vec!["wrong-name.invalid".to_string()],
+                        _ => vec![config.name.clone(), "localhost".into(), addr.ip().to_string()],
+                    };
+                    let self_signed = config.fault == Some(Fault::UntrustedCertificate);
+                    Some(pki.server_config(&names, self_signed)?)
+                }
+                _ => None,
+            };
+            // A refusing host gets a port that nothing listens on.
+            let listener = if config.fault == Some(Fault::Refuse) {
+                drop(std_listener);
+                None
+            } else {
+                std_listener.set_nonblocking(true).map_err(|e| StartError::Bind(addr, e))?;
+                Some(std_listener)
+            };
+            let state = Arc::new(HostState::new(config, addr));
+            listeners.push((listener, tls, state.clone()));
+            hosts.push(state);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.workers)
+            .enable_all()
+            .thread_name("wsman-test-server")
+            .build()
+            .map_err(StartError::Runtime)?;
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let lifetime = self.lifetime;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
+        let thread = std::thread::Builder::new()
+            .name("wsman-test-server".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut started = Ok(());
+                    for (listener, tls, state) in listeners {
+                        let Some(listener) = listener else { continue };
+                        match TcpListener::from_std(listener) {
+                            Ok(l) => {
+                                tokio::spawn(accept_loop(l, tls, state));
+                            }
+                            Err(e) => {
+                                started = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    let failed = started.is_err();
+                    let _ = ready_tx.send(started);
+                    if !failed {
+                        let _ = tokio::time::timeout(lifetime, stop_rx).await;
+                    }
+                });
+                // Hung connections and slow answers are abandoned here, not awaited.
+                runtime.shutdown_background();
+            })
+            .map_err(StartError::Runtime)?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StartError::Runtime(e)),
+            Err(_) => return Err(StartError::Runtime(io::Error::other("server thread exited"))),
+        }
+        Ok(TestServer { hosts, ca_pem: pki.map(|p| p.ca_pem().to_string()), stop: Some(stop_tx), thread: Some(thread) })
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, #[source] io::Error),
+    #[error("cannot start the server runtime: {0}")]
+    Runtime(#[source] io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A running test server; dropping it stops every host.
+pub struct TestServer {
+    hosts: Vec<Arc<HostState>>,
+    ca_pem: Option<String>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// A builder with no hosts.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder { hosts: Vec::new(), lifetime: Duration::from_secs(120), workers: 1 }
+    }
+
+    /// The number of hosts.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// True when the server has no hosts.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// The address host `i` listens on (for a refusing host: a port nothing listens on).
+    pub fn addr(&self, i: usize) -> Option<SocketAddr> {
+        self.hosts.get(i).map(|h| h.addr)
+    }
+
+    /// `http(s)://ip:port/wsman` of host `i`.
+    pub fn url(&self, i: usize) -> Option<String> {
+        self.hosts.get(i).map(|h| {
+            let scheme = if h.config.https { "https" } else { "http" };
+            format!("{scheme}://{}/wsman", h.addr)
+        })
+    }
+
+    /// The configuration of host `i`.
+    pub fn config(&self, i: usize) -> Option<&HostConfig> {
+        self.hosts.get(i).map(|h| &h.config)
+    }
+
+    /// The index of the host called `name` (case-insensitive).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.hosts.iter().position(|h| h.config.name.eq_ignore_ascii_case(name))
+    }
+
+    /// A snapshot of host `i`'s counters.
+    pub fn stats(&self, i: usize) -> Option<HostStats> {
+        self.hosts.get(i).map(|h| {
+            let mut s = lock(&h.stats).clone();
+            s.open_contexts = lock(&h.contexts).len();
+            s
+        })
+    }
+
+    /// The PEM of the CA that issued the HTTPS hosts' certificates (`None` without HTTPS hosts).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A lock that survives a panicked holder: the counters stay readable for the test's report.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One open enumeration.
+struct Enumeration {
+    items: Vec<Instance>,
+    pos: usize,
+    shape: ItemShape,
+    pulls: u32,
+}
+
+struct HostState {
+    config: HostConfig,
+    addr: SocketAddr,
+    data: OnceLock<dataset::Host>,
+    stats: Mutex<HostStats>,
+    contexts: Mutex<HashMap<String, Enumeration>>,
+    timed_out_sent: AtomicBool,
+}
+
+impl HostState {
+    fn new(config: HostConfig, addr: SocketAddr) -> HostState {
+        HostState {
+            config,
+            addr,
+            data: OnceLock::new(),
+            stats: Mutex::new(HostStats::default()),
+            contexts: Mutex::new(HashMap::new()),
+            timed_out_sent: AtomicBool::new(false),
+        }
+    }
+
+    /// Generated on first use, so a large fleet costs nothing for hosts never queried.
+    fn data(&self) -> &dataset::Host {
+        self.data.get_or_init(|| self.config.dataset())
+    }
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, state: Arc<HostState>) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors or similar: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        lock(&state.stats).connections += 1;
+        let state = state.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            match acceptor {
+                Some(acceptor) => {
+                    if let Ok(tls_stream) = acceptor.accept(stream).await {
+                        serve(TokioIo::new(tls_stream), state).await;
+                    }
+                }
+                None => serve(TokioIo::new(stream), state).await,
+            }
+        });
+    }
+}
+
+async fn serve<IO>(io: IO, state: Arc<HostState>)
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { handle(state, req).await }
+    });
+    let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, service).await;
+}
+
+/// Returned by the handler to make hyper drop the connection without answering.
+#[derive(Debug, thiserror::Error)]
+#[error("connection reset by fault injection")]
+struct ResetConnection;
+
+type Reply = Response<Full<Bytes>>;
+
+/// Requests larger than this are refused; WS-Man requests are a few kilobytes.
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// MaxEnvelopeSize when the request gives none (DSP0226's default).
+const DEFAULT_MAX_ENVELOPE: usize = 153_600;
+/// WinRM's MaxEnvelopeSizekb default (500 KB): the cap on any page.
+const SERVER_MAX_ENVELOPE: usize = 512_000;
+
+async fn handle(state: Arc<HostState>, req: http::Request<Incoming>) -> Result<Reply, ResetConnection> {
+    let fault = state.config.fault.clone();
+    if fault == Some(Fault::Hang) {
+        std::future::pending::<()>().await;
+    }
+    if !state.config.latency.is_zero() {
+        tokio::time::sleep(state.config.latency).await;
+    }
+    if req.uri().path() != "/wsman" {
+        return Ok(empty(StatusCode::NOT_FOUND));
+    }
+    if req.method() != http::Method::POST {
+        return Ok(empty(StatusCode::METHOD_NOT_ALLOWED));
+    }
+    let authorized = authorize(&state.config, req.headers().get(header::AUTHORIZATION));
+    let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Ok(empty(StatusCode::PAYLOAD_TOO_LARGE)),
+    };
+    if !authorized {
+        lock(&state.stats).unauthorized += 1;
+        return Ok(unauthorized(&state.config));
+    }
+    let request = match request::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return Ok(soap_fault(&state, &faults::invalid_request(&e.to_string()), None, StatusCode::BAD_REQUEST)),
+    };
+    *lock(&state.stats).requests.entry(request.operation.as_str()).or_insert(0) += 1;
+    let relates = request.message_id.clone();
+    let relates = relates.as_deref();
+    let is_data_op = matches!(request.operation, Operation::Enumerate | Operation::Pull | Operation::Get);
+    if is_data_op && let Some(reply) = injected(&state, &request, fault.as_ref()).await? {
+        return Ok(reply);
+    }
+    let result = match request.operation {
+        Operation::Enumerate => enumerate(&state, &request),
+        Operation::Pull => pull(&state, &request),
+        Operation::Release => release(&state, &request),
+        Operation::Get => get(&state, &request),
+        Operation::Other => Err(faults::action_not_supported(&request.action)),
+    };
+    Ok(match result {
+        Ok(xml) => soap(StatusCode::OK, xml),
+        Err(f) => soap_fault(&state, &f, relates, StatusCode::INTERNAL_SERVER_ERROR),
+    })
+}
+
+/// Applies the host's fault to a data operation: `Some(reply)` replaces the normal answer.
+async fn injected(state: &HostState, request: &Request, fault: Option<&Fault>) -> Result<Option<Reply>, ResetConnection> {
+    let relates = request.message_id.as_deref();
+    let fault_reply = |f: render::Fault| Some(soap_fault(state, &f, relates, StatusCode::INTERNAL_SERVER_ERROR));
+    Ok(match fault {
+        Some(Fault::Slow(delay)) => {
+            tokio::time::sleep(*delay).await;
+            None
+        }
+        Some(Fault::GarbageXml) => Some(soap(StatusCode::OK, "<s:Envelope><<this is not XML &&".to_string())),
+        Some(Fault::Http500Empty) => Some(empty(StatusCode::INTERNAL_SERVER_ERROR)),
+        Some(Fault::InvalidClass) => fault_reply(faults::invalid_class()),
+        Some(Fault::AccessDenied) => fault_reply(faults::access_denied()),
+        Some(Fault::QuotaExceeded) => fault_reply(faults::quota_exceeded()),
+        Some(Fault::EnvelopeTooLarge) => fault_reply(faults::envelope_too_large()),
+        Some(Fault::TimedOutOnce) if request.operation != Operation::Get => {
+            if state.timed_out_sent.swap(true, Ordering::SeqCst) { None } else { fault_reply(faults::timed_out()) }
+        }
+        Some(Fault::ResetAfterPulls(n)) if request.operation == Operation::Pull => {
+            let ctx = request.context.as_deref().unwrap_or_default();
+            let reset = lock(&state.contexts).get(ctx).is_some_and(|e| e.pulls >= *n);
+            if reset {
+                lock(&state.stats).resets += 1;
+                return Err(ResetConnection);
+            }
+            None
+        }
+        _ => None,
+    })
+}
+
+fn authorize(config: &HostConfig, value: Option<&http::HeaderValue>) -> bool {
+    if config.fault == Some(Fault::WrongPassword) || !(config.https || config.allow_unencrypted) {
+        return false;
+    }
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else { return false };
+    let Some((scheme, token)) = value.split_once(' ') else { return false };
+    if !scheme.eq_ignore_ascii_case("Basic") {
+        return false;
+    }
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else { return false };
+    let Ok(decoded) = String::from_utf8(decoded) else { return false };
+    let Some((user, password)) = decoded.split_once(':') else { return false };
+    // WinRM matches account names case-insensitively and passwords exactly.
+    user.eq_ignore_ascii_case(&config.username) && password == config.password
+}
+
+fn unauthorized(config: &HostConfig) -> Reply {
+    let mut r = empty(StatusCode::UNAUTHORIZED);
+    if config.https || config.allow_unencrypted {
+        r.headers_mut().append(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Basic realm=\"WSMAN\""));
+    }
+    r
+}
+
+fn empty(status: StatusCode) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+fn soap(status: StatusCode, xml: String) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(xml)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/soap+xml;charset=UTF-8"));
+    r
+}
+
+fn soap_fault(state: &HostState, f: &render::Fault, relates: Option<&str>, status: StatusCode) -> Reply {
+    soap(status, render::fault(f, relates, &state.config.name))
+}
+
+/// What an Enumerate or Get addresses: a class, and the properties of a WQL select list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    class: String,
+    /// `None` for `*` (typed items); a list means `w:XmlFragment` items.
+    properties: Option<Vec<String>>,
+    /// The WHERE clause text, if any.
+    condition: Option<String>,
+}
+
+const DMTF_URI_PREFIX: &str = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/";
+
+fn target(request: &Request) -> Result<Target, render::Fault> {
+    let uri = request.resource_uri.as_deref().unwrap_or_default();
+    let (namespace, class) = if let Some(rest) = uri.strip_prefix(WMI_URI_PREFIX) {
+        match rest.rsplit_once('/') {
+            Some((ns, class)) => (ns.to_string(), class.to_string()),
+            None => return Err(faults::invalid_namespace()),
+        }
+    } else if let Some(class) = uri.strip_prefix(DMTF_URI_PREFIX) {
+        let ns = request
+            .selectors
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("__cimnamespace"))
+            .map_or("root/cimv2".to_string(), |(_, v)| v.clone());
+        (ns, class.to_string())
+    } else {
+        return Err(faults::invalid_request(&format!("unknown resource URI {uri}")));
+    };
+    if !namespace.eq_ignore_ascii_case("root/cimv2") {
+        return Err(faults::invalid_namespace());
+    }
+    if class != "*" {
+        return Ok(Target { class, properties: None, condition: None });
+    }
+    let Some(filter) = &request.filter else {
+        return Err(faults::invalid_request("the * resource URI needs a WQL filter"));
+    };
+    if filter.dialect.as_deref() != Some(DIALECT_WQL) {
+        return Err(faults::invalid_request("only the WQL filter dialect is supported"));
+    }
+    parse_select(&filter.text).map_err(|e| faults::invalid_query(&e))
+}
+
+/// Splits `SELECT list FROM class [WHERE condition]`.
+fn parse_select(text: &str) -> Result<Target, String> {
+    let t = text.trim();
+    let upper = t.to_ascii_uppercase();
+    let rest = upper.strip_prefix("SELECT").filter(|r| r.starts_with(char::is_whitespace)).ok_or("expected SELECT")?;
+    let from = rest.find(" FROM ").ok_or("expected FROM")?;
+    let offset = t.len() - rest.len();
+    let list = t.get(offset..offset + from).ok_or("bad select list")?.trim();
+    let after = t.get(offset + from + " FROM ".len()..).ok_or("expected a class")?.trim();
+    let (class, condition) = match after.find(char::is_whitespace) {
+        Some(i) => {
+            let (c, tail) = after.split_at(i);
+            let tail = tail.trim_start();
+            let cond = tail
+                .get(..5)
+                .filter(|w| w.eq_ignore_ascii_case("WHERE"))
+                .and_then(|_| tail.get(5..))
+                .map(|c| c.trim().to_string())
+                .ok_or("expected WHERE after the class")?;
+            (c, Some(cond))
+        }
+        None => (after, None),
+    };
+    let valid_name = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_name(class) {
+        return Err(format!("bad class name {class:?}"));
+    }
+    let properties = if list == "*" {
+        None
+    } else {
+        let names: Vec<String> = list.split(',').map(|p| p.trim().to_string()).collect();
+        if let Some(bad) = names.iter().find(|n| !valid_name(n)) {
+            return Err(format!("bad property name {bad:?}"));
+        }
+        Some(names)
+    };
+    Ok(Target { class: class.to_string(), properties, condition })
+}
+
+/// The instances a target selects, projected to its property list.
+fn select(state: &HostState, target: &Target) -> Result<Vec<Instance>, render::Fault> {
+    let instances = state.data().class(&target.class).ok_or_else(faults::invalid_class)?;
+    if let Some(cond) = &target.condition {
+        return Err(faults::invalid_query(&format!("(WHERE is not evaluated by this server: {cond})")));
+    }
+    Ok(match &target.properties {
+        None => instances.to_vec(),
+        Some(names) => {
+            let schema_of = instances.first();
+            if let Some(missing) = names.iter().find(|n| schema_of.is_some_and(|i| i.get(n).is_none())) {
+                return Err(faults::invalid_query(&format!("(no property {missing})")));
+            }
+            instances.iter().map(|i| i.project(names)).collect()
+        }
+    })
+}
+
+fn item_shape(request: &Request, target: &Target) -> ItemShape {
+    let resource_uri = format!("{WMI_URI_PREFIX}root/cimv2/{}", target.class);
+    let epr = request.enumeration_mode.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("EnumerateEPR"));
+    if epr {
+        let keys = dataset::key_properties(&target.class).iter().map(|k| k.to_string()).collect();
+        ItemShape::Epr { resource_uri, keys }
+    } else if target.properties.is_some() {
+        ItemShape::Fragment
+    } else {
+        ItemShape::Typed { resource_uri }
+    }
+}
+
+/// Room left for the envelope around the items.
+const ENVELOPE_OVERHEAD: usize = 1024;
+
+/// Renders up to `max_items` items from `pos` that fit in `max_envelope`; returns the XML and
+/// how many were taken. Zero items fit only when the next one alone is too large.
+fn page(items: &[Instance], pos: usize, max_items: usize, max_envelope: usize, shape: &ItemShape) -> (String, usize) {
+    let budget = max_envelope.saturating_sub(ENVELOPE_OVERHEAD);
+    let mut out = String::new();
+    let mut taken = 0;
+    for inst in items.iter().skip(pos).take(max_items) {
+        let before = out.len();
+        render::item(&mut out, inst, shape);
+        if out.len() > budget {
+            out.truncate(before);
+            break;
+        }
+        taken += 1;
+    }
+    (out, taken)
+}
+
+fn max_envelope(request: &Request) -> usize {
+    request.max_envelope_size.map_or(DEFAULT_MAX_ENVELOPE, |n| n as usize).min(SERVER_MAX_ENVELOPE)
+}
+
+fn enumerate(state: &HostState, request: &Request) -> Result<String, render::Fault> {
+    let target = target(request)?;
+    let items = select(state, &target)?;
+    let shape = item_shape(request, &target);
+    let action = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/EnumerateResponse";
+    // Windows answers an optimized Enumerate with the first item only and leaves the rest to Pull.
+    let first = if request.optimize { request.max_elements.unwrap_or(1).min(1) as usize } else { 0 };
+    let (xml, taken) = page(&items, 0, first, max_envelope(request), &shape);
+    if taken < first && !items.is_empty() {
+        return Err(faults::envelope_too_large());
+    }
+    let relates = request.message_id.as_deref();
+    if request.optimize && taken >= items.len() {
+        return Ok(render::envelope(action, relates, &render::enumeration_body(false, None, &xml, true)));
+    }
+    let context = render::message_id();
+    lock(&state.contexts).insert(context.clone(), Enumeration { items, pos: taken, shape, pulls: 0 });
+    let items_xml = if request.optimize { xml.as_str() } else { "" };
+    let body = if request.optimize {
+        render::enumeration_body(false, Some(&context), items_xml, false)
+    } else {
+        format!("<n:EnumerateResponse><n:EnumerationContext>{context}</n:EnumerationContext></n:EnumerateResponse>")
+    };
+    Ok(render::envelope(action, relates, &body))
+}
+
+fn pull(state: &HostState, request: &Request) -> Result<String, render::Fault> {
+    let ctx = request.context.as_deref().unwrap_or_default();
+    let mut contexts = lock(&state.contexts);
+    let Some(mut en) = contexts.remove(ctx) else {
+        return Err(faults::invalid_enumeration_context());
+    };
+    let max_items = request.max_elements.unwrap_or(1).max(1) as usize;
+    let (xml, taken) = page(&en.items, en.pos, max_items, max_envelope(request), &en.shape);
+    if taken == 0 && en.pos < en.items.len() {
+        contexts.insert(ctx.to_string(), en);
+        return Err(faults::envelope_too_large());
+    }
+    en.pos += taken;
+    en.pulls += 1;
+    let relates = request.message_id.as_deref();
+    let action = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/PullResponse";
+    if en.pos >= en.items.len() {
+        return Ok(render::envelope(action, relates, &render::enumeration_body(true, None, &xml, true)));
+    }
+    // Windows hands out a new context with every page; the old one is no longer valid.
+    let next = render::message_id();
+    let body = render::enumeration_body(true, Some(&next), &xml, false);
+    contexts.insert(next, en);
+    Ok(render::envelope(action, relates, &body))
+}
+
+fn release(state: &HostState, request: &Request) -> Result<String, render::Fault> {
+    let ctx = request.context.as_deref().unwrap_or_default();
+    if lock(&state.contexts).remove(ctx).is_none() {
+        return Err(faults::invalid_enumeration_context());
+    }
+    lock(&state.stats).releases += 1;
+    let action = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/ReleaseResponse";
+    Ok(render::envelope(action, request.message_id.as_deref(), ""))
+}
+
+fn get(state: &HostState, request: &Request) -> Result<String, render::Fault> {
+    let target = target(request)?;
+    if target.properties.is_some() || target.condition.is_some() {
+        return Err(faults::invalid_request("Get addresses a class, not a query"));
+    }
+    let instances = state.data().class(&target.class).ok_or_else(faults::invalid_class)?;
+    let selectors: Vec<&(String, String)> =
+        request.selectors.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("__cimnamespace")).collect();
+    let keys = dataset::key_properties(&target.class);
+    // A singleton-like class with one instance may be fetched without selectors, as on Windows.
+    let found = instances.iter().find(|inst| {
+        (selectors.is_empty() && instances.len() == 1)
+            || (!selectors.is_empty()
+                && selectors.iter().all(|(k, v)| {
+                    keys.iter().any(|key| key.eq_ignore_ascii_case(k))
+                        && inst.get(k).is_some_and(|iv| iv.to_string().eq_ignore_ascii_case(v))
+                }))
+    });
+    let inst = found.ok_or_else(faults::not_found)?;
+    let mut xml = String::new();
+    render::item(&mut xml, inst, &ItemShape::Typed { resource_uri: format!("{WMI_URI_PREFIX}root/cimv2/{}", target.class) });
+    let action = "http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse";
+    Ok(render::envelope(action, request.message_id.as_deref(), &xml))
+}
