@@ -252,12 +252,11 @@ impl ServerBuilder {
             .spawn(move || {
                 runtime.block_on(async move {
                     let mut started = Ok(());
+                    let mut accepting = Vec::new();
                     for (listener, tls, state) in listeners {
                         let Some(listener) = listener else { continue };
                         match TcpListener::from_std(listener) {
-                            Ok(l) => {
-                                tokio::spawn(accept_loop(l, tls, state));
-                            }
+                            Ok(l) => accepting.push(tokio::spawn(accept_loop(l, tls, state))),
                             Err(e) => {
                                 started = Err(e);
                                 break;
@@ -269,6 +268,13 @@ impl ServerBuilder {
                     if !failed {
                         let _ = tokio::time::timeout(lifetime, stop_rx).await;
                     }
+                    // Close every listener before returning, so "stopped" means nothing listens.
+                    for task in &accepting {
+                        task.abort();
+                    }
+                    for task in accepting {
+                        let _ = task.await;
+                    }
                 });
                 // Hung connections and slow answers are abandoned here, not awaited.
                 runtime.shutdown_background();
@@ -279,7 +285,8 @@ impl ServerBuilder {
             Ok(Err(e)) => return Err(StartError::Runtime(e)),
             Err(_) => return Err(StartError::Runtime(io::Error::other("server thread exited"))),
         }
-        Ok(TestServer { hosts, ca_pem: pki.map(|p| p.ca_pem().to_string()), stop: Some(stop_tx), thread: Some(thread) })
+        let ca = pki.map(|p| (p.ca_pem().to_string(), p.ca_der().to_vec()));
+        Ok(TestServer { hosts, ca, stop: Some(stop_tx), thread: Some(thread) })
     }
 }
 
@@ -297,7 +304,8 @@ pub enum StartError {
 /// A running test server; dropping it stops every host.
 pub struct TestServer {
     hosts: Vec<Arc<HostState>>,
-    ca_pem: Option<String>,
+    /// The CA as PEM and DER.
+    ca: Option<(String, Vec<u8>)>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -352,7 +360,12 @@ impl TestServer {
 
     /// The PEM of the CA that issued the HTTPS hosts' certificates (`None` without HTTPS hosts).
     pub fn ca_pem(&self) -> Option<&str> {
-        self.ca_pem.as_deref()
+        self.ca.as_ref().map(|(pem, _)| pem.as_str())
+    }
+
+    /// The same CA, DER-encoded.
+    pub fn ca_der(&self) -> Option<&[u8]> {
+        self.ca.as_ref().map(|(_, der)| der.as_slice())
     }
 }
 

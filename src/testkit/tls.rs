@@ -8,6 +8,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 /// A certificate authority generated at start-up; clients trust [`TestPki::ca_pem`].
 pub struct TestPki {
     ca_pem: String,
+    ca_der: Vec<u8>,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -28,12 +29,17 @@ impl TestPki {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
-        Ok(TestPki { ca_pem: cert.pem(), issuer: Issuer::new(params, key) })
+        Ok(TestPki { ca_pem: cert.pem(), ca_der: cert.der().to_vec(), issuer: Issuer::new(params, key) })
     }
 
     /// The CA certificate, PEM-encoded.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// The CA certificate, DER-encoded.
+    pub fn ca_der(&self) -> &[u8] {
+        &self.ca_der
     }
 
     /// A server configuration with a leaf certificate for `names` (DNS names or IP addresses),
