@@ -216,10 +216,35 @@ async fn wql_property_lists_and_epr_mode() {
         "<a:EndpointReference><a:Address>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:Address><a:ReferenceParameters><w:ResourceURI>{WMI}Win32_LogicalDisk</w:ResourceURI><w:SelectorSet><w:Selector Name=\"DeviceID\">{first}</w:Selector></w:SelectorSet>"
     )));
 
+    // WHERE is evaluated with WMI's semantics (case-insensitive strings, LIKE).
+    let wanted: Vec<String> = data
+        .class("Win32_Service")
+        .unwrap()
+        .iter()
+        .filter(|s| s.get("State").is_some_and(|v| v.to_string() == "Running"))
+        .filter(|s| s.get("Name").is_some_and(|v| v.to_string().to_ascii_lowercase().starts_with('w')))
+        .map(|s| s.get("Name").unwrap().to_string())
+        .collect();
+    assert!(!wanted.is_empty());
+    let filter = r#"<w:OptimizeEnumeration/><w:MaxElements>500</w:MaxElements><w:Filter Dialect="http://schemas.microsoft.com/wbem/wsman/1/WQL">SELECT Name FROM Win32_Service WHERE State = 'running' AND Name LIKE 'W%'</w:Filter>"#;
+    let r = c.post(enumerate_with(&format!("{WMI}*"), "", filter)).await.unwrap();
+    let mut names: Vec<String> = r.body.split("<Name>").skip(1).filter_map(|s| s.split_once("</Name>")).map(|(n, _)| n.to_string()).collect();
+    if let Some(ctx) = context(&r.body) {
+        let r = c.post(pull("*", ctx, 500)).await.unwrap();
+        names.extend(r.body.split("<Name>").skip(1).filter_map(|s| s.split_once("</Name>")).map(|(n, _)| n.to_string()));
+    }
+    assert_eq!(names, wanted);
+
     let bad = r#"<w:Filter Dialect="http://schemas.microsoft.com/wbem/wsman/1/WQL">SELECT Nope FROM Win32_Service</w:Filter>"#;
     let r = c.post(enumerate_with(&format!("{WMI}*"), "", bad)).await.unwrap();
     assert_eq!(r.status, 500);
     assert!(r.body.contains("w:CannotProcessFilter") && r.body.contains("Code=\"2147749911\""));
+    for bad in ["SELECT Name FROM Win32_Service WHERE Nope = 1", "SELECT FROM Win32_Service", "SELECT * FROM Win32_Service WHERE"] {
+        let f = format!(r#"<w:Filter Dialect="http://schemas.microsoft.com/wbem/wsman/1/WQL">{bad}</w:Filter>"#);
+        let r = c.post(enumerate_with(&format!("{WMI}*"), "", &f)).await.unwrap();
+        assert_eq!(wsman_code(&r.body), Some(2_150_858_752), "{bad}");
+        assert!(r.body.contains("Code=\"2147749911\""), "{bad}");
+    }
 }
 
 #[tokio::test]

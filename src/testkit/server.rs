@@ -591,13 +591,13 @@ fn soap_fault(state: &HostState, f: &render::Fault, relates: Option<&str>, statu
 }
 
 /// What an Enumerate or Get addresses: a class, and the properties of a WQL select list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Target {
     class: String,
     /// `None` for `*` (typed items); a list means `w:XmlFragment` items.
     properties: Option<Vec<String>>,
-    /// The WHERE clause text, if any.
-    condition: Option<String>,
+    /// The WHERE condition, if any.
+    condition: Option<crate::wql::Expr>,
 }
 
 const DMTF_URI_PREFIX: &str = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/";
@@ -634,60 +634,29 @@ fn target(request: &Request) -> Result<Target, render::Fault> {
     parse_select(&filter.text).map_err(|e| faults::invalid_query(&e))
 }
 
-/// Splits `SELECT list FROM class [WHERE condition]`.
 fn parse_select(text: &str) -> Result<Target, String> {
-    let t = text.trim();
-    let upper = t.to_ascii_uppercase();
-    let rest = upper.strip_prefix("SELECT").filter(|r| r.starts_with(char::is_whitespace)).ok_or("expected SELECT")?;
-    let from = rest.find(" FROM ").ok_or("expected FROM")?;
-    let offset = t.len() - rest.len();
-    let list = t.get(offset..offset + from).ok_or("bad select list")?.trim();
-    let after = t.get(offset + from + " FROM ".len()..).ok_or("expected a class")?.trim();
-    let (class, condition) = match after.find(char::is_whitespace) {
-        Some(i) => {
-            let (c, tail) = after.split_at(i);
-            let tail = tail.trim_start();
-            let cond = tail
-                .get(..5)
-                .filter(|w| w.eq_ignore_ascii_case("WHERE"))
-                .and_then(|_| tail.get(5..))
-                .map(|c| c.trim().to_string())
-                .ok_or("expected WHERE after the class")?;
-            (c, Some(cond))
-        }
-        None => (after, None),
-    };
-    let valid_name = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid_name(class) {
-        return Err(format!("bad class name {class:?}"));
-    }
-    let properties = if list == "*" {
-        None
-    } else {
-        let names: Vec<String> = list.split(',').map(|p| p.trim().to_string()).collect();
-        if let Some(bad) = names.iter().find(|n| !valid_name(n)) {
-            return Err(format!("bad property name {bad:?}"));
-        }
-        Some(names)
-    };
-    Ok(Target { class: class.to_string(), properties, condition })
+    let query = crate::wql::parse(text).map_err(|e| format!("({e} at offset {})", e.offset))?;
+    let properties = (!query.properties.is_empty()).then_some(query.properties);
+    Ok(Target { class: query.class, properties, condition: query.filter })
 }
 
 /// The instances a target selects, projected to its property list.
 fn select(state: &HostState, target: &Target) -> Result<Vec<Instance>, render::Fault> {
     let instances = state.data().class(&target.class).ok_or_else(faults::invalid_class)?;
+    // WMI rejects a query naming a property the class does not have.
+    let mut named: Vec<&str> = target.properties.iter().flatten().map(String::as_str).collect();
     if let Some(cond) = &target.condition {
-        return Err(faults::invalid_query(&format!("(WHERE is not evaluated by this server: {cond})")));
+        named.extend(cond.properties());
     }
+    let sample = instances.first();
+    let unknown = |n: &&str| !n.eq_ignore_ascii_case("__CLASS") && sample.is_some_and(|i| i.get(n).is_none());
+    if let Some(missing) = named.iter().find(|n| unknown(n)) {
+        return Err(faults::invalid_query(&format!("(no property {missing})")));
+    }
+    let selected = instances.iter().filter(|i| target.condition.as_ref().is_none_or(|c| c.matches(i)));
     Ok(match &target.properties {
-        None => instances.to_vec(),
-        Some(names) => {
-            let schema_of = instances.first();
-            if let Some(missing) = names.iter().find(|n| schema_of.is_some_and(|i| i.get(n).is_none())) {
-                return Err(faults::invalid_query(&format!("(no property {missing})")));
-            }
-            instances.iter().map(|i| i.project(names)).collect()
-        }
+        None => selected.cloned().collect(),
+        Some(names) => selected.map(|i| i.project(names)).collect(),
     })
 }
 
