@@ -5,6 +5,12 @@
 //! [`Transport`] is the I/O edge: one authenticated (and, for NTLM/Negotiate, sealed) HTTP
 //! connection per session.
 
+pub mod auth;
+pub mod encryption;
+pub mod http;
+pub mod tls;
+pub mod transport;
+
 use futures::future::BoxFuture;
 
 use crate::protocol::Error;
@@ -25,6 +31,12 @@ pub struct HttpReply {
 pub trait Transport: Send {
     /// Sends one envelope (UTF-8 XML) and waits for the reply.
     fn exchange<'a>(&'a mut self, envelope: String) -> BoxFuture<'a, Result<HttpReply, Error>>;
+    /// Sends an envelope that is safe to send again (Enumerate, Get, Release; never Pull): if
+    /// the connection breaks before the reply, the transport reconnects, re-authenticates and
+    /// resends it once. Transports that never resend keep the default.
+    fn exchange_resendable<'a>(&'a mut self, envelope: String) -> BoxFuture<'a, Result<HttpReply, Error>> {
+        self.exchange(envelope)
+    }
     /// Closes the connection.
     fn shutdown<'a>(&'a mut self) -> BoxFuture<'a, ()>;
 }

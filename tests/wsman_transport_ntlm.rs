@@ -1,0 +1,255 @@
+//! Interop: cimrun's WS-Man transport against an endpoint built on pyspnego's NTLM/SPNEGO
+//! acceptor (tests/peers/winrm_ntlm_endpoint.py), which shares no code with ours. It seals
+//! recorded Windows replies; we must get them back byte for byte, and it must be able to
+//! unseal and verify every request we send.
+//!
+//! The peer needs Python with pyspnego: `$CIMRUN_PYTHON`, else `.venv/bin/python` in the crate
+//! root. These tests fail, not skip, when it is missing.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use cimrun::protocol::wsman::transport::connect;
+use cimrun::protocol::{AuthMechanism, Category, Credential, Endpoint, ProtocolKind};
+use secrecy::SecretString;
+
+const USER: &str = "WINHOST\\inventory";
+const PASSWORD: &str = "Pa55w.rd-Ünïcode";
+
+fn python() -> PathBuf {
+    match std::env::var_os("CIMRUN_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
+    }
+}
+
+fn pages() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/wsman/txwinrm/data/server_2012");
+    (0..4).map(|i| dir.join(format!("Win32_Service_star_{i:03}.xml"))).collect()
+}
+
+/// The running peer; killed (by its own handle) when dropped.
+struct Peer {
+    child: Child,
+    port: u16,
+    record: tempfile::TempDir,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Peer {
+    fn start(protocol: &str, extra: &[&str]) -> Peer {
+        let record = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/winrm_ntlm_endpoint.py");
+        let python = python();
+        let mut child = Command::new(&python)
+            .arg(script)
+            .args(["--user", USER, "--password", PASSWORD, "--protocol", protocol, "--lifetime", "60"])
+            .arg("--record-dir")
+            .arg(record.path())
+            .args(extra)
+            .args(pages())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the pyspnego peer with {}: {e} (set CIMRUN_PYTHON)", python.display()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            let status = child.wait().unwrap();
+            panic!("the pyspnego peer did not start ({status}); is pyspnego installed for {}?", python.display())
+        });
+        Peer { child, port, record }
+    }
+
+    fn endpoint(&self, mechanism: AuthMechanism, password: &str) -> Endpoint {
+        let mut e = Endpoint::local();
+        e.protocol = ProtocolKind::WsMan;
+        e.computer = Some("127.0.0.1".into());
+        e.port = Some(self.port);
+        e.authentication = mechanism;
+        e.credential = Some(Credential { username: USER.into(), password: SecretString::from(password.to_string()) });
+        e.connect_timeout = Duration::from_secs(5);
+        e.operation_timeout = Duration::from_secs(5);
+        e
+    }
+
+    fn recorded(&self, index: usize) -> Vec<u8> {
+        std::fs::read(self.record.path().join(format!("request_{index:03}.xml"))).unwrap()
+    }
+}
+
+fn envelope(n: usize) -> String {
+    // Varying lengths and non-ASCII text exercise the Length header and the RC4 stream.
+    format!(
+        "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body n=\"{n}\">{}é</s:Body></s:Envelope>",
+        "x".repeat(n * 997)
+    )
+}
+
+async fn round_trip_pages(mechanism: AuthMechanism, protocol: &str) {
+    let peer = Peer::start(protocol, &[]);
+    let mut transport = connect(&peer.endpoint(mechanism, PASSWORD)).await.unwrap();
+    for (i, page) in pages().iter().enumerate() {
+        let sent = envelope(i);
+        let reply = transport.exchange(sent.clone()).await.unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.content_type.as_deref(), Some("application/soap+xml;charset=UTF-8"));
+        assert_eq!(reply.body, std::fs::read(page).unwrap(), "page {i} differs");
+        assert_eq!(peer.recorded(i), sent.as_bytes(), "request {i} as the peer unsealed it");
+    }
+    transport.shutdown().await;
+}
+
+#[tokio::test]
+async fn ntlm_sealed_pages_round_trip() {
+    round_trip_pages(AuthMechanism::Ntlm, "ntlm").await;
+}
+
+// Multi-threaded: Negotiate legs run as blocking sections there (they may call a KDC).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negotiate_sealed_pages_round_trip() {
+    round_trip_pages(AuthMechanism::Negotiate, "negotiate").await;
+}
+
+#[tokio::test]
+async fn wrong_password_is_auth_failed_quickly() {
+    let peer = Peer::start("ntlm", &[]);
+    let started = Instant::now();
+    let error = connect(&peer.endpoint(AuthMechanism::Ntlm, "not the password")).await.err().unwrap();
+    assert_eq!(error.category, Category::AuthFailed, "{error}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn tampered_reply_is_a_protocol_error() {
+    let peer = Peer::start("ntlm", &["--tamper-reply", "1"]);
+    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD)).await.unwrap();
+    transport.exchange(envelope(0)).await.unwrap();
+    let error = transport.exchange(envelope(1)).await.unwrap_err();
+    assert_eq!(error.category, Category::ProtocolError, "{error}");
+}
+
+/// A self-signed certificate for `localhost`, written as PEM files, and its SHA-256 thumbprint.
+fn certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, certified.cert.der());
+    (cert, key, digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+async fn ntlm_over_https(bindings: &str) -> Result<(), cimrun::protocol::Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, thumbprint) = certificate(dir.path());
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let peer = Peer::start("ntlm", &["--tls-cert", cert, "--tls-key", key, "--bindings", bindings]);
+    let mut endpoint = peer.endpoint(AuthMechanism::Ntlm, PASSWORD);
+    endpoint.computer = Some("localhost".into());
+    endpoint.wsman.use_ssl = true;
+    endpoint.wsman.certificate_thumbprint = Some(thumbprint);
+    let mut transport = connect(&endpoint).await?;
+    for (i, page) in pages().iter().take(2).enumerate() {
+        let reply = transport.exchange(envelope(i)).await?;
+        assert_eq!(reply.body, std::fs::read(page).unwrap(), "page {i} differs");
+        assert_eq!(peer.recorded(i), envelope(i).as_bytes());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn ntlm_over_https_sends_channel_bindings() {
+    // The peer requires tls-server-end-point bindings of its certificate, as Windows does
+    // with CbtHardeningLevel=Strict.
+    ntlm_over_https("right").await.unwrap();
+    // Bindings the peer computed for another certificate: our token cannot match them.
+    let error = ntlm_over_https("wrong").await.unwrap_err();
+    assert_eq!(error.category, Category::AuthFailed, "{error}");
+}
+
+/// A CONNECT proxy on loopback for the rest of the test; counts the tunnels it opened and
+/// answers 407 when `require` (a Proxy-Authorization value) is not sent.
+async fn connect_proxy(require: Option<&'static str>) -> (u16, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tunnels = Arc::new(AtomicUsize::new(0));
+    let count = tunnels.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let target = head.split_whitespace().nth(1).unwrap_or_default().to_string();
+                let authorized = require.is_none_or(|auth| head.contains(&format!("Proxy-Authorization: {auth}\r\n")));
+                if !head.starts_with("CONNECT ") || !authorized {
+                    let _ = client.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n").await;
+                    return;
+                }
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (port, tunnels)
+}
+
+#[tokio::test]
+async fn ntlm_through_a_connect_proxy() {
+    let peer = Peer::start("ntlm", &[]);
+    let (proxy_port, tunnels) = connect_proxy(Some("Basic cHg6c2VjcmV0")).await; // px:secret
+    let mut endpoint = peer.endpoint(AuthMechanism::Ntlm, PASSWORD);
+    endpoint.wsman.proxy = Some(format!("http://px:secret@127.0.0.1:{proxy_port}"));
+    let mut transport = connect(&endpoint).await.unwrap();
+    for (i, page) in pages().iter().enumerate() {
+        let reply = transport.exchange(envelope(i)).await.unwrap();
+        assert_eq!(reply.body, std::fs::read(page).unwrap(), "page {i} differs");
+    }
+    // One tunnel: the connection NTLM authenticated carried every sealed request.
+    assert_eq!(tunnels.load(Ordering::SeqCst), 1);
+
+    endpoint.wsman.proxy = Some(format!("http://px:wrong@127.0.0.1:{proxy_port}"));
+    let error = connect(&endpoint).await.err().unwrap();
+    assert_eq!((error.category, error.code.as_deref()), (Category::AuthFailed, Some("407")), "{error}");
+}
+
+#[tokio::test]
+async fn lost_connection_resends_only_when_safe() {
+    // The peer drops the connection under request 1, then under nothing else.
+    let peer = Peer::start("ntlm", &["--drop-request", "1"]);
+    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD)).await.unwrap();
+    transport.exchange(envelope(0)).await.unwrap();
+    // Safe to resend: a new connection, a new NTLM context, and the reply to the resent request.
+    let reply = transport.exchange_resendable(envelope(1)).await.unwrap();
+    assert_eq!(reply.body, std::fs::read(&pages()[1]).unwrap());
+    assert_eq!(peer.recorded(2), envelope(1).as_bytes());
+
+    let peer = Peer::start("ntlm", &["--drop-request", "1"]);
+    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD)).await.unwrap();
+    transport.exchange(envelope(0)).await.unwrap();
+    let error = transport.exchange(envelope(1)).await.unwrap_err();
+    assert_eq!(error.category, Category::ConnectionFailed, "{error}");
+    // The next request reconnects and re-authenticates by itself.
+    let reply = transport.exchange(envelope(2)).await.unwrap();
+    assert_eq!(reply.body, std::fs::read(&pages()[1]).unwrap());
+}
