@@ -107,6 +107,7 @@ fn pypsrp_basic_over_https_receives_every_instance() {
         .expect("server starts");
     let json = run_peer(&server, 0, &["--ssl", "--auth", "basic", "--max-elements", "25"]);
     assert_all_instances_arrive(&server, 0, &json);
+    assert_eq!(server.stats(0).expect("host").sealed_requests, 0);
 }
 
 #[test]
@@ -117,4 +118,40 @@ fn pypsrp_basic_over_http_receives_every_instance_in_small_pages() {
         .expect("server starts");
     let json = run_peer(&server, 0, &["--auth", "basic", "--encryption", "never", "--max-elements", "7"]);
     assert_all_instances_arrive(&server, 0, &json);
+}
+
+#[test]
+fn pypsrp_ntlm_with_message_encryption_over_http_receives_every_instance() {
+    // A stock Windows listener: HTTP, AllowUnencrypted=false, so every body must be sealed.
+    let server = TestServer::builder()
+        .host(HostConfig::new("app03.corp.example").seed(21).allow_unencrypted(false).basic(false))
+        .start()
+        .expect("server starts");
+    let json = run_peer(&server, 0, &["--auth", "ntlm", "--encryption", "always", "--max-elements", "30"]);
+    assert_all_instances_arrive(&server, 0, &json);
+    // One connection authenticated once: the handshake's 401 challenge is not a failure.
+    let stats = server.stats(0).expect("host");
+    assert_eq!(stats.unauthorized, 1, "only the first, credential-less request is refused: {stats:?}");
+    assert_eq!(stats.sealed_requests, stats.count("Enumerate") + stats.count("Pull"), "every request was sealed");
+    assert_eq!(stats.connections, 1, "NTLM authenticates one connection");
+}
+
+#[test]
+fn pypsrp_ntlm_with_a_wrong_password_is_refused() {
+    let server = TestServer::builder()
+        .host(HostConfig::new("app04").allow_unencrypted(false).credentials("cimrun", "right-password"))
+        .start()
+        .expect("server starts");
+    let addr = server.addr(0).expect("host");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pypsrp_enum.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .args(["--host", &addr.ip().to_string(), "--port", &addr.port().to_string()])
+        .args(["--user", "cimrun", "--password", "wrong-password", "--auth", "ntlm", "--class", "Win32_BIOS"])
+        .output()
+        .expect("python runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+    assert_eq!(server.stats(0).expect("host").count("Enumerate"), 0);
 }

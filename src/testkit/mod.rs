@@ -6,6 +6,7 @@
 
 pub mod dataset;
 mod faults;
+mod ntlm;
 pub mod render;
 pub mod request;
 pub mod server;

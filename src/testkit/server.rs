@@ -25,10 +25,12 @@ use tokio::sync::oneshot;
 
 use super::dataset;
 use super::faults;
+use super::ntlm;
 use super::render::{self, ItemShape, WMI_URI_PREFIX};
 use super::request::{self, DIALECT_WQL, Operation, Request};
 use super::tls::{TestPki, TlsError};
 use crate::cim::Instance;
+use crate::protocol::wsman::encryption;
 
 /// A way a host misbehaves, as seen in real fleets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +79,11 @@ pub struct HostConfig {
     pub password: String,
     /// Serve HTTPS (with a certificate from the server's CA) instead of HTTP.
     pub https: bool,
-    /// Accept Basic over plain HTTP (WinRM's `AllowUnencrypted`); Basic is always accepted over HTTPS.
+    /// Accept Basic authentication (over HTTPS, or over HTTP with `allow_unencrypted`).
+    pub basic: bool,
+    /// Accept NTLM under the `Negotiate` scheme, with message encryption over HTTP.
+    pub negotiate: bool,
+    /// WinRM's `AllowUnencrypted`: accept Basic and unsealed bodies over plain HTTP.
     pub allow_unencrypted: bool,
     /// Added before every HTTP response (simulated round-trip time).
     pub latency: Duration,
@@ -85,7 +91,8 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
-    /// A healthy HTTP host accepting Basic (`cimrun` / `P@ssw0rd!`) with no latency.
+    /// A healthy HTTP host accepting Basic and NTLM (`cimrun` / `P@ssw0rd!`), unencrypted
+    /// traffic allowed, no latency.
     pub fn new(name: impl Into<String>) -> HostConfig {
         HostConfig {
             name: name.into(),
@@ -94,6 +101,8 @@ impl HostConfig {
             username: "cimrun".into(),
             password: "P@ssw0rd!".into(),
             https: false,
+            basic: true,
+            negotiate: true,
             allow_unencrypted: true,
             latency: Duration::ZERO,
             fault: None,
@@ -125,7 +134,19 @@ impl HostConfig {
         self
     }
 
-    /// Accepts Basic over plain HTTP or not.
+    /// Accepts Basic or not.
+    pub fn basic(mut self, on: bool) -> HostConfig {
+        self.basic = on;
+        self
+    }
+
+    /// Accepts NTLM (Negotiate) or not.
+    pub fn negotiate(mut self, on: bool) -> HostConfig {
+        self.negotiate = on;
+        self
+    }
+
+    /// Accepts Basic and unsealed bodies over plain HTTP or not.
     pub fn allow_unencrypted(mut self, on: bool) -> HostConfig {
         self.allow_unencrypted = on;
         self
@@ -160,8 +181,10 @@ pub struct HostStats {
     pub open_contexts: usize,
     /// TCP connections accepted.
     pub connections: u64,
-    /// Requests answered with 401.
+    /// Requests answered with 401 (not counting NTLM challenges).
     pub unauthorized: u64,
+    /// Requests whose body arrived sealed (NTLM message encryption) and verified.
+    pub sealed_requests: u64,
     /// Connections closed on purpose in the middle of a Pull sequence.
     pub resets: u64,
 }
@@ -449,9 +472,11 @@ async fn serve<IO>(io: IO, state: Arc<HostState>)
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let connection = Arc::new(Mutex::new(Connection::default()));
     let service = service_fn(move |req| {
         let state = state.clone();
-        async move { handle(state, req).await }
+        let connection = connection.clone();
+        async move { handle(state, connection, req).await }
     });
     let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, service).await;
 }
@@ -463,6 +488,8 @@ struct ResetConnection;
 
 type Reply = Response<Full<Bytes>>;
 
+const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
+
 /// Requests larger than this are refused; WS-Man requests are a few kilobytes.
 const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// MaxEnvelopeSize when the request gives none (DSP0226's default).
@@ -470,9 +497,25 @@ const DEFAULT_MAX_ENVELOPE: usize = 153_600;
 /// WinRM's MaxEnvelopeSizekb default (500 KB): the cap on any page.
 const SERVER_MAX_ENVELOPE: usize = 512_000;
 
-async fn handle(state: Arc<HostState>, req: http::Request<Incoming>) -> Result<Reply, ResetConnection> {
-    let fault = state.config.fault.clone();
-    if fault == Some(Fault::Hang) {
+/// What a connection remembers between requests: NTLM authenticates the connection, and its
+/// sealing state (sequence numbers) belongs to it.
+#[derive(Default)]
+struct Connection {
+    ntlm: Option<ntlm::Acceptor>,
+}
+
+/// The answer to an authenticated request, before sealing.
+enum Answer {
+    Soap(StatusCode, String),
+    Raw(Reply),
+}
+
+async fn handle(
+    state: Arc<HostState>,
+    connection: Arc<Mutex<Connection>>,
+    req: http::Request<Incoming>,
+) -> Result<Reply, ResetConnection> {
+    if state.config.fault == Some(Fault::Hang) {
         std::future::pending::<()>().await;
     }
     if !state.config.latency.is_zero() {
@@ -484,50 +527,166 @@ async fn handle(state: Arc<HostState>, req: http::Request<Incoming>) -> Result<R
     if req.method() != http::Method::POST {
         return Ok(empty(StatusCode::METHOD_NOT_ALLOWED));
     }
-    let authorized = authorize(&state.config, req.headers().get(header::AUTHORIZATION));
+    let authorization = header_text(&req, header::AUTHORIZATION);
+    let content_type = header_text(&req, header::CONTENT_TYPE);
     let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(empty(StatusCode::PAYLOAD_TOO_LARGE)),
     };
-    if !authorized {
-        lock(&state.stats).unauthorized += 1;
-        return Ok(unauthorized(&state.config));
-    }
-    let request = match request::parse(&body) {
-        Ok(r) => r,
-        Err(e) => return Ok(soap_fault(&state, &faults::invalid_request(&e.to_string()), None, StatusCode::BAD_REQUEST)),
+    let sealed = encryption::is_encrypted_content_type(content_type.as_deref().unwrap_or_default());
+    let plaintext = {
+        let mut conn = lock(&connection);
+        if let Err(challenge) = authenticate(&state, &mut conn, authorization.as_deref()) {
+            return Ok(unauthorized(&state.config, challenge));
+        }
+        if sealed {
+            let unsealed = conn.ntlm.as_mut().filter(|a| a.is_complete()).map(|a| a.unseal_body(&body));
+            match unsealed {
+                Some(Ok(plain)) => {
+                    lock(&state.stats).sealed_requests += 1;
+                    Bytes::from(plain)
+                }
+                Some(Err(e)) => return Ok(soap_fault(&state, &faults::invalid_request(&e), None, StatusCode::BAD_REQUEST)),
+                None => return Ok(unauthorized(&state.config, None)),
+            }
+        } else {
+            // WinRM's AllowUnencrypted=false: a plain body over HTTP is refused.
+            if !body.is_empty() && !state.config.https && !state.config.allow_unencrypted {
+                lock(&state.stats).unauthorized += 1;
+                return Ok(unauthorized(&state.config, None));
+            }
+            body
+        }
     };
-    *lock(&state.stats).requests.entry(request.operation.as_str()).or_insert(0) += 1;
-    let relates = request.message_id.clone();
-    let relates = relates.as_deref();
-    let is_data_op = matches!(request.operation, Operation::Enumerate | Operation::Pull | Operation::Get);
-    if is_data_op && let Some(reply) = injected(&state, &request, fault.as_ref()).await? {
-        return Ok(reply);
+    // The empty POST that carried the last handshake leg.
+    if plaintext.is_empty() {
+        return Ok(empty(StatusCode::OK));
     }
-    let result = match request.operation {
-        Operation::Enumerate => enumerate(&state, &request),
-        Operation::Pull => pull(&state, &request),
-        Operation::Release => release(&state, &request),
-        Operation::Get => get(&state, &request),
-        Operation::Other => Err(faults::action_not_supported(&request.action)),
+    let (status, xml) = match answer(&state, &plaintext).await? {
+        Answer::Raw(reply) => return Ok(reply),
+        Answer::Soap(status, xml) => (status, xml),
     };
-    Ok(match result {
-        Ok(xml) => soap(StatusCode::OK, xml),
-        Err(f) => soap_fault(&state, &f, relates, StatusCode::INTERNAL_SERVER_ERROR),
+    if !sealed {
+        return Ok(soap(status, xml));
+    }
+    let sealed_reply = lock(&connection).ntlm.as_mut().map(|a| a.seal_body(xml.as_bytes(), SOAP_CONTENT_TYPE));
+    Ok(match sealed_reply {
+        Some(Ok((body, content_type))) => {
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            *r.status_mut() = status;
+            if let Ok(v) = http::HeaderValue::from_str(&content_type) {
+                r.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            r
+        }
+        _ => empty(StatusCode::INTERNAL_SERVER_ERROR),
     })
 }
 
+fn header_text(req: &http::Request<Incoming>, name: header::HeaderName) -> Option<String> {
+    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// Checks the request's credentials (or the connection's NTLM session). `Err` means a 401,
+/// carrying the NTLM challenge when the handshake continues.
+fn authenticate(state: &HostState, conn: &mut Connection, authorization: Option<&str>) -> Result<(), Option<String>> {
+    let config = &state.config;
+    let deny = || {
+        lock(&state.stats).unauthorized += 1;
+        Err(None)
+    };
+    let Some(value) = authorization else {
+        return if conn.ntlm.as_ref().is_some_and(ntlm::Acceptor::is_complete) { Ok(()) } else { deny() };
+    };
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    let Ok(token) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else { return deny() };
+    if scheme.eq_ignore_ascii_case("Basic") {
+        let basic_allowed = config.basic && (config.https || config.allow_unencrypted);
+        return if basic_allowed && basic_matches(config, &token) { Ok(()) } else { deny() };
+    }
+    let ntlm_scheme = scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("NTLM");
+    if !ntlm_scheme || !config.negotiate {
+        return deny();
+    }
+    // An NTLM NEGOTIATE message (type 1) starts a new handshake on this connection.
+    if token.starts_with(b"NTLMSSP\0") && token.get(8) == Some(&1) {
+        // With WrongPassword the acceptor expects a password no client has.
+        let password = match config.fault {
+            Some(Fault::WrongPassword) => format!("not-{}", config.password),
+            _ => config.password.clone(),
+        };
+        conn.ntlm = match ntlm::Acceptor::new(&config.username, &password) {
+            Ok(a) => Some(a),
+            Err(_) => return deny(),
+        };
+    }
+    let Some(acceptor) = conn.ntlm.as_mut() else { return deny() };
+    match acceptor.step(&token) {
+        Ok(ntlm::Leg::Challenge(challenge)) => {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(challenge);
+            // A challenge is part of the handshake, not a failed attempt.
+            Err(Some(format!("Negotiate {b64}")))
+        }
+        Ok(ntlm::Leg::Complete) => Ok(()),
+        Err(_) => {
+            conn.ntlm = None;
+            deny()
+        }
+    }
+}
+
+fn basic_matches(config: &HostConfig, decoded: &[u8]) -> bool {
+    if config.fault == Some(Fault::WrongPassword) {
+        return false;
+    }
+    let Ok(decoded) = std::str::from_utf8(decoded) else { return false };
+    let Some((user, password)) = decoded.split_once(':') else { return false };
+    // WinRM matches account names case-insensitively and passwords exactly.
+    user.eq_ignore_ascii_case(&config.username) && password == config.password
+}
+
+/// Parses and answers one authenticated SOAP request.
+async fn answer(state: &HostState, body: &[u8]) -> Result<Answer, ResetConnection> {
+    let request = match request::parse(body) {
+        Ok(r) => r,
+        Err(e) => {
+            let f = faults::invalid_request(&e.to_string());
+            return Ok(Answer::Soap(StatusCode::BAD_REQUEST, render::fault(&f, None, &state.config.name)));
+        }
+    };
+    *lock(&state.stats).requests.entry(request.operation.as_str()).or_insert(0) += 1;
+    let is_data_op = matches!(request.operation, Operation::Enumerate | Operation::Pull | Operation::Get);
+    if is_data_op && let Some(answer) = injected(state, &request, state.config.fault.as_ref()).await? {
+        return Ok(answer);
+    }
+    let result = match request.operation {
+        Operation::Enumerate => enumerate(state, &request),
+        Operation::Pull => pull(state, &request),
+        Operation::Release => release(state, &request),
+        Operation::Get => get(state, &request),
+        Operation::Other => Err(faults::action_not_supported(&request.action)),
+    };
+    Ok(match result {
+        Ok(xml) => Answer::Soap(StatusCode::OK, xml),
+        Err(f) => fault_answer(state, &f, &request),
+    })
+}
+
+fn fault_answer(state: &HostState, f: &render::Fault, request: &Request) -> Answer {
+    let xml = render::fault(f, request.message_id.as_deref(), &state.config.name);
+    Answer::Soap(StatusCode::INTERNAL_SERVER_ERROR, xml)
+}
+
 /// Applies the host's fault to a data operation: `Some(reply)` replaces the normal answer.
-async fn injected(state: &HostState, request: &Request, fault: Option<&Fault>) -> Result<Option<Reply>, ResetConnection> {
-    let relates = request.message_id.as_deref();
-    let fault_reply = |f: render::Fault| Some(soap_fault(state, &f, relates, StatusCode::INTERNAL_SERVER_ERROR));
+async fn injected(state: &HostState, request: &Request, fault: Option<&Fault>) -> Result<Option<Answer>, ResetConnection> {
+    let fault_reply = |f: render::Fault| Some(fault_answer(state, &f, request));
     Ok(match fault {
         Some(Fault::Slow(delay)) => {
             tokio::time::sleep(*delay).await;
             None
         }
-        Some(Fault::GarbageXml) => Some(soap(StatusCode::OK, "<s:Envelope><<this is not XML &&".to_string())),
-        Some(Fault::Http500Empty) => Some(empty(StatusCode::INTERNAL_SERVER_ERROR)),
+        Some(Fault::GarbageXml) => Some(Answer::Soap(StatusCode::OK, "<s:Envelope><<this is not XML &&".to_string())),
+        Some(Fault::Http500Empty) => Some(Answer::Raw(empty(StatusCode::INTERNAL_SERVER_ERROR))),
         Some(Fault::InvalidClass) => fault_reply(faults::invalid_class()),
         Some(Fault::AccessDenied) => fault_reply(faults::access_denied()),
         Some(Fault::QuotaExceeded) => fault_reply(faults::quota_exceeded()),
@@ -548,26 +707,24 @@ async fn injected(state: &HostState, request: &Request, fault: Option<&Fault>) -
     })
 }
 
-fn authorize(config: &HostConfig, value: Option<&http::HeaderValue>) -> bool {
-    if config.fault == Some(Fault::WrongPassword) || !(config.https || config.allow_unencrypted) {
-        return false;
-    }
-    let Some(value) = value.and_then(|v| v.to_str().ok()) else { return false };
-    let Some((scheme, token)) = value.split_once(' ') else { return false };
-    if !scheme.eq_ignore_ascii_case("Basic") {
-        return false;
-    }
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else { return false };
-    let Ok(decoded) = String::from_utf8(decoded) else { return false };
-    let Some((user, password)) = decoded.split_once(':') else { return false };
-    // WinRM matches account names case-insensitively and passwords exactly.
-    user.eq_ignore_ascii_case(&config.username) && password == config.password
-}
-
-fn unauthorized(config: &HostConfig) -> Reply {
+/// A 401 offering the schemes the host accepts, as WinRM does, or carrying an NTLM challenge.
+fn unauthorized(config: &HostConfig, challenge: Option<String>) -> Reply {
     let mut r = empty(StatusCode::UNAUTHORIZED);
-    if config.https || config.allow_unencrypted {
-        r.headers_mut().append(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Basic realm=\"WSMAN\""));
+    let headers = r.headers_mut();
+    match challenge {
+        Some(c) => {
+            if let Ok(v) = http::HeaderValue::from_str(&c) {
+                headers.append(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        None => {
+            if config.negotiate {
+                headers.append(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Negotiate"));
+            }
+            if config.basic && (config.https || config.allow_unencrypted) {
+                headers.append(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Basic realm=\"WSMAN\""));
+            }
+        }
     }
     r
 }
@@ -581,8 +738,7 @@ fn empty(status: StatusCode) -> Reply {
 fn soap(status: StatusCode, xml: String) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from(xml)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/soap+xml;charset=UTF-8"));
+    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(SOAP_CONTENT_TYPE));
     r
 }
 
