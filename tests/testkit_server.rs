@@ -13,7 +13,11 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use cimrun::protocol::Credential;
+use cimrun::protocol::wsman::auth::{Package, SecurityContext};
+use cimrun::protocol::wsman::encryption::{self, SealProtocol};
 use cimrun::testkit::{Fault, HostConfig, TestServer};
+use secrecy::SecretString;
 
 const WMI: &str = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/";
 
@@ -51,13 +55,16 @@ fn basic(user: &str, password: &str) -> String {
 
 impl Client {
     async fn post(&mut self, envelope: String) -> Result<Reply, hyper::Error> {
-        let mut req = http::Request::post("/wsman")
-            .header("Host", "localhost")
-            .header("Content-Type", "application/soap+xml;charset=UTF-8");
+        self.post_raw(envelope.into_bytes(), "application/soap+xml;charset=UTF-8").await.map(|(r, _)| r)
+    }
+
+    /// Posts any body; also returns the raw reply body and its Content-Type.
+    async fn post_raw(&mut self, body: Vec<u8>, content_type: &str) -> Result<(Reply, (Vec<u8>, String)), hyper::Error> {
+        let mut req = http::Request::post("/wsman").header("Host", "localhost").header("Content-Type", content_type);
         if let Some(a) = &self.auth {
             req = req.header("Authorization", a);
         }
-        let req = req.body(Full::new(Bytes::from(envelope))).expect("request");
+        let req = req.body(Full::new(Bytes::from(body))).expect("request");
         let resp = self.sender.send_request(req).await?;
         let status = resp.status().as_u16();
         let challenges = resp
@@ -66,8 +73,10 @@ impl Client {
             .iter()
             .map(|v| v.to_str().unwrap_or_default().to_string())
             .collect();
+        let reply_type = resp.headers().get("Content-Type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let body = resp.into_body().collect().await?.to_bytes();
-        Ok(Reply { status, body: String::from_utf8_lossy(&body).into_owned(), challenges })
+        let reply = Reply { status, body: String::from_utf8_lossy(&body).into_owned(), challenges };
+        Ok((reply, (body.to_vec(), reply_type)))
     }
 }
 
@@ -522,4 +531,79 @@ fn server_stops_after_its_lifetime_and_on_drop() {
     assert!(std::net::TcpStream::connect(addr).is_ok());
     drop(server);
     assert!(std::net::TcpStream::connect(addr).is_err(), "dropped: nothing listens");
+}
+
+/// Runs the NTLM handshake (empty POSTs, as WinRM clients do) with cimrun's own client context.
+async fn ntlm_session(addr: SocketAddr, password: &str) -> (Client, SecurityContext, Reply) {
+    let credential = Credential { username: "cimrun".into(), password: SecretString::from(password.to_string()) };
+    let mut ctx = SecurityContext::new(Package::Ntlm, &credential, "HTTP/localhost".into(), None, Duration::from_secs(1))
+        .expect("context");
+    let mut c = connect(addr).await.unwrap();
+    let mut input: Option<Vec<u8>> = None;
+    loop {
+        let step = ctx.step(input.as_deref()).expect("client step");
+        c.auth = Some(format!("Negotiate {}", base64::engine::general_purpose::STANDARD.encode(&step.token)));
+        let (r, _) = c.post_raw(Vec::new(), "application/soap+xml;charset=UTF-8").await.unwrap();
+        let challenge = r.challenges.iter().find_map(|h| h.strip_prefix("Negotiate ")).map(str::to_string);
+        match challenge {
+            Some(ch) if r.status == 401 => input = Some(base64::engine::general_purpose::STANDARD.decode(ch).unwrap()),
+            _ => {
+                c.auth = None;
+                return (c, ctx, r);
+            }
+        }
+    }
+}
+
+fn seal(ctx: &mut SecurityContext, xml: &str) -> Vec<u8> {
+    let (sig, sealed) = ctx.seal(xml.as_bytes()).expect("seal");
+    encryption::build_body(SealProtocol::Spnego, "application/soap+xml;charset=UTF-8", xml.len(), &sig, &sealed).expect("frame")
+}
+
+#[tokio::test]
+async fn ntlm_sessions_seal_both_directions() {
+    let server = start([HostConfig::new("n1").allow_unencrypted(false)]);
+    let (mut c, mut ctx, r) = ntlm_session(server.addr(0).unwrap(), "P@ssw0rd!").await;
+    assert_eq!(r.status, 200, "the handshake ends with 200 on the empty POST");
+    assert!(ctx.is_complete());
+    let content_type = SealProtocol::Spnego.content_type();
+    for round in 0..3 {
+        let (r, (raw, reply_type)) = c.post_raw(seal(&mut ctx, &enumerate("Win32_BIOS", 1)), &content_type).await.unwrap();
+        assert_eq!(r.status, 200, "round {round}");
+        assert!(encryption::is_encrypted_content_type(&reply_type), "{reply_type}");
+        let parts = encryption::parse_body(&raw).expect("sealed reply");
+        let plain = ctx.unseal(parts.signature, parts.sealed).expect("reply signature verifies");
+        parts.check_length(&plain).unwrap();
+        assert!(String::from_utf8(plain).unwrap().contains("<p:Win32_BIOS "));
+    }
+    let s = server.stats(0).unwrap();
+    assert_eq!((s.sealed_requests, s.count("Enumerate"), s.unauthorized), (3, 3, 0));
+
+    // A plain body on the same authenticated connection is refused (AllowUnencrypted=false).
+    assert_eq!(c.post(enumerate("Win32_BIOS", 1)).await.unwrap().status, 401);
+    // A tampered sealed body fails verification and is not executed.
+    let mut body = seal(&mut ctx, &enumerate("Win32_BIOS", 1));
+    if let Some(last) = body.len().checked_sub(40) {
+        body[last] ^= 0x01;
+    }
+    let (r, _) = c.post_raw(body, &content_type).await.unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(server.stats(0).unwrap().count("Enumerate"), 3);
+
+    // A sealed body on a connection that never authenticated is refused.
+    let mut other = connect(server.addr(0).unwrap()).await.unwrap();
+    other.auth = None;
+    let (r, _) = other.post_raw(seal(&mut ctx, &enumerate("Win32_BIOS", 1)), &content_type).await.unwrap();
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn ntlm_wrong_password_is_refused_after_the_handshake() {
+    let server = start([HostConfig::new("n2"), HostConfig::new("n3").fault(Fault::WrongPassword)]);
+    let (_, ctx, r) = ntlm_session(server.addr(0).unwrap(), "not the password").await;
+    assert_eq!(r.status, 401);
+    assert!(ctx.is_complete(), "the client finished its side; the server refused it");
+    assert_eq!(server.stats(0).unwrap().unauthorized, 1);
+    let (_, _, r) = ntlm_session(server.addr(1).unwrap(), "P@ssw0rd!").await;
+    assert_eq!(r.status, 401, "WrongPassword refuses even the right password");
 }
