@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use cimrun::protocol::Credential;
 use cimrun::protocol::wsman::auth::{Package, SecurityContext};
 use cimrun::protocol::wsman::encryption::{self, SealProtocol};
-use cimrun::testkit::{Fault, HostConfig, TestServer};
+use cimrun::testkit::{Fault, HostConfig, TestServer, fleet_address};
 use secrecy::SecretString;
 
 const WMI: &str = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/";
@@ -606,4 +606,43 @@ async fn ntlm_wrong_password_is_refused_after_the_handshake() {
     assert_eq!(server.stats(0).unwrap().unauthorized, 1);
     let (_, _, r) = ntlm_session(server.addr(1).unwrap(), "P@ssw0rd!").await;
     assert_eq!(r.status, 401, "WrongPassword refuses even the right password");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_on_many_loopback_addresses() {
+    const HOSTS: u16 = 200;
+    let hosts = (1..=HOSTS).map(|i| {
+        let ms = if i % 3 == 0 { 20 } else { 0 };
+        HostConfig::new(format!("fleet{i:04}.corp.example"))
+            .seed(u64::from(i))
+            .bind(SocketAddr::new(fleet_address(i), 0))
+            .latency(Duration::from_millis(ms))
+    });
+    let server = TestServer::builder().hosts(hosts).worker_threads(2).start().expect("fleet starts");
+    assert_eq!(server.addr(199).unwrap().ip().to_string(), "127.1.0.200");
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..server.len() {
+        let addr = server.addr(i).unwrap();
+        // Every host answers for its own name; every tenth also pages through its services.
+        let class = if i % 10 == 0 { "Win32_Service" } else { "Win32_ComputerSystem" };
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(addr).await.expect("connect");
+            let (n, _, last) = enumerate_all(&mut c, class, 50, &format!("<p:{class} ")).await;
+            (class, n, last)
+        }));
+    }
+    let mut total = 0;
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (class, got, last) = task.await.expect("task");
+        let data = server.config(i).unwrap().dataset();
+        assert_eq!(got, data.class(class).unwrap().len(), "host {i}");
+        if class == "Win32_ComputerSystem" {
+            assert!(last.contains(&format!("<p:Name>{}</p:Name>", data.name)), "host {i}");
+        }
+        total += got;
+    }
+    let elapsed = t.elapsed();
+    eprintln!("{HOSTS} hosts, {total} instances in {elapsed:?}: {:.0} instances/s", total as f64 / elapsed.as_secs_f64());
+    assert_eq!(server.stats(5).unwrap().open_contexts, 0);
 }

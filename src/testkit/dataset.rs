@@ -175,7 +175,7 @@ impl Props {
         self.v(name, Value::Array(values.iter().map(|s| Value::String(s.clone())).collect()))
     }
     fn done(mut self) -> Instance {
-        self.0.properties.sort_by_key(|p| p.name.to_ascii_lowercase());
+        self.0.properties.sort_by_cached_key(|p| p.name.to_ascii_lowercase());
         self.0
     }
 }
@@ -556,7 +556,7 @@ impl Gen {
             }
             out.push(self.service(rng, name, display, kind));
         }
-        out.sort_by_key(|s| match s.get("Name") {
+        out.sort_by_cached_key(|s| match s.get("Name") {
             Some(Value::String(n)) => n.to_ascii_lowercase(),
             _ => String::new(),
         });

@@ -293,4 +293,18 @@ mod tests {
         );
         assert!(parse(deep.as_bytes()).is_err());
     }
+
+    proptest::proptest! {
+        /// Any bytes, and any mangling of a valid envelope, give a request or an error, never a panic.
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400), cut in 0usize..2000, flip in 0usize..2000) {
+            let _ = parse(&bytes);
+            let mut valid = ENUMERATE.as_bytes().to_vec();
+            if let Some(b) = valid.get_mut(flip) {
+                *b ^= 0x5a;
+            }
+            valid.truncate(cut);
+            let _ = parse(&valid);
+        }
+    }
 }

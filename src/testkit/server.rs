@@ -231,6 +231,9 @@ impl ServerBuilder {
 
     /// Binds every listener and starts serving on a background thread.
     pub fn start(self) -> Result<TestServer, StartError> {
+        // A listener per host plus a connection or two each: a large fleet needs more
+        // descriptors than the usual soft limit of 1024.
+        raise_fd_limit(self.hosts.len() as u64 * 3 + 256);
         let needs_pki = self.hosts.iter().any(|h| h.https);
         let pki = if needs_pki { Some(TestPki::new()?) } else { None };
         let mut hosts = Vec::with_capacity(self.hosts.len());
@@ -311,6 +314,26 @@ impl ServerBuilder {
         let ca = pki.map(|p| (p.ca_pem().to_string(), p.ca_der().to_vec()));
         Ok(TestServer { hosts, ca, stop: Some(stop_tx), thread: Some(thread) })
     }
+}
+
+/// Raises the soft RLIMIT_NOFILE towards `wanted` (never above the hard limit); best effort.
+fn raise_fd_limit(wanted: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read or write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= wanted as libc::rlim_t {
+            return;
+        }
+        lim.rlim_cur = (wanted as libc::rlim_t).min(lim.rlim_max);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+/// The `index`-th fleet address in 127.1.0.0/16 (`1` → 127.1.0.1, `10000` → 127.1.39.16), for
+/// simulating one host per address; Linux routes all of 127.0.0.0/8 to the loopback device.
+pub fn fleet_address(index: u16) -> std::net::IpAddr {
+    let [hi, lo] = index.to_be_bytes();
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 1, hi, lo))
 }
 
 /// Why the server could not start.
