@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use cimrun::protocol::Credential;
 use cimrun::protocol::wsman::auth::{Package, SecurityContext};
 use cimrun::protocol::wsman::encryption::{self, SealProtocol};
+use cimrun::testkit::client::{GET, PULL, context, enumerate, enumerate_with, envelope, pull, release, wsman_code};
 use cimrun::testkit::{Fault, HostConfig, TestServer, fleet_address};
 use secrecy::SecretString;
 
@@ -78,50 +79,6 @@ impl Client {
         let reply = Reply { status, body: String::from_utf8_lossy(&body).into_owned(), challenges };
         Ok((reply, (body.to_vec(), reply_type)))
     }
-}
-
-fn envelope(action: &str, uri: &str, id: &str, extra_header: &str, body: &str) -> String {
-    format!(
-        r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:n="http://schemas.xmlsoap.org/ws/2004/09/enumeration" xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"><s:Header><a:To>http://localhost/wsman</a:To><w:ResourceURI s:mustUnderstand="true">{uri}</w:ResourceURI><a:ReplyTo><a:Address s:mustUnderstand="true">http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:Address></a:ReplyTo><a:Action s:mustUnderstand="true">{action}</a:Action><a:MessageID>{id}</a:MessageID>{extra_header}<w:OperationTimeout>PT20S</w:OperationTimeout></s:Header><s:Body>{body}</s:Body></s:Envelope>"#
-    )
-}
-
-const ENUMERATE: &str = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Enumerate";
-const PULL: &str = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Pull";
-const RELEASE: &str = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Release";
-const GET: &str = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Get";
-
-fn enumerate(class: &str, max: u32) -> String {
-    let body = format!("<n:Enumerate><w:OptimizeEnumeration/><w:MaxElements>{max}</w:MaxElements></n:Enumerate>");
-    envelope(ENUMERATE, &format!("{WMI}{class}"), "uuid:E-1", "", &body)
-}
-
-fn enumerate_with(uri: &str, extra_header: &str, body: &str) -> String {
-    envelope(ENUMERATE, uri, "uuid:E-2", extra_header, &format!("<n:Enumerate>{body}</n:Enumerate>"))
-}
-
-fn pull(class: &str, ctx: &str, max: u32) -> String {
-    let body = format!("<n:Pull><n:EnumerationContext>{ctx}</n:EnumerationContext><n:MaxElements>{max}</n:MaxElements></n:Pull>");
-    envelope(PULL, &format!("{WMI}{class}"), "uuid:P-1", "", &body)
-}
-
-fn release(class: &str, ctx: &str) -> String {
-    let body = format!("<n:Release><n:EnumerationContext>{ctx}</n:EnumerationContext></n:Release>");
-    envelope(RELEASE, &format!("{WMI}{class}"), "uuid:R-1", "", &body)
-}
-
-fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let start = s.find(open)? + open.len();
-    let end = s.get(start..)?.find(close)? + start;
-    s.get(start..end)
-}
-
-fn context(body: &str) -> Option<&str> {
-    between(body, "<n:EnumerationContext>", "</n:EnumerationContext>").filter(|c| !c.is_empty())
-}
-
-fn wsman_code(body: &str) -> Option<u32> {
-    between(body, "<f:WSManFault xmlns:f=\"http://schemas.microsoft.com/wbem/wsman/1/wsmanfault\" Code=\"", "\"")?.parse().ok()
 }
 
 fn start(hosts: impl IntoIterator<Item = HostConfig>) -> TestServer {

@@ -4,6 +4,7 @@
 //! [`server::TestServer`] serves any number of simulated Windows hosts ([`dataset::Host`]) from
 //! one process, each on its own listener, each with its own latency and [`server::Fault`].
 
+pub mod client;
 pub mod dataset;
 mod faults;
 mod ntlm;
