@@ -8,6 +8,7 @@ pub mod client;
 pub mod dataset;
 mod faults;
 mod ntlm;
+mod ops;
 pub mod render;
 pub mod request;
 pub mod server;

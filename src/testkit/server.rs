@@ -6,7 +6,7 @@
 //! synchronous tests, async tests and child processes can all use it; it stops when the
 //! [`TestServer`] is dropped or its lifetime runs out, whichever comes first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,10 +26,10 @@ use tokio::sync::oneshot;
 use super::dataset;
 use super::faults;
 use super::ntlm;
-use super::render::{self, ItemShape, WMI_URI_PREFIX};
-use super::request::{self, DIALECT_WQL, Operation, Request};
+use super::ops::{self, Enumerations};
+use super::render;
+use super::request::{self, Operation, Request};
 use super::tls::{TestPki, TlsError};
-use crate::cim::Instance;
 use crate::protocol::wsman::encryption;
 
 /// A way a host misbehaves, as seen in real fleets.
@@ -399,7 +399,7 @@ impl TestServer {
     pub fn stats(&self, i: usize) -> Option<HostStats> {
         self.hosts.get(i).map(|h| {
             let mut s = lock(&h.stats).clone();
-            s.open_contexts = lock(&h.contexts).len();
+            s.open_contexts = lock(&h.contexts).open();
             s
         })
     }
@@ -431,20 +431,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One open enumeration.
-struct Enumeration {
-    items: Vec<Instance>,
-    pos: usize,
-    shape: ItemShape,
-    pulls: u32,
-}
-
 struct HostState {
     config: HostConfig,
     addr: SocketAddr,
     data: OnceLock<dataset::Host>,
     stats: Mutex<HostStats>,
-    contexts: Mutex<HashMap<String, Enumeration>>,
+    contexts: Mutex<Enumerations>,
     timed_out_sent: AtomicBool,
 }
 
@@ -455,7 +447,7 @@ impl HostState {
             addr,
             data: OnceLock::new(),
             stats: Mutex::new(HostStats::default()),
-            contexts: Mutex::new(HashMap::new()),
+            contexts: Mutex::new(Enumerations::default()),
             timed_out_sent: AtomicBool::new(false),
         }
     }
@@ -515,10 +507,6 @@ const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
 
 /// Requests larger than this are refused; WS-Man requests are a few kilobytes.
 const MAX_REQUEST_BYTES: usize = 1 << 20;
-/// MaxEnvelopeSize when the request gives none (DSP0226's default).
-const DEFAULT_MAX_ENVELOPE: usize = 153_600;
-/// WinRM's MaxEnvelopeSizekb default (500 KB): the cap on any page.
-const SERVER_MAX_ENVELOPE: usize = 512_000;
 
 /// What a connection remembers between requests: NTLM authenticates the connection, and its
 /// sealing state (sequence numbers) belongs to it.
@@ -683,10 +671,16 @@ async fn answer(state: &HostState, body: &[u8]) -> Result<Answer, ResetConnectio
         return Ok(answer);
     }
     let result = match request.operation {
-        Operation::Enumerate => enumerate(state, &request),
-        Operation::Pull => pull(state, &request),
-        Operation::Release => release(state, &request),
-        Operation::Get => get(state, &request),
+        Operation::Enumerate => ops::enumerate(state.data(), &mut lock(&state.contexts), &request),
+        Operation::Pull => ops::pull(&mut lock(&state.contexts), &request),
+        Operation::Release => {
+            let released = ops::release(&mut lock(&state.contexts), &request);
+            if released.is_ok() {
+                lock(&state.stats).releases += 1;
+            }
+            released
+        }
+        Operation::Get => ops::get(state.data(), &request),
         Operation::Other => Err(faults::action_not_supported(&request.action)),
     };
     Ok(match result {
@@ -719,7 +713,7 @@ async fn injected(state: &HostState, request: &Request, fault: Option<&Fault>) -
         }
         Some(Fault::ResetAfterPulls(n)) if request.operation == Operation::Pull => {
             let ctx = request.context.as_deref().unwrap_or_default();
-            let reset = lock(&state.contexts).get(ctx).is_some_and(|e| e.pulls >= *n);
+            let reset = lock(&state.contexts).pulls(ctx).is_some_and(|pulls| pulls >= *n);
             if reset {
                 lock(&state.stats).resets += 1;
                 return Err(ResetConnection);
@@ -767,199 +761,4 @@ fn soap(status: StatusCode, xml: String) -> Reply {
 
 fn soap_fault(state: &HostState, f: &render::Fault, relates: Option<&str>, status: StatusCode) -> Reply {
     soap(status, render::fault(f, relates, &state.config.name))
-}
-
-/// What an Enumerate or Get addresses: a class, and the properties of a WQL select list.
-#[derive(Debug, Clone, PartialEq)]
-struct Target {
-    class: String,
-    /// `None` for `*` (typed items); a list means `w:XmlFragment` items.
-    properties: Option<Vec<String>>,
-    /// The WHERE condition, if any.
-    condition: Option<crate::wql::Expr>,
-}
-
-const DMTF_URI_PREFIX: &str = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/";
-
-fn target(request: &Request) -> Result<Target, render::Fault> {
-    let uri = request.resource_uri.as_deref().unwrap_or_default();
-    let (namespace, class) = if let Some(rest) = uri.strip_prefix(WMI_URI_PREFIX) {
-        match rest.rsplit_once('/') {
-            Some((ns, class)) => (ns.to_string(), class.to_string()),
-            None => return Err(faults::invalid_namespace()),
-        }
-    } else if let Some(class) = uri.strip_prefix(DMTF_URI_PREFIX) {
-        let ns = request
-            .selectors
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("__cimnamespace"))
-            .map_or("root/cimv2".to_string(), |(_, v)| v.clone());
-        (ns, class.to_string())
-    } else {
-        return Err(faults::invalid_request(&format!("unknown resource URI {uri}")));
-    };
-    if !namespace.eq_ignore_ascii_case("root/cimv2") {
-        return Err(faults::invalid_namespace());
-    }
-    if class != "*" {
-        return Ok(Target { class, properties: None, condition: None });
-    }
-    let Some(filter) = &request.filter else {
-        return Err(faults::invalid_request("the * resource URI needs a WQL filter"));
-    };
-    if filter.dialect.as_deref() != Some(DIALECT_WQL) {
-        return Err(faults::invalid_request("only the WQL filter dialect is supported"));
-    }
-    parse_select(&filter.text).map_err(|e| faults::invalid_query(&e))
-}
-
-fn parse_select(text: &str) -> Result<Target, String> {
-    let query = crate::wql::parse(text).map_err(|e| format!("({e} at offset {})", e.offset))?;
-    let properties = (!query.properties.is_empty()).then_some(query.properties);
-    Ok(Target { class: query.class, properties, condition: query.filter })
-}
-
-/// The instances a target selects, projected to its property list.
-fn select(state: &HostState, target: &Target) -> Result<Vec<Instance>, render::Fault> {
-    let instances = state.data().class(&target.class).ok_or_else(faults::invalid_class)?;
-    // WMI rejects a query naming a property the class does not have.
-    let mut named: Vec<&str> = target.properties.iter().flatten().map(String::as_str).collect();
-    if let Some(cond) = &target.condition {
-        named.extend(cond.properties());
-    }
-    let sample = instances.first();
-    let unknown = |n: &&str| !n.eq_ignore_ascii_case("__CLASS") && sample.is_some_and(|i| i.get(n).is_none());
-    if let Some(missing) = named.iter().find(|n| unknown(n)) {
-        return Err(faults::invalid_query(&format!("(no property {missing})")));
-    }
-    let selected = instances.iter().filter(|i| target.condition.as_ref().is_none_or(|c| c.matches(i)));
-    Ok(match &target.properties {
-        None => selected.cloned().collect(),
-        Some(names) => selected.map(|i| i.project(names)).collect(),
-    })
-}
-
-fn item_shape(request: &Request, target: &Target) -> ItemShape {
-    let resource_uri = format!("{WMI_URI_PREFIX}root/cimv2/{}", target.class);
-    let epr = request.enumeration_mode.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("EnumerateEPR"));
-    if epr {
-        let keys = dataset::key_properties(&target.class).iter().map(|k| k.to_string()).collect();
-        ItemShape::Epr { resource_uri, keys }
-    } else if target.properties.is_some() {
-        ItemShape::Fragment
-    } else {
-        ItemShape::Typed { resource_uri }
-    }
-}
-
-/// Room left for the envelope around the items.
-const ENVELOPE_OVERHEAD: usize = 1024;
-
-/// Renders up to `max_items` items from `pos` that fit in `max_envelope`; returns the XML and
-/// how many were taken. Zero items fit only when the next one alone is too large.
-fn page(items: &[Instance], pos: usize, max_items: usize, max_envelope: usize, shape: &ItemShape) -> (String, usize) {
-    let budget = max_envelope.saturating_sub(ENVELOPE_OVERHEAD);
-    let mut out = String::new();
-    let mut taken = 0;
-    for inst in items.iter().skip(pos).take(max_items) {
-        let before = out.len();
-        render::item(&mut out, inst, shape);
-        if out.len() > budget {
-            out.truncate(before);
-            break;
-        }
-        taken += 1;
-    }
-    (out, taken)
-}
-
-fn max_envelope(request: &Request) -> usize {
-    request.max_envelope_size.map_or(DEFAULT_MAX_ENVELOPE, |n| n as usize).min(SERVER_MAX_ENVELOPE)
-}
-
-fn enumerate(state: &HostState, request: &Request) -> Result<String, render::Fault> {
-    let target = target(request)?;
-    let items = select(state, &target)?;
-    let shape = item_shape(request, &target);
-    let action = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/EnumerateResponse";
-    // Windows answers an optimized Enumerate with the first item only and leaves the rest to Pull.
-    let first = if request.optimize { request.max_elements.unwrap_or(1).min(1) as usize } else { 0 };
-    let (xml, taken) = page(&items, 0, first, max_envelope(request), &shape);
-    if taken < first && !items.is_empty() {
-        return Err(faults::envelope_too_large());
-    }
-    let relates = request.message_id.as_deref();
-    if request.optimize && taken >= items.len() {
-        return Ok(render::envelope(action, relates, &render::enumeration_body(false, None, &xml, true)));
-    }
-    let context = render::message_id();
-    lock(&state.contexts).insert(context.clone(), Enumeration { items, pos: taken, shape, pulls: 0 });
-    let items_xml = if request.optimize { xml.as_str() } else { "" };
-    let body = if request.optimize {
-        render::enumeration_body(false, Some(&context), items_xml, false)
-    } else {
-        format!("<n:EnumerateResponse><n:EnumerationContext>{context}</n:EnumerationContext></n:EnumerateResponse>")
-    };
-    Ok(render::envelope(action, relates, &body))
-}
-
-fn pull(state: &HostState, request: &Request) -> Result<String, render::Fault> {
-    let ctx = request.context.as_deref().unwrap_or_default();
-    let mut contexts = lock(&state.contexts);
-    let Some(mut en) = contexts.remove(ctx) else {
-        return Err(faults::invalid_enumeration_context());
-    };
-    let max_items = request.max_elements.unwrap_or(1).max(1) as usize;
-    let (xml, taken) = page(&en.items, en.pos, max_items, max_envelope(request), &en.shape);
-    if taken == 0 && en.pos < en.items.len() {
-        contexts.insert(ctx.to_string(), en);
-        return Err(faults::envelope_too_large());
-    }
-    en.pos += taken;
-    en.pulls += 1;
-    let relates = request.message_id.as_deref();
-    let action = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/PullResponse";
-    if en.pos >= en.items.len() {
-        return Ok(render::envelope(action, relates, &render::enumeration_body(true, None, &xml, true)));
-    }
-    // Windows hands out a new context with every page; the old one is no longer valid.
-    let next = render::message_id();
-    let body = render::enumeration_body(true, Some(&next), &xml, false);
-    contexts.insert(next, en);
-    Ok(render::envelope(action, relates, &body))
-}
-
-fn release(state: &HostState, request: &Request) -> Result<String, render::Fault> {
-    let ctx = request.context.as_deref().unwrap_or_default();
-    if lock(&state.contexts).remove(ctx).is_none() {
-        return Err(faults::invalid_enumeration_context());
-    }
-    lock(&state.stats).releases += 1;
-    let action = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/ReleaseResponse";
-    Ok(render::envelope(action, request.message_id.as_deref(), ""))
-}
-
-fn get(state: &HostState, request: &Request) -> Result<String, render::Fault> {
-    let target = target(request)?;
-    if target.properties.is_some() || target.condition.is_some() {
-        return Err(faults::invalid_request("Get addresses a class, not a query"));
-    }
-    let instances = state.data().class(&target.class).ok_or_else(faults::invalid_class)?;
-    let selectors: Vec<&(String, String)> =
-        request.selectors.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("__cimnamespace")).collect();
-    let keys = dataset::key_properties(&target.class);
-    // A singleton-like class with one instance may be fetched without selectors, as on Windows.
-    let found = instances.iter().find(|inst| {
-        (selectors.is_empty() && instances.len() == 1)
-            || (!selectors.is_empty()
-                && selectors.iter().all(|(k, v)| {
-                    keys.iter().any(|key| key.eq_ignore_ascii_case(k))
-                        && inst.get(k).is_some_and(|iv| iv.to_string().eq_ignore_ascii_case(v))
-                }))
-    });
-    let inst = found.ok_or_else(faults::not_found)?;
-    let mut xml = String::new();
-    render::item(&mut xml, inst, &ItemShape::Typed { resource_uri: format!("{WMI_URI_PREFIX}root/cimv2/{}", target.class) });
-    let action = "http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse";
-    Ok(render::envelope(action, request.message_id.as_deref(), &xml))
 }
