@@ -22,11 +22,14 @@ fn python() -> PathBuf {
     }
 }
 
-/// Every dataset class; two also as WQL property lists (`w:XmlFragment` items).
+/// Every dataset class; some also as WQL queries (`Class:properties[:condition]`), whose
+/// property lists come back as `w:XmlFragment` items.
 fn class_specs() -> Vec<String> {
     let mut specs: Vec<String> = dataset::CLASSES.iter().map(|c| c.to_string()).collect();
     specs.push("Win32_Service:Name,State,StartMode,ProcessId,InstallDate".into());
     specs.push("Win32_NetworkAdapterConfiguration:Index,IPAddress,IPSubnet,DefaultIPGateway,DNSServerSearchOrder,DHCPLeaseObtained".into());
+    specs.push("Win32_Service:Name,ProcessId:State = 'Running' AND StartMode <> 'Manual'".into());
+    specs.push("Win32_Process::Name LIKE 'svc%' OR ProcessId < 10".into());
     specs
 }
 
@@ -44,6 +47,9 @@ fn run_peer(server: &TestServer, i: usize, extra: &[&str]) -> Json {
     for spec in class_specs() {
         cmd.args(["--class", &spec]);
     }
+    for spec in get_specs(&config.dataset()) {
+        cmd.args(["--get", &spec]);
+    }
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e} (set CIMRUN_PYTHON)", python().display()));
     assert!(
         out.status.success(),
@@ -54,26 +60,44 @@ fn run_peer(server: &TestServer, i: usize, extra: &[&str]) -> Json {
     serde_json::from_slice(&out.stdout).expect("peer prints JSON")
 }
 
-/// The dataset side of one class spec, as property name -> texts on the wire.
-fn expected(host: &dataset::Host, spec: &str) -> Vec<BTreeMap<String, Vec<Option<String>>>> {
-    let (class, props) = spec.split_once(':').unwrap_or((spec, ""));
-    let instances = host.class(class).expect("dataset class");
-    let names: Vec<String> = props.split(',').filter(|p| !p.is_empty()).map(String::from).collect();
-    instances
+/// WS-Transfer Gets of one service and one disk by their keys.
+fn get_specs(host: &dataset::Host) -> Vec<String> {
+    let key = |class: &str, n: usize, key: &str| {
+        let value = host.class(class).and_then(|i| i.get(n)).and_then(|i| i.get(key)).map(|v| v.to_string());
+        format!("{class}:{key}={}", value.expect("dataset instance"))
+    };
+    vec![key("Win32_Service", 17, "Name"), key("Win32_LogicalDisk", 0, "DeviceID")]
+}
+
+type Wire = BTreeMap<String, Vec<Option<String>>>;
+
+/// An instance as property name -> texts on the wire.
+fn wire(i: &Instance) -> Wire {
+    i.properties
         .iter()
-        .map(|i| if names.is_empty() { i.clone() } else { i.project(&names) })
-        .map(|i: Instance| {
-            i.properties
-                .iter()
-                .map(|p| (p.name.clone(), wire_texts(&p.value)))
-                // An empty array is not sent at all.
-                .filter(|(_, texts)| !texts.is_empty())
-                .collect()
-        })
+        .map(|p| (p.name.clone(), wire_texts(&p.value)))
+        // An empty array is not sent at all.
+        .filter(|(_, texts)| !texts.is_empty())
         .collect()
 }
 
-fn received(json: &Json, spec: &str) -> Vec<BTreeMap<String, Vec<Option<String>>>> {
+/// The dataset side of one class spec.
+fn expected(host: &dataset::Host, spec: &str) -> Vec<Wire> {
+    let mut parts = spec.splitn(3, ':');
+    let class = parts.next().unwrap_or(spec);
+    let names: Vec<String> = parts.next().unwrap_or("").split(',').filter(|p| !p.is_empty()).map(String::from).collect();
+    let condition = parts.next().map(|c| cimrun::wql::parse_condition(c).expect("test condition parses"));
+    let instances = host.class(class).expect("dataset class");
+    let selected: Vec<Wire> = instances
+        .iter()
+        .filter(|i| condition.as_ref().is_none_or(|c| c.matches(i)))
+        .map(|i| if names.is_empty() { wire(i) } else { wire(&i.project(&names)) })
+        .collect();
+    assert!(!selected.is_empty(), "{spec} selects nothing; the comparison would be empty");
+    selected
+}
+
+fn received(json: &Json, spec: &str) -> Vec<Wire> {
     serde_json::from_value(json["classes"][spec].clone()).unwrap_or_else(|e| panic!("{spec}: {e}"))
 }
 
@@ -90,10 +114,18 @@ fn assert_all_instances_arrive(server: &TestServer, i: usize, json: &Json) {
         total += got.len();
     }
     assert!(total > 250, "a realistic host has hundreds of instances, got {total}");
+    for spec in get_specs(&host) {
+        let (class, selector) = spec.split_once(':').unwrap_or_default();
+        let (key, value) = selector.split_once('=').unwrap_or_default();
+        let inst = host.class(class).and_then(|all| all.iter().find(|i| i.get(key).is_some_and(|v| v.to_string() == value)));
+        let got: Wire = serde_json::from_value(json["get"][&spec].clone()).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        assert_eq!(got, wire(inst.expect("dataset instance")), "{spec}");
+    }
     // Every page the client asked for was answered by an Enumerate or a Pull, and every
     // enumeration ran to its end, leaving no context open.
     let stats = server.stats(i).expect("host");
     assert_eq!(json["requests"].as_u64(), Some(stats.count("Enumerate") + stats.count("Pull")));
+    assert_eq!(stats.count("Get"), 2);
     assert_eq!(stats.count("Enumerate"), class_specs().len() as u64);
     assert!(stats.count("Pull") > 10, "services and processes need several pages: {stats:?}");
     assert_eq!(stats.open_contexts, 0);
@@ -132,7 +164,8 @@ fn pypsrp_ntlm_with_message_encryption_over_http_receives_every_instance() {
     // One connection authenticated once: the handshake's 401 challenge is not a failure.
     let stats = server.stats(0).expect("host");
     assert_eq!(stats.unauthorized, 1, "only the first, credential-less request is refused: {stats:?}");
-    assert_eq!(stats.sealed_requests, stats.count("Enumerate") + stats.count("Pull"), "every request was sealed");
+    let operations: u64 = stats.requests.values().sum();
+    assert_eq!(stats.sealed_requests, operations, "every request was sealed");
     assert_eq!(stats.connections, 1, "NTLM authenticates one connection");
 }
 

@@ -57,7 +57,7 @@ impl Host {
     pub fn generate(name: &str, seed: u64) -> Host {
         let mut rng = Rng::new(name, seed);
         let cs_name = computer_name(name);
-        let g = Gen { name: cs_name.clone(), domain: domain_of(name) };
+        let g = Gen { name: cs_name.clone(), domain: domain_of(name), os: *rng.pick(OS_RELEASES) };
         let boot = 1_700_000_000 + rng.below(30_000_000) as i64;
         let processors = 1 + rng.below(2) as usize;
         let cores = [1u32, 2, 4, 8][rng.below(4) as usize];
@@ -191,6 +191,8 @@ fn dt_micros(secs: i64, micros: u32) -> Value {
 struct Gen {
     name: String,
     domain: Option<String>,
+    /// (Caption, Version, BuildNumber) of the host's Windows release.
+    os: (&'static str, &'static str, &'static str),
 }
 
 /// (Caption, Version, BuildNumber) of the Windows releases a fleet typically runs.
@@ -215,7 +217,7 @@ impl Gen {
     }
 
     fn operating_system(&self, rng: &mut Rng, boot: i64, memory_kb: u64) -> Instance {
-        let (caption, version, build) = *rng.pick(OS_RELEASES);
+        let (caption, version, build) = self.os;
         let install = boot - 86_400 * (30 + rng.below(900) as i64);
         let free_kb = memory_kb / 4 + rng.below(memory_kb / 2);
         Props::new("Win32_OperatingSystem")
@@ -837,7 +839,7 @@ impl Gen {
             .v("MinimumWorkingSetSize", Value::UInt32(200))
             .s("Name", name)
             .s("OSCreationClassName", "Win32_OperatingSystem")
-            .s("OSName", "Microsoft Windows Server|C:\\Windows|\\Device\\Harddisk0\\Partition2")
+            .s("OSName", format!("{}|C:\\Windows|\\Device\\Harddisk0\\Partition2", self.os.0))
             .v("OtherOperationCount", Value::UInt64(rng.below(1_000_000)))
             .v("OtherTransferCount", Value::UInt64(rng.below(100_000_000)))
             .v("PageFaults", Value::UInt32(rng.below(1_000_000) as u32))
@@ -859,7 +861,7 @@ impl Gen {
             .v("ThreadCount", Value::UInt32(1 + rng.below(60) as u32))
             .v("UserModeTime", Value::UInt64(rng.below(10_000_000_000)))
             .v("VirtualSize", Value::UInt64(2_199_023_255_552 + rng.below(400_000_000)))
-            .s("WindowsVersion", "10.0.17763")
+            .s("WindowsVersion", self.os.1)
             .v("WorkingSetSize", Value::UInt64(rng.below(400_000_000)))
             .v("WriteOperationCount", Value::UInt64(rng.below(100_000)))
             .v("WriteTransferCount", Value::UInt64(rng.below(100_000_000)))
@@ -1111,6 +1113,17 @@ mod tests {
                 assert!(keys.iter().all(|k| inst.get(k).is_some_and(|v| !v.is_null())), "{class} key missing");
                 assert!(seen.insert(key.clone()), "{class} duplicate key {key:?}");
             }
+        }
+    }
+
+    #[test]
+    fn processes_agree_with_the_operating_system() {
+        let h = Host::generate("ts9", 4);
+        let os = &h.class("Win32_OperatingSystem").unwrap()[0];
+        for p in h.class("Win32_Process").unwrap() {
+            assert_eq!(p.get("WindowsVersion"), os.get("Version"));
+            assert_eq!(p.get("OSName"), os.get("Name"));
+            assert_eq!(p.get("CSName"), os.get("CSName"));
         }
     }
 

@@ -2,7 +2,8 @@
 
 Used by tests/interop_pypsrp.rs as an independent client: pypsrp builds the requests, handles
 authentication (Basic, NTLM with message encryption) and parses the responses with ElementTree.
-Output (stdout, JSON): {"classes": {Class: [ {Property: [text or null, ...]} ]}, "requests": N}
+Output (stdout, JSON): {"classes": {Spec: [instance]}, "get": {Spec: instance}, "requests": N}
+where an instance is {Property: [text or null, ...]}.
 """
 
 import argparse
@@ -10,7 +11,7 @@ import json
 import sys
 import xml.etree.ElementTree as ET
 
-from pypsrp.wsman import WSMan
+from pypsrp.wsman import SelectorSet, WSMan
 
 NS_ENUM = "http://schemas.xmlsoap.org/ws/2004/09/enumeration"
 NS_WSMAN = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
@@ -55,14 +56,16 @@ def items_of(body, container):
     return items, ended, (ctx.text if ctx is not None else None)
 
 
-def enumerate_class(wsman, cls, properties, max_elements):
+def enumerate_class(wsman, cls, properties, where, max_elements):
     body = ET.Element("{%s}Enumerate" % NS_ENUM)
     ET.SubElement(body, "{%s}OptimizeEnumeration" % NS_WSMAN)
     ET.SubElement(body, "{%s}MaxElements" % NS_WSMAN).text = str(max_elements)
-    if properties:
+    if properties or where:
         uri = WMI + "*"
         f = ET.SubElement(body, "{%s}Filter" % NS_WSMAN, Dialect=WQL)
-        f.text = "SELECT %s FROM %s" % (",".join(properties), cls)
+        f.text = "SELECT %s FROM %s" % (",".join(properties) or "*", cls)
+        if where:
+            f.text += " WHERE " + where
     else:
         uri = WMI + cls
     resp = wsman.enumerate(uri, body)
@@ -97,8 +100,9 @@ def main():
     ap.add_argument("--user", required=True)
     ap.add_argument("--password", required=True)
     ap.add_argument("--max-elements", type=int, default=20)
-    ap.add_argument("--class", dest="classes", action="append", required=True,
-                    help="Class, or Class:Prop1,Prop2 for a WQL property list")
+    ap.add_argument("--class", dest="classes", action="append", default=[],
+                    help="Class, or Class:Prop1,Prop2[:condition] for a WQL query")
+    ap.add_argument("--get", action="append", default=[], help="Class:Key=Value for a WS-Transfer Get")
     args = ap.parse_args()
     wsman = WSMan(
         args.host,
@@ -114,14 +118,25 @@ def main():
         operation_timeout=10,
         no_proxy=True,
     )
-    result = {"classes": {}, "requests": 0}
+    result = {"classes": {}, "get": {}, "requests": 0}
     with wsman:
         for spec in args.classes:
-            cls, _, props = spec.partition(":")
+            cls, _, rest = spec.partition(":")
+            props, _, where = rest.partition(":")
             properties = [p for p in props.split(",") if p]
-            instances, requests = enumerate_class(wsman, cls, properties, args.max_elements)
+            instances, requests = enumerate_class(wsman, cls, properties, where, args.max_elements)
             result["classes"][spec] = instances
             result["requests"] += requests
+        for spec in args.get:
+            cls, _, selector = spec.partition(":")
+            key, _, value = selector.partition("=")
+            selectors = SelectorSet()
+            selectors.add_option(key, value)
+            body = wsman.get(WMI + cls, selector_set=selectors)
+            items = list(body)
+            if len(items) != 1 or items[0].tag != "{%s%s}%s" % (WMI, cls, cls):
+                raise SystemExit("unexpected Get response body for %s" % spec)
+            result["get"][spec] = instance(items[0])
     json.dump(result, sys.stdout)
 
 
