@@ -34,6 +34,7 @@ struct Reply {
     status: u16,
     body: String,
     challenges: Vec<String>,
+    server: Option<String>,
 }
 
 async fn connect(addr: SocketAddr) -> std::io::Result<Client> {
@@ -74,9 +75,10 @@ impl Client {
             .iter()
             .map(|v| v.to_str().unwrap_or_default().to_string())
             .collect();
+        let server = resp.headers().get("Server").and_then(|v| v.to_str().ok()).map(str::to_string);
         let reply_type = resp.headers().get("Content-Type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let body = resp.into_body().collect().await?.to_bytes();
-        let reply = Reply { status, body: String::from_utf8_lossy(&body).into_owned(), challenges };
+        let reply = Reply { status, body: String::from_utf8_lossy(&body).into_owned(), challenges, server };
         Ok((reply, (body.to_vec(), reply_type)))
     }
 }
@@ -273,6 +275,7 @@ async fn authentication() {
     c.auth = None;
     let r = c.post(enumerate("Win32_BIOS", 1)).await.unwrap();
     assert_eq!(r.status, 401);
+    assert_eq!(r.server.as_deref(), Some("Microsoft-HTTPAPI/2.0"));
     assert_eq!(r.challenges, ["Negotiate", "Basic realm=\"WSMAN\""]);
     c.auth = Some(basic("cimrun", "wrong"));
     assert_eq!(c.post(enumerate("Win32_BIOS", 1)).await.unwrap().status, 401);

@@ -94,6 +94,11 @@ impl Host {
         self.classes.iter().find(|(c, _)| c.eq_ignore_ascii_case(class)).map(|(_, v)| v.as_slice())
     }
 
+    /// How many instances the host has in all.
+    pub fn instance_count(&self) -> usize {
+        self.classes.iter().map(|(_, v)| v.len()).sum()
+    }
+
     /// Every class with its instances.
     pub fn classes(&self) -> impl Iterator<Item = (&'static str, &[Instance])> {
         self.classes.iter().map(|(c, v)| (*c, v.as_slice()))

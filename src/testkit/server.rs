@@ -491,7 +491,12 @@ where
     let service = service_fn(move |req| {
         let state = state.clone();
         let connection = connection.clone();
-        async move { handle(state, connection, req).await }
+        async move {
+            let mut reply = handle(state, connection, req).await?;
+            // As http.sys, which serves WinRM, names itself.
+            reply.headers_mut().insert(header::SERVER, http::HeaderValue::from_static("Microsoft-HTTPAPI/2.0"));
+            Ok::<_, ResetConnection>(reply)
+        }
     });
     let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, service).await;
 }
