@@ -1,1 +1,680 @@
-//! run
+//! The scheduler: opens sessions on demand under a global throttle, runs each host's queries
+//! in order on its one connection, streams instances to the sinks, and always closes sessions.
+//!
+//! Host tasks are tokio tasks; one writer thread owns every output file and the run report,
+//! fed by a bounded channel, so slow disks push back on the network instead of growing memory.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::cim::{self, Instance};
+use crate::job::SinkSpec;
+use crate::plan::{HostTask, Plan};
+use crate::protocol::{Category, Connector, Credential, Error, ProtocolKind, QuerySpec, Session};
+use crate::report::{self, ReportWriter, RunInfo, Status, Summary, TaskRecord};
+use crate::sink::{RowContext, RunVars, SinkSet};
+
+/// When to draw a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, plain log lines otherwise (cron, CI).
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// The protocols available to this run.
+#[derive(Clone)]
+pub struct Connectors {
+    pub local: Arc<dyn Connector>,
+    pub wsman: Option<Arc<dyn Connector>>,
+    pub dcom: Option<Arc<dyn Connector>>,
+}
+
+impl Connectors {
+    fn get(&self, kind: ProtocolKind) -> Result<&Arc<dyn Connector>, Error> {
+        let c = match kind {
+            ProtocolKind::Local => Some(&self.local),
+            ProtocolKind::WsMan => self.wsman.as_ref(),
+            ProtocolKind::Dcom => self.dcom.as_ref(),
+        };
+        c.ok_or_else(|| Error::new(Category::Unsupported, format!("the {kind} protocol is not available in this build")))
+    }
+}
+
+/// Everything a run needs besides the plan.
+pub struct RunConfig {
+    pub out_dir: PathBuf,
+    pub job_name: String,
+    pub run_id: String,
+    pub date: String,
+    pub started: String,
+    pub sinks: Vec<SinkSpec>,
+    pub throttle: usize,
+    pub retries: u32,
+    pub task_timeout: Duration,
+    pub progress: ProgressMode,
+    /// Resolved credentials by name.
+    pub credentials: HashMap<String, Credential>,
+    /// What counts as a failed run (exit 1).
+    pub fail_policy: crate::job::fail_if::FailPolicy,
+}
+
+/// How the run ended, for the exit code.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub summary: Summary,
+    /// The process exit code this run earns (also written to `run.json`).
+    pub exit_code: i32,
+    /// Set when a signal stopped the run: 130 for SIGINT, 143 for SIGTERM.
+    pub interrupted: Option<i32>,
+    /// Set when outputs could not be written; the run stopped early.
+    pub output_error: Option<String>,
+    pub outputs: Vec<PathBuf>,
+    /// The finished `run.json`, when it could be written.
+    pub report: Option<PathBuf>,
+}
+
+/// Why a run could not start at all (exit 3).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create output directory {}: {source}", path.display())]
+    OutDir { path: PathBuf, source: std::io::Error },
+    #[error("output directory {} is not writable: {source}", path.display())]
+    NotWritable { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Sinks(String),
+}
+
+/// A page of rows, or a task's end, on its way to the writer thread.
+enum Msg {
+    Rows { key: Arc<RowKey>, rows: Vec<Instance> },
+    Record(TaskRecord),
+    HostDone { session: Arc<str>, computer: Arc<str> },
+}
+
+/// Identifies the file(s) a query's rows go to.
+struct RowKey {
+    session: Arc<str>,
+    computer: Arc<str>,
+    query: String,
+    class: String,
+    properties: Vec<String>,
+}
+
+/// State shared by the host tasks.
+struct Shared {
+    connectors: Connectors,
+    tx: mpsc::Sender<Msg>,
+    cancel: watch::Receiver<bool>,
+    retries: u32,
+    task_timeout: Duration,
+    credentials: HashMap<String, Credential>,
+    rows: AtomicU64,
+    failed_tasks: AtomicU64,
+    output_failed: Arc<AtomicBool>,
+}
+
+/// A handle to interrupt a run (signals, output failure).
+#[derive(Clone)]
+pub struct CancelHandle {
+    tx: Arc<watch::Sender<bool>>,
+    code: Arc<std::sync::atomic::AtomicI32>,
+}
+
+impl CancelHandle {
+    /// Stops starting hosts and ends running ones as soon as they can close cleanly.
+    /// `code` is the exit code to report (130 for SIGINT, 143 for SIGTERM, 0 for internal).
+    pub fn cancel(&self, code: i32) {
+        self.code.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst).ok();
+        self.tx.send_replace(true);
+    }
+}
+
+/// Creates the cancellation pair used by [`execute`].
+pub fn cancel_pair() -> (CancelHandle, watch::Receiver<bool>) {
+    let (tx, rx) = watch::channel(false);
+    (CancelHandle { tx: Arc::new(tx), code: Arc::new(0.into()) }, rx)
+}
+
+/// Runs the plan to completion (or interruption) and finalizes every output.
+pub async fn execute(
+    plan: Plan,
+    cfg: RunConfig,
+    connectors: Connectors,
+    cancel: (CancelHandle, watch::Receiver<bool>),
+) -> Result<RunOutcome, StartError> {
+    std::fs::create_dir_all(&cfg.out_dir)
+        .map_err(|source| StartError::OutDir { path: cfg.out_dir.clone(), source })?;
+    probe_writable(&cfg.out_dir)?;
+    let vars = RunVars { run_id: cfg.run_id.clone(), date: cfg.date.clone() };
+    let sinks = SinkSet::new(&cfg.sinks, &cfg.out_dir, vars).map_err(|e| StartError::Sinks(e.to_string()))?;
+    let info = RunInfo {
+        cimrun: env!("CARGO_PKG_VERSION"),
+        run_id: cfg.run_id.clone(),
+        job: cfg.job_name.clone(),
+        started: cfg.started.clone(),
+    };
+    let report = ReportWriter::create(&cfg.out_dir, &info)
+        .map_err(|source| StartError::NotWritable { path: cfg.out_dir.clone(), source })?;
+
+    let (cancel_handle, cancel_rx) = cancel;
+    let (tx, rx) = mpsc::channel::<Msg>(256);
+    let shared = Arc::new(Shared {
+        connectors,
+        tx,
+        cancel: cancel_rx.clone(),
+        retries: cfg.retries,
+        task_timeout: cfg.task_timeout,
+        credentials: cfg.credentials,
+        rows: AtomicU64::new(0),
+        failed_tasks: AtomicU64::new(0),
+        output_failed: Arc::new(AtomicBool::new(false)),
+    });
+    let writer_cancel = cancel_handle.clone();
+    // The writer must not hold a sender, or the channel would never close.
+    let writer_flag = shared.output_failed.clone();
+    let writer = std::thread::Builder::new()
+        .name("cimrun-writer".into())
+        .spawn(move || writer_loop(sinks, report, rx, writer_cancel, writer_flag))
+        .map_err(|e| StartError::Sinks(format!("cannot start the writer thread: {e}")))?;
+
+    let host_count = plan.hosts.len();
+    let progress = Progress::new(cfg.progress, host_count as u64);
+    info!(
+        run_id = %cfg.run_id,
+        "starting: {} hosts, {} tasks, throttle {}",
+        host_count,
+        plan.task_count(),
+        cfg.throttle
+    );
+
+    let throttle = Arc::new(Semaphore::new(cfg.throttle.max(1)));
+    let mut running = tokio::task::JoinSet::new();
+    let mut cancel_watch = cancel_rx.clone();
+    for host in plan.hosts {
+        // Wait for a slot, unless the run is cancelled meanwhile.
+        let permit = tokio::select! {
+            p = throttle.clone().acquire_owned() => p.ok(),
+            _ = cancel_watch.wait_for(|c| *c) => None,
+        };
+        while let Some(done) = running.try_join_next() {
+            log_join(done);
+            progress.host_done(&shared);
+        }
+        match permit {
+            Some(permit) if !*cancel_rx.borrow() => {
+                let shared = shared.clone();
+                running.spawn(async move {
+                    run_host(host, &shared).await;
+                    drop(permit);
+                });
+            }
+            _ => cancel_host(host, &shared).await,
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        log_join(done);
+        progress.host_done(&shared);
+    }
+    progress.finish();
+    drop(shared);
+
+    let (sinks, report, output_error) = match writer.join() {
+        Ok(parts) => parts,
+        Err(_) => return Err(StartError::Sinks("the writer thread failed".into())),
+    };
+    let interrupted = match cancel_handle.code.load(Ordering::SeqCst) {
+        0 => None,
+        c => Some(c),
+    };
+    let mut output_error = output_error;
+    let outputs = match sinks.finish() {
+        Ok(paths) => paths,
+        Err(e) => {
+            output_error.get_or_insert(e.to_string());
+            Vec::new()
+        }
+    };
+    let finished = now_iso();
+    let summary_so_far = report.summary().clone();
+    let exit_code = exit_code(interrupted, output_error.is_some(), &summary_so_far, &cfg.fail_policy);
+    let (report_path, summary) = match report.finish(host_count, &finished, exit_code) {
+        Ok((p, s)) => (Some(p), s),
+        Err(e) => {
+            output_error.get_or_insert(format!("cannot write run.json: {e}"));
+            (None, summary_so_far)
+        }
+    };
+    let exit_code = exit_code_final(exit_code, output_error.is_some());
+    Ok(RunOutcome { summary, exit_code, interrupted, output_error, outputs, report: report_path })
+}
+
+/// The documented exit codes: an interruption wins, then an output failure (3), then the
+/// job's `fail_if` policy over the task outcomes (1), else 0.
+fn exit_code(interrupted: Option<i32>, output_failed: bool, s: &Summary, policy: &crate::job::fail_if::FailPolicy) -> i32 {
+    if let Some(code) = interrupted {
+        code
+    } else if output_failed {
+        3
+    } else if policy.is_failure(&s.counts(), s.tasks) {
+        1
+    } else {
+        0
+    }
+}
+
+/// Writing run.json itself may fail after the code was decided: that is an output failure too.
+fn exit_code_final(code: i32, output_failed: bool) -> i32 {
+    if output_failed && code < 3 { 3 } else { code }
+}
+
+fn log_join(r: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = r {
+        // A host task must never panic; if one does, its records are missing from the report,
+        // so say so loudly rather than losing it silently.
+        tracing::error!("a host task ended abnormally: {e}");
+    }
+}
+
+fn probe_writable(dir: &std::path::Path) -> Result<(), StartError> {
+    let probe = dir.join(format!(".cimrun-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|source| StartError::NotWritable { path: dir.to_path_buf(), source })
+}
+
+/// The writer thread: the only place files are touched during a run.
+fn writer_loop(
+    mut sinks: SinkSet,
+    mut report: ReportWriter,
+    mut rx: mpsc::Receiver<Msg>,
+    cancel: CancelHandle,
+    output_failed: Arc<AtomicBool>,
+) -> (SinkSet, ReportWriter, Option<String>) {
+    let mut output_error: Option<String> = None;
+    // Keys whose rows could not all be written: their records must not say ok.
+    let mut broken: std::collections::HashSet<(Arc<str>, Arc<str>, String)> = Default::default();
+    let fail = |output_error: &mut Option<String>, msg: String| {
+        if output_error.is_none() {
+            tracing::error!("output failed, stopping the run: {msg}");
+            output_failed.store(true, Ordering::SeqCst);
+            cancel.cancel(0);
+            *output_error = Some(msg);
+        }
+    };
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            Msg::Rows { key, rows } => {
+                if output_error.is_some() {
+                    broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
+                    continue;
+                }
+                let ctx = RowContext {
+                    session: &key.session,
+                    computer: &key.computer,
+                    query: &key.query,
+                    class: &key.class,
+                    properties: &key.properties,
+                };
+                for row in &rows {
+                    if let Err(e) = sinks.write(&ctx, row) {
+                        broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
+                        fail(&mut output_error, e.to_string());
+                        break;
+                    }
+                }
+            }
+            Msg::Record(mut rec) => {
+                let k = (Arc::from(rec.session.as_str()), Arc::from(rec.computer.as_str()), rec.query.clone());
+                if broken.remove(&k) && rec.status == Status::Ok {
+                    rec.status = Status::Failed;
+                    rec.category = report::category(Category::OutputError);
+                    rec.message = output_error.clone();
+                }
+                if let Err(e) = report.record(&rec) {
+                    fail(&mut output_error, format!("cannot write run.json: {e}"));
+                }
+            }
+            Msg::HostDone { session, computer } => {
+                if output_error.is_none() {
+                    if let Err(e) = sinks.task_done(&session, &computer) {
+                        fail(&mut output_error, e.to_string());
+                    }
+                }
+            }
+        }
+    }
+    (sinks, report, output_error)
+}
+
+/// Records every query of a host that never started as cancelled.
+async fn cancel_host(host: HostTask, shared: &Shared) {
+    let started = now_iso();
+    for q in &host.queries {
+        let rec = record(&host, q, &started, Instant::now(), 0, 0, Some(cancelled_error()));
+        let _ = shared.tx.send(Msg::Record(rec)).await;
+    }
+}
+
+fn cancelled_error() -> Error {
+    Error::new(Category::Cancelled, "the run was interrupted before this task finished")
+}
+
+/// Runs every query of one host on one session, then closes it.
+async fn run_host(host: HostTask, shared: &Shared) {
+    let deadline = tokio::time::Instant::now() + shared.task_timeout;
+    let mut endpoint = host.endpoint.clone();
+    if let Some(name) = &host.credential {
+        endpoint.credential = shared.credentials.get(name).cloned();
+    }
+    let mut session: Option<Box<dyn Session>> = None;
+    // A failure to connect fails the host's remaining queries the same way, without
+    // hammering a dead or refusing host once per query.
+    let mut open_error: Option<Error> = None;
+    let mut cancel = shared.cancel.clone();
+
+    for q in &host.queries {
+        let started = now_iso();
+        let t0 = Instant::now();
+        if *cancel.borrow() {
+            let rec = record(&host, q, &started, t0, 0, 0, Some(cancelled_error()));
+            let _ = shared.tx.send(Msg::Record(rec)).await;
+            continue;
+        }
+        if let Some(e) = &open_error {
+            let rec = record(&host, q, &started, t0, 0, 0, Some(e.clone()));
+            shared.failed_tasks.fetch_add(1, Ordering::Relaxed);
+            let _ = shared.tx.send(Msg::Record(rec)).await;
+            continue;
+        }
+        let key = Arc::new(RowKey {
+            session: host.session.clone(),
+            computer: host.computer.clone(),
+            query: q.name.clone(),
+            class: q.class_name().to_string(),
+            properties: q.wql.properties.clone(),
+        });
+        let mut attempts = 0u32;
+        let mut rows = 0u64;
+        let result: Result<(), Error> = loop {
+            attempts += 1;
+            if session.is_none() {
+                match open(&endpoint, shared, deadline, &mut cancel).await {
+                    Ok(s) => session = Some(s),
+                    Err(e) => {
+                        if should_retry(&e, attempts, rows, shared, deadline) {
+                            backoff(attempts, deadline, &mut cancel).await;
+                            continue;
+                        }
+                        if e.category != Category::Cancelled {
+                            open_error = Some(e.clone());
+                        }
+                        break Err(e);
+                    }
+                }
+            }
+            let Some(s) = session.as_mut() else { continue };
+            let outcome = stream_query(s.as_mut(), q, &key, &mut rows, shared, deadline, &mut cancel).await;
+            match outcome {
+                Ok(()) => break Ok(()),
+                Err(e) => {
+                    if matches!(e.category, Category::ConnectionFailed | Category::TimedOut) {
+                        // The connection's state is unknown: start the next attempt on a fresh one.
+                        if let Some(s) = session.take() {
+                            close_session(s, &host).await;
+                        }
+                    }
+                    if should_retry(&e, attempts, rows, shared, deadline) {
+                        backoff(attempts, deadline, &mut cancel).await;
+                        continue;
+                    }
+                    break Err(e);
+                }
+            }
+        };
+        let err = result.err();
+        if err.as_ref().is_some_and(|e| e.category != Category::Cancelled) {
+            shared.failed_tasks.fetch_add(1, Ordering::Relaxed);
+            let e = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
+            warn!(session = %host.session, computer = %host.computer, query = %q.name, "{e}");
+        } else {
+            debug!(session = %host.session, computer = %host.computer, query = %q.name, rows, "done");
+        }
+        let rec = record(&host, q, &started, t0, rows, attempts, err);
+        let _ = shared.tx.send(Msg::Record(rec)).await;
+    }
+    if let Some(s) = session.take() {
+        close_session(s, &host).await;
+    }
+    let _ = shared.tx.send(Msg::HostDone { session: host.session.clone(), computer: host.computer.clone() }).await;
+}
+
+/// Retry only what may succeed later, only while no rows of this query were written (a retry
+/// would duplicate them), within the retry budget and the task deadline.
+fn should_retry(e: &Error, attempts: u32, rows: u64, shared: &Shared, deadline: tokio::time::Instant) -> bool {
+    e.category.is_retryable()
+        && rows == 0
+        && attempts <= shared.retries
+        && tokio::time::Instant::now() + backoff_delay(attempts) < deadline
+        && !*shared.cancel.borrow()
+}
+
+/// Exponential backoff with jitter: 0.5 s, 1 s, 2 s … capped at 30 s, ±25%.
+fn backoff_delay(attempt: u32) -> Duration {
+    let base = 500u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(6)).min(30_000);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let jitter = (u64::from(nanos) % 500) as i64 - 250; // ±25% of 1000 per mille
+    Duration::from_millis((base as i64 + base as i64 * jitter / 1000).max(1) as u64)
+}
+
+async fn backoff(attempt: u32, deadline: tokio::time::Instant, cancel: &mut watch::Receiver<bool>) {
+    let until = (tokio::time::Instant::now() + backoff_delay(attempt)).min(deadline);
+    tokio::select! {
+        _ = tokio::time::sleep_until(until) => {}
+        _ = cancel.wait_for(|c| *c) => {}
+    }
+}
+
+async fn open(
+    endpoint: &crate::protocol::Endpoint,
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<Box<dyn Session>, Error> {
+    let connector = shared.connectors.get(endpoint.protocol)?;
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, connector.open(endpoint)) => match r {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(Category::TimedOut, "the task deadline passed while connecting")),
+        },
+        _ = cancel.wait_for(|c| *c) => Err(cancelled_error()),
+    }
+}
+
+async fn stream_query(
+    session: &mut dyn Session,
+    q: &Arc<QuerySpec>,
+    key: &Arc<RowKey>,
+    rows: &mut u64,
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let mut stream = session.enumerate(q);
+    loop {
+        let next = tokio::select! {
+            r = tokio::time::timeout_at(deadline, stream.next()) => r,
+            _ = cancel.wait_for(|c| *c) => return Err(cancelled_error()),
+        };
+        match next {
+            Err(_) => return Err(Error::new(Category::TimedOut, "the task deadline passed during the query")),
+            Ok(None) => return Ok(()),
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(Some(Ok(page))) => {
+                if page.is_empty() {
+                    continue;
+                }
+                *rows += page.len() as u64;
+                shared.rows.fetch_add(page.len() as u64, Ordering::Relaxed);
+                if shared.tx.send(Msg::Rows { key: key.clone(), rows: page }).await.is_err() {
+                    return Err(Error::new(Category::OutputError, "the output writer stopped"));
+                }
+            }
+        }
+    }
+}
+
+/// Closes a session with its own short deadline: removing the session (and releasing open
+/// enumerations) matters even after the task deadline or an interruption.
+async fn close_session(s: Box<dyn Session>, host: &HostTask) {
+    match tokio::time::timeout(Duration::from_secs(10), s.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!(computer = %host.computer, "closing the session failed: {e}"),
+        Err(_) => debug!(computer = %host.computer, "closing the session timed out"),
+    }
+}
+
+fn record(
+    host: &HostTask,
+    q: &QuerySpec,
+    started: &str,
+    t0: Instant,
+    rows: u64,
+    attempts: u32,
+    err: Option<Error>,
+) -> TaskRecord {
+    let (status, category, code, message) = match err {
+        None => (Status::Ok, None, None, None),
+        Some(e) if e.category == Category::Cancelled => (Status::Cancelled, None, None, Some(e.message)),
+        Some(e) => (Status::Failed, report::category(e.category), e.code, Some(e.message)),
+    };
+    TaskRecord {
+        session: host.session.to_string(),
+        computer: host.computer.to_string(),
+        query: q.name.clone(),
+        class: q.class_name().to_string(),
+        namespace: q.namespace.clone(),
+        status,
+        category,
+        code,
+        message,
+        rows,
+        attempts,
+        protocol: host.endpoint.protocol.to_string(),
+        started: started.to_string(),
+        duration_ms: t0.elapsed().as_millis() as u64,
+    }
+}
+
+/// The progress display: a bar on a terminal, periodic log lines otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    done: AtomicU64,
+    last_log: std::sync::Mutex<Instant>,
+}
+
+impl Progress {
+    fn new(mode: ProgressMode, total: u64) -> Progress {
+        let tty = std::io::stderr().is_terminal();
+        let show = match mode {
+            ProgressMode::Always => true,
+            ProgressMode::Never => false,
+            ProgressMode::Auto => tty,
+        };
+        let bar = show.then(|| {
+            let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} hosts  {msg}  ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Progress { bar, total, done: AtomicU64::new(0), last_log: std::sync::Mutex::new(Instant::now()) }
+    }
+
+    fn host_done(&self, shared: &Shared) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let rows = shared.rows.load(Ordering::Relaxed);
+        let failed = shared.failed_tasks.load(Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.set_position(done);
+            b.set_message(format!("{rows} rows, {failed} failed"));
+        } else if let Ok(mut last) = self.last_log.lock() {
+            // Under cron a line per host would bury the summary: one line every 30 s.
+            if last.elapsed() >= Duration::from_secs(30) {
+                *last = Instant::now();
+                info!("progress: {done}/{} hosts, {rows} rows, {failed} failed tasks", self.total);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// The current time as ISO 8601 UTC with milliseconds.
+pub fn now_iso() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let micros = d.subsec_micros() / 1000 * 1000;
+    cim::DateTime::from_unix(d.as_secs() as i64, micros).to_string()
+}
+
+/// A run id that sorts by time and is unique enough across concurrent shards:
+/// `20261121T052400Z-1a2b3c`.
+pub fn new_run_id() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let t = cim::DateTime::from_unix(d.as_secs() as i64, 0);
+    let salt = crate::plan::stable_hash(&format!("{}-{}", std::process::id(), d.as_nanos())) & 0xff_ffff;
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{salt:06x}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
+}
+
+/// Today's date (UTC) as `YYYY-MM-DD`, the `{{date}}` of output paths.
+pub fn today() -> String {
+    now_iso()[..10].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let d1 = backoff_delay(1).as_millis();
+        let d3 = backoff_delay(3).as_millis();
+        let d20 = backoff_delay(20).as_millis();
+        assert!((375..=625).contains(&d1), "{d1}");
+        assert!((1500..=2500).contains(&d3), "{d3}");
+        assert!(d20 <= 37_500, "{d20}");
+    }
+
+    #[test]
+    fn run_ids_and_dates_have_their_shape() {
+        let id = new_run_id();
+        assert_eq!(id.len(), 23, "{id}");
+        assert_eq!(&id[8..9], "T");
+        let d = today();
+        assert_eq!(d.len(), 10);
+        assert_eq!(&d[4..5], "-");
+    }
+}

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct JobFile {
     /// Job file format version. Always `1`.
+    #[schemars(range(min = 1, max = 1))]
     pub version: u32,
     /// Named option sets (the `New-CimSessionOption` equivalent); a session refers to one by name.
     #[serde(default)]
@@ -58,10 +59,14 @@ pub enum ResourceUriScheme {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Impersonation {
+    /// The DCOM default level of the client.
     Default,
+    /// The server may identify the caller but not act as it.
     Identify,
+    /// The server may act as the caller on its own machine (PowerShell's default).
     #[default]
     Impersonate,
+    /// The server may act as the caller on other machines too.
     Delegate,
 }
 
@@ -120,8 +125,8 @@ pub struct OptionSet {
 }
 
 /// Where a password comes from. A plain string is accepted only with `allow_inline_password`.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(untagged)]
+#[derive(Clone, Deserialize, JsonSchema)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum PasswordSource {
     /// `{ env: NAME }`: an environment variable.
     Env {
@@ -143,6 +148,36 @@ pub enum PasswordSource {
     Inline(String),
 }
 
+// Written by hand so that an inline password never reaches a log through `{:?}`.
+impl std::fmt::Debug for PasswordSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PasswordSource::Env { env } => f.debug_struct("Env").field("env", env).finish(),
+            PasswordSource::File { file } => f.debug_struct("File").field("file", file).finish(),
+            PasswordSource::Command { command } => f.debug_struct("Command").field("command", command).finish(),
+            PasswordSource::Inline(_) => f.write_str("Inline([REDACTED])"),
+        }
+    }
+}
+
+// By hand too: a job serialized for a report or a plan must not carry an inline password.
+impl Serialize for PasswordSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        fn one<S: serde::Serializer, V: Serialize + ?Sized>(s: S, key: &str, value: &V) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry(key, value)?;
+            map.end()
+        }
+        match self {
+            PasswordSource::Env { env } => one(s, "env", env),
+            PasswordSource::File { file } => one(s, "file", file),
+            PasswordSource::Command { command } => one(s, "command", command),
+            PasswordSource::Inline(_) => s.serialize_str("[REDACTED]"),
+        }
+    }
+}
+
 /// A named credential.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -157,7 +192,7 @@ pub struct CredentialSpec {
 }
 
 /// Authentication mechanism, as `New-CimSession -Authentication` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Authentication {
     /// Negotiate (NTLM or Kerberos), as PowerShell's default.
@@ -165,10 +200,15 @@ pub enum Authentication {
     Default,
     /// Basic: only over HTTPS unless `allow_unencrypted`.
     Basic,
+    /// Negotiate: Kerberos when the domain allows it, NTLM otherwise.
     Negotiate,
+    /// NTLM only.
     Ntlm,
+    /// Kerberos only.
     Kerberos,
+    /// HTTP Digest.
     Digest,
+    /// CredSSP: delegates the credential to the server.
     Credssp,
 }
 
@@ -191,6 +231,7 @@ pub struct SessionSpec {
     /// Name of an entry in `options`. Without one, WS-Man over HTTP with defaults.
     pub options: Option<String>,
     /// TCP port (default 5985, or 5986 with `use_ssl`).
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
     /// Time the server may take for one operation (sent to it), e.g. `60s`.
     pub operation_timeout: Option<HumanDuration>,
@@ -261,9 +302,11 @@ pub struct SinkSpec {
 pub struct RunSettings {
     /// Sessions (computers) open at once (default 64).
     #[serde(default = "default_throttle")]
+    #[schemars(range(min = 1))]
     pub throttle: usize,
     /// Operations in flight to one host at once (default 1; WinRM's per-user quota is low).
     #[serde(default = "default_per_host")]
+    #[schemars(range(min = 1))]
     pub per_host_operations: usize,
     /// Default time to establish a connection (default `10s`).
     pub connect_timeout: Option<HumanDuration>,

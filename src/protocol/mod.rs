@@ -64,6 +64,28 @@ pub enum Category {
 }
 
 impl Category {
+    /// Every category, in declaration order.
+    pub const ALL: [Category; 18] = [
+        Category::AccessDenied,
+        Category::AuthFailed,
+        Category::InvalidClass,
+        Category::InvalidNamespace,
+        Category::InvalidQuery,
+        Category::NotFound,
+        Category::TimedOut,
+        Category::QuotaExceeded,
+        Category::EnvelopeTooLarge,
+        Category::InvalidEnumerationContext,
+        Category::Unreachable,
+        Category::ConnectionFailed,
+        Category::TlsFailure,
+        Category::ProtocolError,
+        Category::ServerFault,
+        Category::Unsupported,
+        Category::Cancelled,
+        Category::OutputError,
+    ];
+
     /// Whether trying again later may succeed (the scheduler retries only these).
     pub fn is_retryable(self) -> bool {
         matches!(

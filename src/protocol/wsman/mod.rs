@@ -40,3 +40,11 @@ pub trait Transport: Send {
     /// Closes the connection.
     fn shutdown<'a>(&'a mut self) -> BoxFuture<'a, ()>;
 }
+
+pub mod envelope;
+pub mod fault;
+pub mod response;
+pub mod session;
+pub mod uri;
+
+pub use session::{WsManConnector, WsManSession};

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test. Installs what the tests need first: the Python interop peers in .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Independent tools the local-provider tests compare against.
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v uptime >/dev/null || need+=(procps)
+command -v hostname >/dev/null || need+=(hostname)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]} for the tests" >&2
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pypsrp, spnego, impacket' 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
+fi
+export CIMRUN_PYTHON="$PWD/.venv/bin/python"
+cargo test --locked --all-features --all-targets "$@"

@@ -1,0 +1,794 @@
+//! Responses: EnumerateResponse, PullResponse and GetResponse bodies into CIM instances.
+//!
+//! The envelope is read as a stream with quick-xml's namespace-aware reader, matching
+//! (namespace URI, local name) and never prefixes, since servers choose prefixes freely.
+//! Each item is collected into a small element tree (one instance at a time) and converted;
+//! a fault body is collected the same way and handed to [`super::fault`].
+
+use quick_xml::NsReader;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
+
+use super::envelope::{NS_ADDRESSING, NS_ENUMERATION, NS_SOAP, NS_WSMAN};
+use super::fault::{self, Fault};
+use crate::cim::schema::{self, CimType, ClassSchema};
+use crate::cim::{DateTime, Instance, Interval, Reference, Value};
+use crate::protocol::{Category, Error};
+
+const NS_XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
+
+/// Bounds on what a response may make us allocate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Deepest element nesting accepted.
+    pub max_depth: usize,
+    /// Most properties one instance may have.
+    pub max_properties: usize,
+    /// Longest text of one element or attribute, in bytes.
+    pub max_string_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // Generous: Windows caps envelopes at MaxEnvelopeSize (512 KiB by default) anyway.
+        Limits { max_body_bytes: 64 << 20, max_depth: 64, max_properties: 4096, max_string_bytes: 8 << 20 }
+    }
+}
+
+/// One response's worth of an enumeration.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Page {
+    pub items: Vec<Instance>,
+    /// The context to send with the next Pull (absent or empty when the server sent none).
+    pub context: Option<String>,
+    pub end_of_sequence: bool,
+}
+
+/// What a response body holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Page(Page),
+    Fault(Fault),
+}
+
+/// What the parser needs to know about the request.
+#[derive(Debug, Clone, Default)]
+pub struct Expect<'a> {
+    /// The class queried: names XmlFragment and EPR items, and selects the type table.
+    pub class: &'a str,
+    /// Properties to treat as arrays even when one element arrives.
+    pub arrays: &'a [String],
+    /// The request's MessageID, which the response's RelatesTo must equal.
+    pub relates_to: Option<&'a str>,
+    pub limits: Limits,
+}
+
+/// Parses a response body. `content_type` supplies the charset when there is no BOM.
+pub fn parse(body: &[u8], content_type: Option<&str>, expect: &Expect<'_>) -> Result<Reply, Error> {
+    if body.len() > expect.limits.max_body_bytes {
+        return Err(protocol(format!(
+            "response of {} bytes exceeds the limit of {} bytes",
+            body.len(),
+            expect.limits.max_body_bytes
+        )));
+    }
+    let text = decode(body, content_type)?;
+    let mut x = Xml::new(&text, &expect.limits);
+    let mut relates_to: Option<String> = None;
+    let mut reply = None;
+    let mut first = x.next()?;
+    while matches!(&first, Ev::Text(t) if t.trim().is_empty()) {
+        first = x.next()?;
+    }
+    match first {
+        Ev::Start(e) if e.is(NS_SOAP, "Envelope") => {}
+        Ev::Start(e) => return Err(protocol(format!("expected a SOAP Envelope, found <{}>", e.local))),
+        _ => return Err(protocol("the response holds no SOAP Envelope")),
+    }
+    while let Some(child) = x.next_child()? {
+        if child.is(NS_SOAP, "Header") {
+            while let Some(h) = x.next_child()? {
+                if h.is(NS_ADDRESSING, "RelatesTo") {
+                    relates_to = Some(x.text()?.trim().to_string());
+                } else {
+                    x.skip()?;
+                }
+            }
+        } else if child.is(NS_SOAP, "Body") {
+            reply = Some(body_reply(&mut x, expect)?);
+        } else {
+            x.skip()?;
+        }
+    }
+    let reply = reply.ok_or_else(|| protocol("the response has no SOAP Body"))?;
+    if let (Reply::Page(_), Some(expected)) = (&reply, expect.relates_to) {
+        match relates_to.as_deref() {
+            Some(got) if got.eq_ignore_ascii_case(expected) => {}
+            Some(got) => return Err(protocol(format!("response relates to {got}, not to the request {expected}"))),
+            None => return Err(protocol("response has no RelatesTo header")),
+        }
+    }
+    Ok(reply)
+}
+
+fn body_reply(x: &mut Xml<'_>, expect: &Expect<'_>) -> Result<Reply, Error> {
+    let mut page = Page::default();
+    let mut seen = false;
+    while let Some(child) = x.next_child()? {
+        if child.is(NS_SOAP, "Fault") {
+            let tree = x.tree(child)?;
+            return Ok(Reply::Fault(fault::from_tree(&tree)));
+        }
+        if seen {
+            x.skip()?;
+            continue;
+        }
+        seen = true;
+        if child.is(NS_ENUMERATION, "EnumerateResponse") || child.is(NS_ENUMERATION, "PullResponse") {
+            while let Some(e) = x.next_child()? {
+                if e.is(NS_ENUMERATION, "EnumerationContext") {
+                    let c = x.text()?.trim().to_string();
+                    page.context = (!c.is_empty()).then_some(c);
+                } else if e.is(NS_ENUMERATION, "Items") || e.is(NS_WSMAN, "Items") {
+                    while let Some(item) = x.next_child()? {
+                        let tree = x.tree(item)?;
+                        page.items.push(item_instance(&tree, expect)?);
+                    }
+                } else if e.is(NS_ENUMERATION, "EndOfSequence") || e.is(NS_WSMAN, "EndOfSequence") {
+                    page.end_of_sequence = true;
+                    x.skip()?;
+                } else {
+                    x.skip()?;
+                }
+            }
+        } else {
+            // A WS-Transfer GetResponse: the body is the instance itself.
+            let tree = x.tree(child)?;
+            page.items.push(item_instance(&tree, expect)?);
+            page.end_of_sequence = true;
+        }
+    }
+    if !seen {
+        return Err(protocol("the SOAP Body is empty"));
+    }
+    Ok(Reply::Page(page))
+}
+
+/// One item of Items: a typed class element, a `w:XmlFragment`, or an EPR (EnumerateEPR).
+fn item_instance(item: &Elem, expect: &Expect<'_>) -> Result<Instance, Error> {
+    if item.is(NS_ADDRESSING, "EndpointReference") || item.child(NS_ADDRESSING, "ReferenceParameters").is_some() {
+        let r = reference(item);
+        let mut inst = Instance::new(class_of_uri(&r.resource_uri).unwrap_or(expect.class));
+        // The namespace selector of a DMTF EPR addresses the instance; it is not a key property.
+        for (k, v) in r.selectors.into_iter().filter(|(k, _)| k != super::uri::CIM_NAMESPACE_SELECTOR) {
+            inst.push(k, Value::String(v));
+        }
+        return Ok(inst);
+    }
+    let class = if item.is(NS_WSMAN, "XmlFragment") { expect.class } else { item.local.as_str() };
+    instance(item, class, schema::class(class), expect.arrays, &expect.limits)
+}
+
+fn class_of_uri(uri: &str) -> Option<&str> {
+    uri.rsplit('/').next().filter(|c| !c.is_empty() && *c != "*")
+}
+
+/// Builds an instance from an element whose children are its properties.
+fn instance(
+    e: &Elem,
+    class: &str,
+    schema: Option<&ClassSchema>,
+    arrays: &[String],
+    limits: &Limits,
+) -> Result<Instance, Error> {
+    // Group repeated elements by name, keeping the position of the first occurrence.
+    let mut groups: Vec<(&str, Vec<&Elem>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for c in e.elements() {
+        match index.get(c.local.as_str()).and_then(|&i| groups.get_mut(i)) {
+            Some((_, v)) => v.push(c),
+            None => {
+                if groups.len() >= limits.max_properties {
+                    return Err(protocol(format!(
+                        "an instance of {class} has more than {} properties",
+                        limits.max_properties
+                    )));
+                }
+                index.insert(&c.local, groups.len());
+                groups.push((&c.local, vec![c]));
+            }
+        }
+    }
+    let mut inst = Instance::new(class);
+    for (name, elems) in groups {
+        let prop = schema.and_then(|s| s.property(name));
+        let ty = prop.map(|p| p.cim_type);
+        let is_array =
+            elems.len() > 1 || prop.is_some_and(|p| p.is_array) || arrays.iter().any(|a| a.eq_ignore_ascii_case(name));
+        let value = if is_array {
+            // A single nil element is a null array, not an array holding a null.
+            if let [one] = elems.as_slice()
+                && one.is_nil()
+            {
+                inst.push(name, Value::Null);
+                continue;
+            }
+            Value::Array(elems.iter().map(|el| value(el, ty, arrays, limits)).collect::<Result<_, _>>()?)
+        } else {
+            // `elems` has at least one element: groups are created with one.
+            match elems.first() {
+                Some(el) => value(el, ty, arrays, limits)?,
+                None => Value::Null,
+            }
+        };
+        inst.push(name, value);
+    }
+    Ok(inst)
+}
+
+/// Converts one property element to a value.
+fn value(e: &Elem, ty: Option<CimType>, arrays: &[String], limits: &Limits) -> Result<Value, Error> {
+    if e.is_nil() {
+        return Ok(Value::Null);
+    }
+    let kids: Vec<&Elem> = e.elements().collect();
+    if kids.is_empty() {
+        let text = e.text();
+        return Ok(match ty {
+            // A value the table's type cannot hold is kept as text rather than lost.
+            Some(t) => t.parse_text(&text).unwrap_or(Value::String(text)),
+            None => Value::String(text),
+        });
+    }
+    if let [only] = kids.as_slice() {
+        let t = only.text();
+        match only.local.as_str() {
+            "Datetime" | "Date" | "Time" | "CIMDateTime" => {
+                let v = DateTime::parse_iso8601(t.trim())
+                    .or_else(|| DateTime::parse_dmtf(t.trim()))
+                    .map(Value::DateTime)
+                    .or_else(|| Interval::parse_dmtf(t.trim()).map(Value::Interval));
+                return Ok(v.unwrap_or(Value::String(t)));
+            }
+            "Interval" => {
+                let v = Interval::parse_xs_duration(t.trim()).or_else(|| Interval::parse_dmtf(t.trim()));
+                return Ok(v.map(Value::Interval).unwrap_or(Value::String(t)));
+            }
+            _ => {}
+        }
+    }
+    if e.child(NS_ADDRESSING, "Address").is_some() || e.child(NS_ADDRESSING, "ReferenceParameters").is_some() {
+        return Ok(Value::Reference(reference(e)));
+    }
+    // An embedded instance: its class comes from xsi:type (`p:Win32_Foo_Type`).
+    let class = e
+        .attr(NS_XSI, "type")
+        .map(|t| {
+            let local = t.rsplit(':').next().unwrap_or(t);
+            local.strip_suffix("_Type").unwrap_or(local).to_string()
+        })
+        .unwrap_or_else(|| e.local.clone());
+    Ok(Value::Instance(Box::new(instance(e, &class, schema::class(&class), arrays, limits)?)))
+}
+
+/// An endpoint reference: Address, ReferenceParameters/ResourceURI and SelectorSet.
+fn reference(e: &Elem) -> Reference {
+    let mut r = Reference {
+        address: e.child(NS_ADDRESSING, "Address").map(|a| a.text().trim().to_string()),
+        ..Reference::default()
+    };
+    if let Some(p) = e.child(NS_ADDRESSING, "ReferenceParameters") {
+        if let Some(u) = p.child(NS_WSMAN, "ResourceURI") {
+            r.resource_uri = u.text().trim().to_string();
+        }
+        if let Some(set) = p.child(NS_WSMAN, "SelectorSet") {
+            for s in set.elements().filter(|s| s.is(NS_WSMAN, "Selector")) {
+                let name = s.attr_unqualified("Name").unwrap_or_default().to_string();
+                r.selectors.push((name, s.text()));
+            }
+        }
+    }
+    r
+}
+
+/// Decodes a body to text: a BOM wins, then the content type's charset, else UTF-8.
+pub fn decode<'b>(body: &'b [u8], content_type: Option<&str>) -> Result<Cow<'b, str>, Error> {
+    let charset = content_type
+        .and_then(|ct| {
+            ct.split(';')
+                .filter_map(|p| p.trim().split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+                .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase())
+        })
+        .unwrap_or_default();
+    let (bytes, enc) = if let Some(b) = body.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
+        (b, "utf-8")
+    } else if let Some(b) = body.strip_prefix(&[0xFF, 0xFE]) {
+        (b, "utf-16le")
+    } else if let Some(b) = body.strip_prefix(&[0xFE, 0xFF]) {
+        (b, "utf-16be")
+    } else {
+        (body, charset.as_str())
+    };
+    let utf16 = |le: bool| -> Result<Cow<'b, str>, Error> {
+        if bytes.len() % 2 != 0 {
+            return Err(protocol("a UTF-16 body has an odd number of bytes"));
+        }
+        let units = bytes.chunks_exact(2).map(|c| {
+            let pair = [c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)];
+            if le { u16::from_le_bytes(pair) } else { u16::from_be_bytes(pair) }
+        });
+        let text: Result<String, _> = char::decode_utf16(units).collect();
+        text.map(Cow::Owned).map_err(|_| protocol("the body is not valid UTF-16"))
+    };
+    match enc {
+        // Without a BOM, UTF-16 is big-endian (RFC 2781), but Windows writes little-endian;
+        // the first character of an XML document is `<`, which tells the two apart.
+        "utf-16" => utf16(bytes.get(1) == Some(&0)),
+        "utf-16le" | "unicode" => utf16(true),
+        "utf-16be" => utf16(false),
+        "" | "utf-8" | "utf8" | "us-ascii" | "ascii" => std::str::from_utf8(bytes)
+            .map(Cow::Borrowed)
+            .map_err(|e| protocol(format!("the body is not valid UTF-8: {e}"))),
+        other => Err(protocol(format!("unsupported response charset {other:?}"))),
+    }
+}
+
+fn protocol(msg: impl Into<String>) -> Error {
+    Error::new(Category::ProtocolError, msg)
+}
+
+/// A collected element: what items and faults are converted from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Elem {
+    pub ns: Option<Arc<str>>,
+    pub local: String,
+    /// (namespace, local name, value) of each attribute.
+    pub attrs: Vec<(Option<Arc<str>>, String, String)>,
+    pub children: Vec<Node>,
+}
+
+/// A child of an element.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Node {
+    Elem(Elem),
+    Text(String),
+}
+
+impl Elem {
+    pub fn is(&self, ns: &str, local: &str) -> bool {
+        self.local == local && self.ns.as_deref() == Some(ns)
+    }
+
+    pub fn elements(&self) -> impl Iterator<Item = &Elem> {
+        self.children.iter().filter_map(|c| match c {
+            Node::Elem(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    pub fn child(&self, ns: &str, local: &str) -> Option<&Elem> {
+        self.elements().find(|e| e.is(ns, local))
+    }
+
+    /// All text directly inside the element.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for c in &self.children {
+            if let Node::Text(t) = c {
+                s.push_str(t);
+            }
+        }
+        s
+    }
+
+    pub fn attr(&self, ns: &str, local: &str) -> Option<&str> {
+        self.attrs.iter().find(|(n, l, _)| l == local && n.as_deref() == Some(ns)).map(|a| a.2.as_str())
+    }
+
+    pub fn attr_unqualified(&self, local: &str) -> Option<&str> {
+        self.attrs.iter().find(|(n, l, _)| l == local && n.is_none()).map(|a| a.2.as_str())
+    }
+
+    fn is_nil(&self) -> bool {
+        self.attr(NS_XSI, "nil").is_some_and(|v| v.trim().eq_ignore_ascii_case("true") || v.trim() == "1")
+    }
+}
+
+/// An element start: its resolved name and attributes.
+struct Start {
+    ns: Option<Arc<str>>,
+    local: String,
+    attrs: Vec<(Option<Arc<str>>, String, String)>,
+}
+
+impl Start {
+    fn is(&self, ns: &str, local: &str) -> bool {
+        self.local == local && self.ns.as_deref() == Some(ns)
+    }
+}
+
+enum Ev {
+    Start(Start),
+    End,
+    Text(String),
+    Eof,
+}
+
+/// The event stream, with limits, entity handling and empty elements split into start + end.
+struct Xml<'a> {
+    r: NsReader<&'a [u8]>,
+    limits: &'a Limits,
+    depth: usize,
+    pending_end: bool,
+    /// Namespace URIs seen so far: a document uses a handful, shared by every element.
+    namespaces: Vec<Arc<str>>,
+}
+
+/// XML 1.0 §2.11 line-end handling: a literal CR LF or CR is read as LF (a `&#13;` reference
+/// is not, and arrives as its own event), as every conforming parser reports it.
+fn line_ends(text: &str) -> String {
+    if text.contains('\r') { text.replace("\r\n", "\n").replace('\r', "\n") } else { text.to_string() }
+}
+
+fn intern(namespaces: &mut Vec<Arc<str>>, uri: &[u8]) -> Arc<str> {
+    if let Some(n) = namespaces.iter().find(|n| n.as_bytes() == uri) {
+        return n.clone();
+    }
+    let n: Arc<str> = String::from_utf8_lossy(uri).into();
+    namespaces.push(n.clone());
+    n
+}
+
+impl<'a> Xml<'a> {
+    fn new(text: &'a str, limits: &'a Limits) -> Xml<'a> {
+        let mut r = NsReader::from_str(text);
+        r.config_mut().check_end_names = true;
+        Xml { r, limits, depth: 0, pending_end: false, namespaces: Vec::new() }
+    }
+
+    fn next(&mut self) -> Result<Ev, Error> {
+        if self.pending_end {
+            self.pending_end = false;
+            self.depth = self.depth.saturating_sub(1);
+            return Ok(Ev::End);
+        }
+        loop {
+            let (ns, ev) = self.r.read_resolved_event().map_err(|e| protocol(format!("malformed XML: {e}")))?;
+            let ns = match ns {
+                ResolveResult::Bound(n) => Some(intern(&mut self.namespaces, n.as_ref())),
+                ResolveResult::Unbound => None,
+                ResolveResult::Unknown(p) => {
+                    return Err(protocol(format!("undeclared namespace prefix {}", String::from_utf8_lossy(&p))));
+                }
+            };
+            return Ok(match ev {
+                Event::Start(ref e) | Event::Empty(ref e) => {
+                    let empty = matches!(ev, Event::Empty(_));
+                    self.depth += 1;
+                    if self.depth > self.limits.max_depth {
+                        return Err(protocol(format!("XML nesting deeper than {}", self.limits.max_depth)));
+                    }
+                    self.pending_end = empty;
+                    Ev::Start(self.start(ns, e)?)
+                }
+                Event::End(_) => {
+                    self.depth = self.depth.saturating_sub(1);
+                    Ev::End
+                }
+                Event::Text(t) => Ev::Text(line_ends(&t.decode().map_err(|e| protocol(format!("bad text: {e}")))?)),
+                Event::CData(t) => Ev::Text(line_ends(&t.decode().map_err(|e| protocol(format!("bad CDATA: {e}")))?)),
+                Event::GeneralRef(r) => {
+                    if let Some(c) =
+                        r.resolve_char_ref().map_err(|e| protocol(format!("bad character reference: {e}")))?
+                    {
+                        Ev::Text(c.to_string())
+                    } else {
+                        let name = r.decode().map_err(|e| protocol(format!("bad entity: {e}")))?;
+                        match resolve_predefined_entity(&name) {
+                            Some(s) => Ev::Text(s.to_string()),
+                            None => return Err(protocol(format!("undefined entity &{name};"))),
+                        }
+                    }
+                }
+                Event::DocType(_) => return Err(protocol("DTDs are not accepted in WS-Man responses")),
+                Event::Eof => Ev::Eof,
+                Event::Comment(_) | Event::Decl(_) | Event::PI(_) => continue,
+            });
+        }
+    }
+
+    fn start(&mut self, ns: Option<Arc<str>>, e: &BytesStart<'_>) -> Result<Start, Error> {
+        let mut attrs = Vec::new();
+        for a in e.attributes() {
+            let a = a.map_err(|e| protocol(format!("malformed attribute: {e}")))?;
+            let key = a.key;
+            // Namespace declarations are resolved by the reader, not data.
+            if key.as_namespace_binding().is_some() {
+                continue;
+            }
+            let (ans, local) = self.r.resolve_attribute(key);
+            let ans = match ans {
+                ResolveResult::Bound(n) => Some(intern(&mut self.namespaces, n.as_ref())),
+                _ => None,
+            };
+            let value = a.unescape_value().map_err(|e| protocol(format!("malformed attribute value: {e}")))?;
+            if value.len() > self.limits.max_string_bytes {
+                return Err(protocol("attribute value exceeds the string limit"));
+            }
+            attrs.push((ans, String::from_utf8_lossy(local.as_ref()).into_owned(), value.into_owned()));
+        }
+        Ok(Start { ns, local: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(), attrs })
+    }
+
+    /// The next child element of the current element, or `None` at its end.
+    fn next_child(&mut self) -> Result<Option<Start>, Error> {
+        loop {
+            match self.next()? {
+                Ev::Start(s) => return Ok(Some(s)),
+                Ev::End => return Ok(None),
+                Ev::Text(_) => continue,
+                Ev::Eof => return Err(protocol("the response ends in the middle of an element")),
+            }
+        }
+    }
+
+    /// Skips the rest of the element just started.
+    fn skip(&mut self) -> Result<(), Error> {
+        let mut open = 1usize;
+        while open > 0 {
+            match self.next()? {
+                Ev::Start(_) => open += 1,
+                Ev::End => open -= 1,
+                Ev::Text(_) => {}
+                Ev::Eof => return Err(protocol("the response ends in the middle of an element")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The text of the element just started (child elements' text included).
+    fn text(&mut self) -> Result<String, Error> {
+        let mut s = String::new();
+        let mut open = 1usize;
+        while open > 0 {
+            match self.next()? {
+                Ev::Start(_) => open += 1,
+                Ev::End => open -= 1,
+                Ev::Text(t) => {
+                    s.push_str(&t);
+                    if s.len() > self.limits.max_string_bytes {
+                        return Err(protocol("element text exceeds the string limit"));
+                    }
+                }
+                Ev::Eof => return Err(protocol("the response ends in the middle of an element")),
+            }
+        }
+        Ok(s)
+    }
+
+    /// Collects the element just started into a tree.
+    fn tree(&mut self, start: Start) -> Result<Elem, Error> {
+        let root = Elem { ns: start.ns, local: start.local, attrs: start.attrs, children: Vec::new() };
+        let mut stack = vec![root];
+        let mut text_len = 0usize;
+        loop {
+            match self.next()? {
+                Ev::Start(s) => {
+                    text_len = 0;
+                    stack.push(Elem { ns: s.ns, local: s.local, attrs: s.attrs, children: Vec::new() });
+                }
+                Ev::Text(t) => {
+                    text_len += t.len();
+                    if text_len > self.limits.max_string_bytes {
+                        return Err(protocol("element text exceeds the string limit"));
+                    }
+                    if let Some(top) = stack.last_mut() {
+                        match top.children.last_mut() {
+                            Some(Node::Text(prev)) => prev.push_str(&t),
+                            _ => top.children.push(Node::Text(t)),
+                        }
+                    }
+                }
+                Ev::End => {
+                    let done = stack.pop().ok_or_else(|| protocol("unbalanced XML"))?;
+                    text_len = 0;
+                    match stack.last_mut() {
+                        Some(parent) => parent.children.push(Node::Elem(done)),
+                        None => return Ok(done),
+                    }
+                }
+                Ev::Eof => return Err(protocol("the response ends in the middle of an element")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:n="http://schemas.xmlsoap.org/ws/2004/09/enumeration" xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><s:Header><a:RelatesTo>uuid:R</a:RelatesTo></s:Header><s:Body>"#;
+    const TAIL: &str = "</s:Body></s:Envelope>";
+
+    fn expect<'a>(class: &'a str, arrays: &'a [String]) -> Expect<'a> {
+        Expect { class, arrays, relates_to: Some("uuid:R"), limits: Limits::default() }
+    }
+
+    fn page(body: &str, ex: &Expect<'_>) -> Page {
+        match parse(format!("{HEAD}{body}{TAIL}").as_bytes(), None, ex).unwrap() {
+            Reply::Page(p) => p,
+            Reply::Fault(f) => panic!("unexpected fault {f:?}"),
+        }
+    }
+
+    #[test]
+    fn prefixes_do_not_matter_only_namespaces() {
+        let body = r#"<e:PullResponse xmlns:e="http://schemas.xmlsoap.org/ws/2004/09/enumeration"><e:EnumerationContext>uuid:C</e:EnumerationContext><e:Items><q:XmlFragment xmlns:q="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"><Name>a</Name></q:XmlFragment></e:Items></e:PullResponse>"#;
+        let p = page(body, &expect("C", &[]));
+        assert_eq!(p.context.as_deref(), Some("uuid:C"));
+        assert!(!p.end_of_sequence);
+        assert_eq!(p.items, vec![Instance::new("C").with("Name", Value::String("a".into()))]);
+        // An element with the right local name in the wrong namespace is not Items.
+        let body = r#"<n:PullResponse><x:Items xmlns:x="urn:other"><w:XmlFragment><Name>a</Name></w:XmlFragment></x:Items><w:EndOfSequence/></n:PullResponse>"#;
+        let p = page(body, &expect("C", &[]));
+        assert!(p.items.is_empty());
+        assert!(p.end_of_sequence);
+    }
+
+    #[test]
+    fn nil_arrays_references_datetimes_and_embedded() {
+        let body = r#"<n:PullResponse><n:Items><w:XmlFragment xmlns:cim="http://schemas.dmtf.org/wbem/wscim/1/common"><A xsi:nil="true"/><B>1</B><B>2</B><C>x</C><D><cim:Datetime>2013-04-15T16:28:43.488171Z</cim:Datetime></D><E><cim:Interval>P1DT2H</cim:Interval></E><F><a:Address>http://a</a:Address><a:ReferenceParameters><w:ResourceURI>http://r/Win32_Disk</w:ResourceURI><w:SelectorSet><w:Selector Name="DeviceID">C:&amp;</w:Selector></w:SelectorSet></a:ReferenceParameters></F><G xsi:type="p:Win32_Inner_Type"><X>1</X></G><H>&lt;&#65;&gt;</H></w:XmlFragment></n:Items><n:EndOfSequence/></n:PullResponse>"#;
+        let arrays = vec!["c".to_string()];
+        let p = page(body, &expect("Q", &arrays));
+        let i = &p.items[0];
+        let names: Vec<_> = i.properties.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["A", "B", "C", "D", "E", "F", "G", "H"]);
+        assert_eq!(i.get("A"), Some(&Value::Null));
+        assert_eq!(i.get("B"), Some(&Value::Array(vec![Value::String("1".into()), Value::String("2".into())])));
+        assert_eq!(i.get("C"), Some(&Value::Array(vec![Value::String("x".into())])));
+        assert_eq!(i.get("D").map(|v| v.to_string()).as_deref(), Some("2013-04-15T16:28:43.488171Z"));
+        assert_eq!(i.get("E"), Some(&Value::Interval(Interval { microseconds: 93_600_000_000 })));
+        let Some(Value::Reference(r)) = i.get("F") else { panic!("not a reference: {i}") };
+        assert_eq!(r.address.as_deref(), Some("http://a"));
+        assert_eq!(r.resource_uri, "http://r/Win32_Disk");
+        assert_eq!(r.selectors, vec![("DeviceID".to_string(), "C:&".to_string())]);
+        let Some(Value::Instance(g)) = i.get("G") else { panic!("not an instance") };
+        assert_eq!(g.class_name, "Win32_Inner");
+        assert_eq!(g.get("X"), Some(&Value::String("1".into())));
+        assert_eq!(i.get("H"), Some(&Value::String("<A>".into())));
+    }
+
+    #[test]
+    fn class_knowledge_types_values_and_makes_arrays() {
+        use crate::cim::schema::PropertySchema;
+        let prop = |name: &str, cim_type, is_array| PropertySchema { name: name.into(), cim_type, is_array };
+        let class = ClassSchema {
+            name: "T".into(),
+            superclass: None,
+            properties: vec![
+                prop("Size", CimType::UInt64, false),
+                prop("Ok", CimType::Boolean, false),
+                prop("Roles", CimType::String, true),
+                prop("When", CimType::DateTime, false),
+                prop("Odd", CimType::UInt8, false),
+            ],
+        };
+        let tree = Elem {
+            ns: None,
+            local: "XmlFragment".into(),
+            attrs: Vec::new(),
+            children: [
+                "Size:18446744073709551615",
+                "Ok:TRUE",
+                "Roles:a",
+                "When:20130319054036.500000-420",
+                "Odd:300",
+                "Free:x",
+            ]
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.split_once(':').unwrap();
+                Node::Elem(Elem { ns: None, local: k.into(), attrs: Vec::new(), children: vec![Node::Text(v.into())] })
+            })
+            .collect(),
+        };
+        let i = instance(&tree, "T", Some(&class), &[], &Limits::default()).unwrap();
+        assert_eq!(i.get("Size"), Some(&Value::UInt64(u64::MAX)));
+        assert_eq!(i.get("Ok"), Some(&Value::Bool(true)));
+        assert_eq!(i.get("Roles"), Some(&Value::Array(vec![Value::String("a".into())])));
+        assert_eq!(i.get("When").map(Value::to_string).as_deref(), Some("2013-03-19T05:40:36.500000-07:00"));
+        // Text the table's type cannot hold stays text; unknown properties stay text.
+        assert_eq!(i.get("Odd"), Some(&Value::String("300".into())));
+        assert_eq!(i.get("Free"), Some(&Value::String("x".into())));
+    }
+
+    #[test]
+    fn line_ends_are_normalized_but_char_refs_kept() {
+        let body = "<n:PullResponse><n:Items><w:XmlFragment><D>a\r\nb\rc&#13;&#10;d</D></w:XmlFragment></n:Items></n:PullResponse>";
+        let p = page(body, &expect("C", &[]));
+        assert_eq!(p.items[0].get("D"), Some(&Value::String("a\nb\nc\r\nd".into())));
+    }
+
+    #[test]
+    fn epr_items_become_key_instances() {
+        let body = r#"<n:EnumerateResponse><n:EnumerationContext/><w:Items><a:EndpointReference><a:Address>http://x</a:Address><a:ReferenceParameters><w:ResourceURI>http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/Win32_Service</w:ResourceURI><w:SelectorSet><w:Selector Name="Name">Spooler</w:Selector><w:Selector Name="__cimnamespace">root/cimv2</w:Selector></w:SelectorSet></a:ReferenceParameters></a:EndpointReference></w:Items><w:EndOfSequence/></n:EnumerateResponse>"#;
+        let p = page(body, &expect("Win32_Service", &[]));
+        assert_eq!(p.context, None);
+        assert_eq!(p.items, vec![Instance::new("Win32_Service").with("Name", Value::String("Spooler".into()))]);
+    }
+
+    #[test]
+    fn get_response_is_the_instance() {
+        let body = r#"<p:Win32_OS xmlns:p="http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/Win32_OS"><p:Caption>W</p:Caption></p:Win32_OS>"#;
+        let p = page(body, &expect("Win32_OS", &[]));
+        assert!(p.end_of_sequence);
+        assert_eq!(p.items[0].class_name, "Win32_OS");
+    }
+
+    #[test]
+    fn relates_to_must_match() {
+        let body = format!("{HEAD}<n:PullResponse><n:EndOfSequence/></n:PullResponse>{TAIL}");
+        let mut ex = expect("C", &[]);
+        ex.relates_to = Some("uuid:OTHER");
+        assert_eq!(parse(body.as_bytes(), None, &ex).unwrap_err().category, Category::ProtocolError);
+        let no_header = body.replace("<a:RelatesTo>uuid:R</a:RelatesTo>", "");
+        assert!(parse(no_header.as_bytes(), None, &ex).is_err());
+        ex.relates_to = Some("uuid:r");
+        assert!(parse(body.as_bytes(), None, &ex).is_ok());
+    }
+
+    #[test]
+    fn utf16_bodies_by_bom_and_charset() {
+        let xml = format!(
+            "{HEAD}<n:PullResponse><n:Items><w:XmlFragment><N>é€😀</N></w:XmlFragment></n:Items><n:EndOfSequence/></n:PullResponse>{TAIL}"
+        );
+        let le: Vec<u8> = xml.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        let be: Vec<u8> = xml.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+        let ex = expect("C", &[]);
+        let with_bom = [&[0xFF, 0xFE][..], &le].concat();
+        for (body, ct) in [
+            (with_bom.as_slice(), None),
+            (le.as_slice(), Some("application/soap+xml;charset=UTF-16")),
+            (be.as_slice(), Some("application/soap+xml; charset=\"utf-16\"")),
+            (be.as_slice(), Some("application/soap+xml;charset=utf-16be")),
+        ] {
+            let Reply::Page(p) = parse(body, ct, &ex).unwrap() else { panic!() };
+            assert_eq!(p.items[0].get("N"), Some(&Value::String("é€😀".into())));
+        }
+        assert!(parse(&le, None, &ex).is_err());
+        assert!(parse(&le[1..], Some("text/xml;charset=utf-16"), &ex).is_err());
+    }
+
+    #[test]
+    fn limits_and_hostile_input() {
+        let ex = expect("C", &[]);
+        let dtd = format!("<!DOCTYPE x [<!ENTITY a \"b\">]>{HEAD}<n:PullResponse/>{TAIL}");
+        assert!(parse(dtd.as_bytes(), None, &ex).unwrap_err().message.contains("DTD"));
+        let ent = format!(
+            "{HEAD}<n:PullResponse><n:Items><w:XmlFragment><N>&a;</N></w:XmlFragment></n:Items></n:PullResponse>{TAIL}"
+        );
+        assert!(parse(ent.as_bytes(), None, &ex).unwrap_err().message.contains("entity"));
+        let deep = format!("{HEAD}{}{}{TAIL}", "<x>".repeat(100), "</x>".repeat(100));
+        assert!(parse(deep.as_bytes(), None, &ex).unwrap_err().message.contains("deeper"));
+        let mut small = expect("C", &[]);
+        small.limits.max_properties = 2;
+        let wide = format!(
+            "{HEAD}<n:PullResponse><n:Items><w:XmlFragment><A/><B/><C/></w:XmlFragment></n:Items></n:PullResponse>{TAIL}"
+        );
+        assert!(parse(wide.as_bytes(), None, &small).is_err());
+        small.limits.max_body_bytes = 10;
+        assert!(parse(wide.as_bytes(), None, &small).unwrap_err().message.contains("exceeds"));
+        for garbage in ["", "not xml", "<a><b></a>", "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\">"]
+        {
+            assert_eq!(parse(garbage.as_bytes(), None, &ex).unwrap_err().category, Category::ProtocolError);
+        }
+    }
+}

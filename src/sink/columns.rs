@@ -1,0 +1,134 @@
+//! The fixed columns of a CSV file or a table, and how each instance maps onto them.
+
+use crate::cim::{Instance, Value};
+
+use super::value::{COMPUTER_COLUMN, is_repeat};
+
+/// Property columns (after `PSComputerName`), fixed by the first row of a file.
+#[derive(Debug, Clone)]
+pub(crate) struct Columns {
+    names: Vec<String>,
+    warned_extra: bool,
+    /// Where the output goes, for the one warning about dropped properties.
+    label: String,
+}
+
+impl Columns {
+    /// The query's property list if it has one, otherwise the first instance's properties; a
+    /// name is spelled as the instance spells it when it has the property (WMI is
+    /// case-insensitive, and its own spelling is the canonical one).
+    pub(crate) fn from_first(properties: &[String], first: &Instance, label: &str) -> Columns {
+        let source: Vec<String> = if properties.is_empty() {
+            first.properties.iter().map(|p| p.name.clone()).collect()
+        } else {
+            properties.to_vec()
+        };
+        let names = (0..source.len())
+            .filter(|&i| !is_repeat(&source, i))
+            .filter_map(|i| source.get(i))
+            .map(|n| match first.properties.iter().find(|p| p.name.eq_ignore_ascii_case(n)) {
+                Some(p) => p.name.clone(),
+                None => n.clone(),
+            })
+            .collect();
+        Columns { names, warned_extra: false, label: label.to_string() }
+    }
+
+    /// Columns already fixed, e.g. read back from the header of a file being continued.
+    pub(crate) fn fixed(names: Vec<String>, label: &str) -> Columns {
+        Columns { names, warned_extra: false, label: label.to_string() }
+    }
+
+    /// Every column name, `PSComputerName` first.
+    pub(crate) fn header(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(COMPUTER_COLUMN).chain(self.names.iter().map(String::as_str))
+    }
+
+    /// The number of columns, `PSComputerName` included.
+    pub(crate) fn len(&self) -> usize {
+        self.names.len() + 1
+    }
+
+    /// The instance's value for each property column, in column order (`None` when it lacks
+    /// the property). Properties that have no column are dropped, with one warning per file:
+    /// a CSV row cannot grow columns after its header is written.
+    pub(crate) fn row<'i>(&mut self, instance: &'i Instance) -> Vec<Option<&'i Value>> {
+        let props = &instance.properties;
+        let mut out = Vec::with_capacity(self.names.len());
+        let mut matched = 0usize;
+        // Rows of one class usually list properties in the same order as the columns, so look
+        // where the previous match ended first, and only then scan.
+        let mut hint = 0usize;
+        for name in &self.names {
+            let at = match props.get(hint) {
+                Some(p) if p.name.eq_ignore_ascii_case(name) => Some(hint),
+                _ => props.iter().position(|p| p.name.eq_ignore_ascii_case(name)),
+            };
+            match at.and_then(|i| props.get(i).map(|p| (i, p))) {
+                Some((i, p)) => {
+                    matched += 1;
+                    hint = i + 1;
+                    out.push(Some(&p.value));
+                }
+                None => out.push(None),
+            }
+        }
+        if !self.warned_extra {
+            let own = props.iter().filter(|p| !p.name.eq_ignore_ascii_case(COMPUTER_COLUMN)).count();
+            if own > matched {
+                self.warned_extra = true;
+                let extra: Vec<&str> = props
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .filter(|n| !n.eq_ignore_ascii_case(COMPUTER_COLUMN))
+                    .filter(|n| !self.names.iter().any(|c| c.eq_ignore_ascii_case(n)))
+                    .collect();
+                tracing::warn!(
+                    output = %self.label,
+                    dropped = ?extra,
+                    "properties not in the columns fixed by the first row are left out of this output"
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(names: &[&str]) -> Instance {
+        let mut i = Instance::new("C");
+        for (n, name) in names.iter().enumerate() {
+            i.push(*name, Value::UInt32(n as u32));
+        }
+        i
+    }
+
+    #[test]
+    fn first_instance_fixes_columns() {
+        let c = Columns::from_first(&[], &inst(&["B", "A", "PSComputerName"]), "t");
+        assert_eq!(c.header().collect::<Vec<_>>(), ["PSComputerName", "B", "A"]);
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn query_list_wins_and_takes_instance_spelling() {
+        let props = ["name".to_string(), "Gone".into(), "NAME".into()];
+        let c = Columns::from_first(&props, &inst(&["Other", "Name"]), "t");
+        assert_eq!(c.header().collect::<Vec<_>>(), ["PSComputerName", "Name", "Gone"]);
+    }
+
+    #[test]
+    fn rows_map_by_name_in_any_order() {
+        let mut c = Columns::from_first(&[], &inst(&["A", "B", "C"]), "t");
+        let later = inst(&["c", "X", "a"]);
+        let row = c.row(&later);
+        assert_eq!(row, vec![Some(&Value::UInt32(2)), None, Some(&Value::UInt32(0))]);
+        assert!(c.warned_extra, "X has no column");
+        let mut quiet = Columns::from_first(&[], &inst(&["A", "B"]), "t");
+        quiet.row(&inst(&["B", "PSComputerName"]));
+        assert!(!quiet.warned_extra);
+    }
+}

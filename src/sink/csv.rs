@@ -1,0 +1,230 @@
+//! RFC 4180 CSV: UTF-8 without a BOM, CRLF line ends, a header row, quoting only when needed.
+
+use std::io::{self, Write};
+
+use crate::cim::Instance;
+
+use super::columns::Columns;
+use super::value::write_text;
+
+/// Settings of the CSV writer.
+#[derive(Debug, Clone)]
+pub struct CsvOptions {
+    /// Joins the items of array values in one cell (default `;`).
+    pub array_separator: String,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions { array_separator: ";".to_string() }
+    }
+}
+
+/// Writes instances as CSV rows to any `io::Write`.
+///
+/// Columns are `PSComputerName`, then the query's property list in its order if it has one,
+/// otherwise the first instance's properties in their order. Later instances are matched to
+/// the columns by name, case-insensitively: a missing property is an empty cell, and a property
+/// with no column is dropped, with a single `tracing` warning per writer, so every row keeps
+/// the header's column count.
+pub struct CsvWriter<W: Write> {
+    out: csv::Writer<W>,
+    properties: Vec<String>,
+    columns: Option<Columns>,
+    separator: String,
+    label: String,
+    cell: String,
+}
+
+impl<W: Write> CsvWriter<W> {
+    /// A writer that writes the header with the first row.
+    pub fn new(out: W, properties: &[String], options: &CsvOptions) -> CsvWriter<W> {
+        CsvWriter {
+            out: builder().from_writer(out),
+            properties: properties.to_vec(),
+            columns: None,
+            separator: options.array_separator.clone(),
+            label: "csv".to_string(),
+            cell: String::new(),
+        }
+    }
+
+    /// A writer continuing a file whose header (these property columns, after
+    /// `PSComputerName`) is already written.
+    pub(crate) fn resume(out: W, columns: Vec<String>, options: &CsvOptions, label: &str) -> CsvWriter<W> {
+        let mut w = CsvWriter::new(out, &[], options).labelled(label);
+        w.columns = Some(Columns::fixed(columns, label));
+        w
+    }
+
+    /// Names the output in the warning about dropped properties (e.g. the file's path).
+    pub(crate) fn labelled(mut self, label: &str) -> CsvWriter<W> {
+        self.label = label.to_string();
+        self
+    }
+
+    /// Writes one instance as a row (and the header before the first one).
+    pub fn write_row(&mut self, computer: &str, instance: &Instance) -> io::Result<()> {
+        if self.columns.is_none() {
+            let columns = Columns::from_first(&self.properties, instance, &self.label);
+            self.out.write_record(columns.header()).map_err(csv_io)?;
+            self.columns = Some(columns);
+        }
+        let Some(columns) = self.columns.as_mut() else {
+            return Ok(());
+        };
+        self.out.write_field(computer).map_err(csv_io)?;
+        for value in columns.row(instance) {
+            self.cell.clear();
+            if let Some(v) = value {
+                write_text(&mut self.cell, v, &self.separator);
+            }
+            self.out.write_field(&self.cell).map_err(csv_io)?;
+        }
+        self.out.write_record(None::<&[u8]>).map_err(csv_io)
+    }
+
+    /// Flushes and returns the underlying writer. With no rows written and a property list
+    /// given, the header alone is written, so an empty result still names its columns.
+    pub fn finish(mut self) -> io::Result<W> {
+        if self.columns.is_none() && !self.properties.is_empty() {
+            let columns = Columns::from_first(&self.properties, &Instance::default(), &self.label);
+            self.out.write_record(columns.header()).map_err(csv_io)?;
+        }
+        self.out.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+fn builder() -> csv::WriterBuilder {
+    let mut b = csv::WriterBuilder::new();
+    b.has_headers(false).terminator(csv::Terminator::CRLF).quote_style(csv::QuoteStyle::Necessary);
+    b
+}
+
+/// The header's property columns (after `PSComputerName`) of a CSV file this module wrote,
+/// so that a file can be continued.
+pub(crate) fn read_header(input: impl io::Read) -> io::Result<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(input);
+    let mut record = csv::StringRecord::new();
+    if !reader.read_record(&mut record).map_err(csv_io)? {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "the file has no header row"));
+    }
+    let mut fields = record.iter();
+    if fields.next() != Some(super::value::COMPUTER_COLUMN) {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "the header does not start with PSComputerName"));
+    }
+    Ok(fields.map(str::to_string).collect())
+}
+
+/// The csv crate's error as the `io::Error` every writer returns; only its I/O errors can
+/// happen here, the rest (unequal lengths) would be our bug and is kept as a message.
+fn csv_io(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => io,
+        other => io::Error::other(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cim::Value;
+
+    fn s(v: &str) -> Value {
+        Value::String(v.into())
+    }
+
+    fn render(props: &[String], rows: &[(&str, Instance)], options: &CsvOptions) -> String {
+        let mut w = CsvWriter::new(Vec::new(), props, options);
+        for (computer, inst) in rows {
+            w.write_row(computer, inst).unwrap();
+        }
+        String::from_utf8(w.finish().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn exact_bytes_with_quoting() {
+        let a = Instance::new("C")
+            .with("Name", s("plain"))
+            .with("Note", s("say \"hi\", then\nleave"))
+            .with("On", Value::Bool(true));
+        let b = Instance::new("C").with("on", Value::Bool(false)).with("NAME", s("Zürich ✓ 東京"));
+        let out = render(&[], &[("h1", a), ("h,2", b)], &CsvOptions::default());
+        assert_eq!(
+            out,
+            "PSComputerName,Name,Note,On\r\n\
+             h1,plain,\"say \"\"hi\"\", then\nleave\",True\r\n\
+             \"h,2\",Zürich ✓ 東京,,False\r\n"
+        );
+        assert!(!out.starts_with('\u{feff}'));
+    }
+
+    #[test]
+    fn property_list_orders_columns_and_drops_extras() {
+        let props = ["Size".to_string(), "DeviceID".into()];
+        let d = Instance::new("Win32_LogicalDisk")
+            .with("DeviceID", s("C:"))
+            .with("FreeSpace", Value::UInt64(1))
+            .with("Size", Value::UInt64(u64::MAX));
+        let out = render(&props, &[("h", d)], &CsvOptions::default());
+        assert_eq!(out, "PSComputerName,Size,DeviceID\r\nh,18446744073709551615,C:\r\n");
+    }
+
+    #[test]
+    fn arrays_use_the_separator() {
+        let i = Instance::new("C").with("IP", Value::Array(vec![s("10.0.0.1"), s("fe80::1")]));
+        let out = render(&[], &[("h", i)], &CsvOptions { array_separator: " | ".into() });
+        assert_eq!(out, "PSComputerName,IP\r\nh,10.0.0.1 | fe80::1\r\n");
+    }
+
+    #[test]
+    fn empty_result_with_properties_writes_the_header() {
+        assert_eq!(render(&["A".into()], &[], &CsvOptions::default()), "PSComputerName,A\r\n");
+        assert_eq!(render(&[], &[], &CsvOptions::default()), "");
+    }
+
+    #[test]
+    fn resumed_writer_adds_rows_without_header() {
+        let mut w = CsvWriter::resume(Vec::new(), vec!["B".into(), "A".into()], &CsvOptions::default(), "t");
+        w.write_row("h", &Instance::new("C").with("A", Value::UInt8(1))).unwrap();
+        assert_eq!(String::from_utf8(w.finish().unwrap()).unwrap(), "h,,1\r\n");
+    }
+
+    #[test]
+    fn dropped_properties_warn_once_per_writer() {
+        #[derive(Clone, Default)]
+        struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl io::Write for Capture {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let capture = Capture::default();
+        let sink = capture.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || sink.clone()).with_ansi(false).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for file in ["one.csv", "two.csv"] {
+                let mut w = CsvWriter::new(Vec::new(), &["A".into()], &CsvOptions::default()).labelled(file);
+                for _ in 0..3 {
+                    w.write_row("h", &Instance::new("C").with("A", s("1")).with("Extra", s("x"))).unwrap();
+                }
+                assert_eq!(w.finish().unwrap(), b"PSComputerName,A\r\nh,1\r\nh,1\r\nh,1\r\n");
+            }
+        });
+        let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logs.matches("left out of this output").count(), 2, "{logs}");
+        assert!(logs.contains("one.csv") && logs.contains("two.csv") && logs.contains("Extra"), "{logs}");
+    }
+
+    #[test]
+    fn header_reads_back() {
+        let cols = read_header("PSComputerName,\"a,b\",C\r\nh,1,2\r\n".as_bytes()).unwrap();
+        assert_eq!(cols, ["a,b", "C"]);
+        assert!(read_header("".as_bytes()).is_err());
+        assert!(read_header("X,Y\r\n".as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,281 @@
+//! How one CIM value looks in each output: typed JSON, or plain text for CSV and tables.
+
+use std::fmt::Write as _;
+
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+
+use crate::cim::{Instance, Reference, Value};
+
+/// The column every row starts with, as PowerShell names it.
+pub const COMPUTER_COLUMN: &str = "PSComputerName";
+
+/// A value serialized with its type kept: numbers as numbers (NaN and infinities as `null`,
+/// which JSON cannot express), datetimes and intervals as ISO 8601 strings, references as
+/// `{ "ResourceURI", "Selectors", "Address"? }`, embedded instances as objects with `CimClass`.
+pub struct JsonValue<'a>(pub &'a Value);
+
+impl Serialize for JsonValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(v) => s.serialize_bool(*v),
+            Value::SInt8(v) => s.serialize_i8(*v),
+            Value::UInt8(v) => s.serialize_u8(*v),
+            Value::SInt16(v) => s.serialize_i16(*v),
+            Value::UInt16(v) => s.serialize_u16(*v),
+            Value::SInt32(v) => s.serialize_i32(*v),
+            Value::UInt32(v) => s.serialize_u32(*v),
+            Value::SInt64(v) => s.serialize_i64(*v),
+            Value::UInt64(v) => s.serialize_u64(*v),
+            Value::Real32(v) if v.is_finite() => s.serialize_f32(*v),
+            Value::Real64(v) if v.is_finite() => s.serialize_f64(*v),
+            Value::Real32(_) | Value::Real64(_) => s.serialize_unit(),
+            Value::Char16(v) => s.serialize_char(*v),
+            Value::String(v) => s.serialize_str(v),
+            Value::DateTime(v) => s.collect_str(v),
+            Value::Interval(v) => s.collect_str(v),
+            Value::Reference(r) => JsonReference(r).serialize(s),
+            Value::Instance(i) => JsonInstance(i).serialize(s),
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&JsonValue(item))?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+struct JsonReference<'a>(&'a Reference);
+
+impl Serialize for JsonReference<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("ResourceURI", &r.resource_uri)?;
+        map.serialize_entry("Selectors", &Selectors(&r.selectors))?;
+        // Only WS-Man gives an address; leaving it out elsewhere keeps DCOM output identical.
+        if let Some(address) = &r.address {
+            map.serialize_entry("Address", address)?;
+        }
+        map.end()
+    }
+}
+
+struct Selectors<'a>(&'a [(String, String)]);
+
+impl Serialize for Selectors<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// An embedded instance: `{ "CimClass": class, props… }`.
+struct JsonInstance<'a>(&'a Instance);
+
+impl Serialize for JsonInstance<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("CimClass", &self.0.class_name)?;
+        for p in &self.0.properties {
+            // A property spelled like the class key would make a duplicate JSON key.
+            if !p.name.eq_ignore_ascii_case("CimClass") {
+                map.serialize_entry(&p.name, &JsonValue(&p.value))?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// One output row as a JSON object: `PSComputerName` first, then the properties.
+///
+/// With a non-empty `properties` list the row has exactly those, in that order (a property the
+/// instance lacks is `null`, extra ones are left out), so every row of a query has the same
+/// keys; otherwise the instance's own properties in their order.
+pub struct JsonRow<'a> {
+    pub computer: &'a str,
+    pub instance: &'a Instance,
+    pub properties: &'a [String],
+}
+
+impl Serialize for JsonRow<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry(COMPUTER_COLUMN, self.computer)?;
+        if self.properties.is_empty() {
+            for p in &self.instance.properties {
+                if !p.name.eq_ignore_ascii_case(COMPUTER_COLUMN) {
+                    map.serialize_entry(&p.name, &JsonValue(&p.value))?;
+                }
+            }
+        } else {
+            for (i, name) in self.properties.iter().enumerate() {
+                if is_repeat(self.properties, i) {
+                    continue;
+                }
+                let found = self.instance.properties.iter().find(|p| p.name.eq_ignore_ascii_case(name));
+                match found {
+                    Some(p) => map.serialize_entry(&p.name, &JsonValue(&p.value))?,
+                    None => map.serialize_entry(name, &JsonValue(&Value::Null))?,
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+/// Whether `names[i]` cannot be a column of its own: it is `PSComputerName` (always the first
+/// column already) or a case-insensitive repeat of an earlier name.
+pub(crate) fn is_repeat(names: &[String], i: usize) -> bool {
+    let Some(name) = names.get(i) else { return true };
+    name.eq_ignore_ascii_case(COMPUTER_COLUMN) || names.iter().take(i).any(|earlier| earlier.eq_ignore_ascii_case(name))
+}
+
+/// Appends the plain-text form of a value, as CSV cells and tables show it: `True`/`False` as
+/// PowerShell writes booleans, null as nothing, datetimes and intervals in ISO 8601, infinities
+/// as .NET spells them, references via their display form, embedded instances as compact JSON,
+/// and array items joined with `separator`.
+pub fn write_text(out: &mut String, value: &Value, separator: &str) {
+    match value {
+        Value::Null => {}
+        Value::Real32(v) => write_real(out, *v, f64::from(*v)),
+        Value::Real64(v) => write_real(out, *v, *v),
+        Value::String(v) => out.push_str(v),
+        Value::Instance(i) => {
+            // Serializing our own types to a String cannot fail: every key is a string.
+            if let Ok(json) = serde_json::to_string(&JsonInstance(i)) {
+                out.push_str(&json);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(separator);
+                }
+                write_text(out, item, separator);
+            }
+        }
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
+/// A real as .NET prints it (what PowerShell's CSV has): the shortest digits that read back to
+/// the same value, in exponent form (`1E+15`, `1E-05`) outside 1e-4 ≤ |v| < 1e15, where plain
+/// digits would run to hundreds of characters. `real` is the value in its own width (an f32's
+/// shortest digits differ from its f64's); `wide` is the same value as f64, for the range checks.
+fn write_real<T: std::fmt::Display + std::fmt::LowerExp>(out: &mut String, real: T, wide: f64) {
+    let magnitude = wide.abs();
+    if wide.is_nan() {
+        out.push_str("NaN");
+    } else if wide.is_infinite() {
+        out.push_str(if wide > 0.0 { "Infinity" } else { "-Infinity" });
+    } else if magnitude != 0.0 && !(1e-4..1e15).contains(&magnitude) {
+        let exp = format!("{real:e}");
+        let (mantissa, power) = exp.split_once('e').unwrap_or((&exp, "0"));
+        let (sign, digits) = match power.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', power),
+        };
+        let _ = write!(out, "{mantissa}E{sign}{digits:0>2}");
+    } else {
+        let _ = write!(out, "{real}");
+    }
+}
+
+/// The plain-text form of a value (see [`write_text`]).
+pub fn text(value: &Value, separator: &str) -> String {
+    let mut s = String::new();
+    write_text(&mut s, value, separator);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cim::{DateTime, Interval};
+
+    fn json(v: &Value) -> String {
+        serde_json::to_string(&JsonValue(v)).unwrap()
+    }
+
+    #[test]
+    fn json_keeps_types() {
+        assert_eq!(json(&Value::UInt64(u64::MAX)), "18446744073709551615");
+        assert_eq!(json(&Value::SInt64(i64::MIN)), "-9223372036854775808");
+        assert_eq!(json(&Value::SInt8(-3)), "-3");
+        assert_eq!(json(&Value::Real32(0.1)), "0.1");
+        assert_eq!(json(&Value::Real64(f64::NAN)), "null");
+        assert_eq!(json(&Value::Real32(f32::NEG_INFINITY)), "null");
+        assert_eq!(json(&Value::Bool(false)), "false");
+        assert_eq!(json(&Value::Char16('"')), r#""\"""#);
+        assert_eq!(json(&Value::Null), "null");
+        assert_eq!(json(&Value::DateTime(DateTime::from_unix(0, 5))), r#""1970-01-01T00:00:00.000005Z""#);
+        assert_eq!(json(&Value::Interval(Interval { microseconds: 90_000_000 })), r#""P0DT0H1M30S""#);
+        assert_eq!(json(&Value::Array(vec![Value::UInt8(1), Value::Null])), "[1,null]");
+    }
+
+    #[test]
+    fn json_reference_and_instance() {
+        let r = Reference {
+            address: None,
+            resource_uri: "http://x/Win32_Service".into(),
+            selectors: vec![("Name".into(), "a\"b".into())],
+        };
+        assert_eq!(
+            json(&Value::Reference(r.clone())),
+            r#"{"ResourceURI":"http://x/Win32_Service","Selectors":{"Name":"a\"b"}}"#
+        );
+        let with_addr = Reference { address: Some("http://h/wsman".into()), ..r };
+        assert!(json(&Value::Reference(with_addr)).ends_with(r#","Address":"http://h/wsman"}"#));
+        let inst = Instance::new("MSFT_X").with("A", Value::UInt16(7)).with("CimClass", Value::Null);
+        assert_eq!(json(&Value::Instance(Box::new(inst))), r#"{"CimClass":"MSFT_X","A":7}"#);
+    }
+
+    #[test]
+    fn row_projects_and_puts_computer_first() {
+        let inst = Instance::new("C")
+            .with("PSComputerName", Value::String("spoof".into()))
+            .with("Name", Value::String("n".into()))
+            .with("Size", Value::UInt64(5));
+        let all = JsonRow { computer: "h1", instance: &inst, properties: &[] };
+        assert_eq!(serde_json::to_string(&all).unwrap(), r#"{"PSComputerName":"h1","Name":"n","Size":5}"#);
+        let props = ["size".to_string(), "Missing".into(), "SIZE".into(), "pscomputername".into()];
+        let some = JsonRow { computer: "h1", instance: &inst, properties: &props };
+        assert_eq!(serde_json::to_string(&some).unwrap(), r#"{"PSComputerName":"h1","Size":5,"Missing":null}"#);
+    }
+
+    #[test]
+    fn text_forms() {
+        let sep = "|";
+        assert_eq!(text(&Value::Bool(true), sep), "True");
+        assert_eq!(text(&Value::Null, sep), "");
+        assert_eq!(text(&Value::Real64(f64::INFINITY), sep), "Infinity");
+        assert_eq!(text(&Value::Real32(f32::NEG_INFINITY), sep), "-Infinity");
+        assert_eq!(text(&Value::Real64(f64::NAN), sep), "NaN");
+        assert_eq!(text(&Value::Real32(1.5), sep), "1.5");
+        assert_eq!(text(&Value::Real32(0.1), sep), "0.1", "an f32's own shortest digits");
+        assert_eq!(text(&Value::Real64(1e14), sep), "100000000000000");
+        assert_eq!(text(&Value::Real64(1e15), sep), "1E+15");
+        assert_eq!(text(&Value::Real64(-2.5e300), sep), "-2.5E+300");
+        assert_eq!(text(&Value::Real64(0.0001), sep), "0.0001");
+        assert_eq!(text(&Value::Real64(0.00001), sep), "1E-05");
+        assert_eq!(text(&Value::Real32(3.4e38), sep), "3.4E+38");
+        assert_eq!(text(&Value::Real64(-0.0), sep), "-0");
+        assert_eq!(
+            text(&Value::Array(vec![Value::String("a".into()), Value::Null, Value::Bool(false)]), sep),
+            "a||False"
+        );
+        let inst = Instance::new("K").with("V", Value::Array(vec![Value::UInt8(1)]));
+        assert_eq!(text(&Value::Instance(Box::new(inst)), sep), r#"{"CimClass":"K","V":[1]}"#);
+        let r =
+            Reference { address: None, resource_uri: "Win32_Disk".into(), selectors: vec![("K".into(), "v".into())] };
+        assert_eq!(text(&Value::Reference(r), sep), "Win32_Disk?K=v");
+    }
+}
