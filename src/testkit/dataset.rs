@@ -383,7 +383,7 @@ impl Gen {
         let serial = format!("{}-{}", rng.hex(8), rng.hex(8));
         let release = 1_500_000_000 + rng.below(200_000_000) as i64;
         Props::new("Win32_BIOS")
-            .strings("BiosCharacteristics", &["4", "7", "8", "9", "10", "11", "12", "14", "15"].map(String::from))
+            .v("BiosCharacteristics", Value::Array([4u16, 7, 8, 9, 10, 11, 12, 14, 15].map(Value::UInt16).to_vec()))
             .strings("BIOSVersion", &[format!("{} - 1", maker.split(',').next().unwrap_or(maker)), version.clone()])
             .s("Caption", &version)
             .s("Description", &version)
@@ -587,7 +587,6 @@ impl Gen {
             .s("Caption", display)
             .v("CheckPoint", Value::UInt32(0))
             .s("CreationClassName", "Win32_Service")
-            .s("DelayedAutoStart", "")
             .s("Description", format!("Provides {display} functionality."))
             .v("DesktopInteract", Value::Bool(false))
             .s("DisplayName", display)
@@ -1119,6 +1118,52 @@ mod tests {
                 assert!(seen.insert(key.clone()), "{class} duplicate key {key:?}");
             }
         }
+    }
+
+    /// The dataset's names, CIM types and array shapes agree with the built-in class table
+    /// (written from the Windows MOF), so clients type what they receive the same way.
+    #[test]
+    fn properties_match_the_class_table() {
+        use crate::cim::schema::{self, CimType};
+        let mut problems = Vec::new();
+        for i in 0..5 {
+            let h = Host::generate(&format!("schema{i}.corp"), i);
+            for (class, instances) in h.classes() {
+                let Some(schema) = schema::class(class) else {
+                    problems.push(format!("{class}: not in the class table"));
+                    continue;
+                };
+                for inst in instances {
+                    for p in &inst.properties {
+                        let Some(ps) = schema.property(&p.name) else {
+                            problems.push(format!("{class}.{}: not in the class table", p.name));
+                            continue;
+                        };
+                        let (is_array, sample) = match &p.value {
+                            Value::Array(items) => (true, items.first()),
+                            v => (false, Some(v)),
+                        };
+                        if is_array != ps.is_array && !p.value.is_null() {
+                            problems.push(format!("{class}.{}: array {is_array}, table says {}", p.name, ps.is_array));
+                        }
+                        let Some(v) = sample.filter(|v| !v.is_null()) else { continue };
+                        let ty = match ps.cim_type {
+                            CimType::DateTime => "datetime",
+                            other => match other.parse_text("0").or_else(|| other.parse_text("x")) {
+                                Some(parsed) => parsed.type_name(),
+                                None => "?",
+                            },
+                        };
+                        if v.type_name() != ty {
+                            problems.push(format!("{class}.{}: {} but the table says {:?}", p.name, v.type_name(), ps.cim_type));
+                        }
+                    }
+                }
+            }
+        }
+        problems.sort();
+        problems.dedup();
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 
     #[test]
