@@ -9,13 +9,13 @@ use std::time::Duration;
 use cimrun::cim::{Instance, Value};
 use cimrun::protocol::wsman::session::{ConnectFn, WsManConnector};
 use cimrun::protocol::wsman::transport::connect;
-use cimrun::protocol::{AuthMechanism, Connector, Credential, Endpoint, ProtocolKind, QuerySpec};
-use cimrun::testkit::{HostConfig, TestServer, dataset};
+use cimrun::protocol::{AuthMechanism, Category, Connector, Credential, Endpoint, ProtocolKind, QuerySpec};
+use cimrun::testkit::{Fault, HostConfig, TestServer, dataset};
 use futures::StreamExt;
 use secrecy::SecretString;
 
-fn endpoint(server: &TestServer) -> Endpoint {
-    let addr = server.addr(0).expect("host");
+fn endpoint(server: &TestServer, i: usize) -> Endpoint {
+    let addr = server.addr(i).expect("host");
     let mut e = Endpoint::local();
     e.protocol = ProtocolKind::WsMan;
     e.computer = Some(addr.ip().to_string());
@@ -47,7 +47,7 @@ async fn every_class_arrives_typed_through_the_whole_stack() {
     let host = server.config(0).expect("host").dataset();
     let connect: ConnectFn = Arc::new(|e: &Endpoint| connect(e));
     let connector = WsManConnector::new(connect);
-    let mut session = connector.open(&endpoint(&server)).await.expect("session opens");
+    let mut session = connector.open(&endpoint(&server, 0)).await.expect("session opens");
     for class in dataset::CLASSES {
         let query = QuerySpec::class(class);
         let pages: Vec<_> = session.enumerate(&query).collect().await;
@@ -66,4 +66,69 @@ async fn every_class_arrives_typed_through_the_whole_stack() {
     assert_eq!(stats.open_contexts, 0);
     assert_eq!(stats.count("Enumerate"), dataset::CLASSES.len() as u64);
     assert_eq!(stats.sealed_requests, stats.requests.values().sum::<u64>());
+}
+
+#[tokio::test]
+async fn a_wql_query_is_filtered_by_the_server() {
+    let server = TestServer::builder().host(HostConfig::new("q1").seed(5).allow_unencrypted(false)).start().expect("server");
+    let host = server.config(0).expect("host").dataset();
+    let text = "SELECT Name, State FROM Win32_Service WHERE StartMode = 'Auto' AND NOT Name LIKE '[a-m]%'";
+    let mut query = QuerySpec::class("Win32_Service");
+    query.wql = cimrun::wql::parse(text).expect("query");
+    query.needs_filter = true;
+    let connect: ConnectFn = Arc::new(|e: &Endpoint| connect(e));
+    let mut session = WsManConnector::new(connect).open(&endpoint(&server, 0)).await.expect("session");
+    let got: Vec<Instance> = session.enumerate(&query).collect::<Vec<_>>().await.into_iter().flat_map(|p| p.expect("page")).collect();
+    let names = ["Name".to_string(), "State".to_string()];
+    let want: Vec<Instance> = host
+        .class("Win32_Service")
+        .expect("class")
+        .iter()
+        .filter(|i| query.wql.filter.as_ref().is_some_and(|f| f.matches(i)))
+        .map(|i| i.project(&names))
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    session.close().await.expect("close");
+}
+
+/// Each fault ends the query with the category a user acts on.
+#[tokio::test]
+async fn faults_reach_the_session_as_their_categories() {
+    let cases = [
+        (Fault::InvalidClass, Category::InvalidClass),
+        (Fault::AccessDenied, Category::AccessDenied),
+        (Fault::QuotaExceeded, Category::QuotaExceeded),
+        (Fault::EnvelopeTooLarge, Category::EnvelopeTooLarge),
+        (Fault::TimedOutOnce, Category::TimedOut),
+        (Fault::GarbageXml, Category::ProtocolError),
+        (Fault::ResetAfterPulls(1), Category::ConnectionFailed),
+        (Fault::WrongPassword, Category::AuthFailed),
+        (Fault::Refuse, Category::Unreachable),
+    ];
+    let server = TestServer::builder()
+        .hosts(cases.iter().enumerate().map(|(i, (f, _))| HostConfig::new(format!("f{i}")).fault(f.clone()).allow_unencrypted(false)))
+        .start()
+        .expect("server");
+    let connect: ConnectFn = Arc::new(|e: &Endpoint| connect(e));
+    let connector = WsManConnector::new(connect);
+    let query = QuerySpec::class("Win32_Service");
+    for (i, (fault, want)) in cases.iter().enumerate() {
+        let error = match connector.open(&endpoint(&server, i)).await {
+            Err(e) => e,
+            Ok(mut session) => {
+                let results: Vec<_> = session.enumerate(&query).collect().await;
+                let _ = session.close().await;
+                results.into_iter().find_map(Result::err).unwrap_or_else(|| panic!("{fault:?}: no error"))
+            }
+        };
+        assert_eq!(error.category, *want, "{fault:?}: {error}");
+        // Nothing is left open on the server: the enumeration cut by the reset was Released
+        // over a new connection, as MS-WSMV asks of an abandoned enumeration.
+        let stats = server.stats(i).expect("host");
+        assert_eq!(stats.open_contexts, 0, "{fault:?}: {stats:?}");
+        if let Fault::ResetAfterPulls(_) = fault {
+            assert_eq!((stats.resets, stats.releases, stats.connections), (1, 1, 2), "{stats:?}");
+        }
+    }
 }

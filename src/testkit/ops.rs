@@ -172,12 +172,13 @@ pub(crate) fn enumerate(data: &dataset::Host, contexts: &mut Enumerations, reque
     Ok(render::envelope(action, relates, &body))
 }
 
-pub(crate) fn pull(contexts: &mut Enumerations, request: &Request) -> Result<String, render::Fault> {
+/// Answers a Pull with up to MaxElements items, at most `max_page`.
+pub(crate) fn pull(contexts: &mut Enumerations, request: &Request, max_page: u32) -> Result<String, render::Fault> {
     let ctx = request.context.as_deref().unwrap_or_default();
     let Some(mut en) = contexts.0.remove(ctx) else {
         return Err(faults::invalid_enumeration_context());
     };
-    let max_items = request.max_elements.unwrap_or(1).max(1) as usize;
+    let max_items = request.max_elements.unwrap_or(1).clamp(1, max_page.max(1)) as usize;
     let (xml, taken) = page(&en.items, en.pos, max_items, max_envelope(request), &en.shape);
     if taken == 0 && en.pos < en.items.len() {
         contexts.0.insert(ctx.to_string(), en);

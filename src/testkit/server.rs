@@ -87,6 +87,9 @@ pub struct HostConfig {
     pub allow_unencrypted: bool,
     /// Added before every HTTP response (simulated round-trip time).
     pub latency: Duration,
+    /// The most items one Pull returns whatever MaxElements asks: WinRM's WMI plugin hands
+    /// out about 50 (default 50).
+    pub max_page: u32,
     pub fault: Option<Fault>,
 }
 
@@ -105,6 +108,7 @@ impl HostConfig {
             negotiate: true,
             allow_unencrypted: true,
             latency: Duration::ZERO,
+            max_page: 50,
             fault: None,
         }
     }
@@ -155,6 +159,12 @@ impl HostConfig {
     /// Sets the per-response latency.
     pub fn latency(mut self, latency: Duration) -> HostConfig {
         self.latency = latency;
+        self
+    }
+
+    /// Sets the most items per Pull.
+    pub fn max_page(mut self, items: u32) -> HostConfig {
+        self.max_page = items.max(1);
         self
     }
 
@@ -677,7 +687,7 @@ async fn answer(state: &HostState, body: &[u8]) -> Result<Answer, ResetConnectio
     }
     let result = match request.operation {
         Operation::Enumerate => ops::enumerate(state.data(), &mut lock(&state.contexts), &request),
-        Operation::Pull => ops::pull(&mut lock(&state.contexts), &request),
+        Operation::Pull => ops::pull(&mut lock(&state.contexts), &request, state.config.max_page),
         Operation::Release => {
             let released = ops::release(&mut lock(&state.contexts), &request);
             if released.is_ok() {
