@@ -55,38 +55,8 @@ pub struct Host {
 impl Host {
     /// Generates the host `name` deterministically from `name` and `seed`.
     pub fn generate(name: &str, seed: u64) -> Host {
-        let mut rng = Rng::new(name, seed);
-        let cs_name = computer_name(name);
-        let g = Gen { name: cs_name.clone(), domain: domain_of(name), os: *rng.pick(OS_RELEASES) };
-        let boot = 1_700_000_000 + rng.below(30_000_000) as i64;
-        let processors = 1 + rng.below(2) as usize;
-        let cores = [1u32, 2, 4, 8][rng.below(4) as usize];
-        let memory_kb = [4u64, 8, 16, 32, 64][rng.below(5) as usize] * 1024 * 1024;
-        let os = g.operating_system(&mut rng, boot, memory_kb);
-        let cs = g.computer_system(&mut rng, processors as u32, cores, memory_kb);
-        let product = g.product(&mut rng);
-        let bios = g.bios(&mut rng);
-        let cpus = (0..processors).map(|i| g.processor(&mut rng, i, cores)).collect();
-        let disks = g.logical_disks(&mut rng);
-        let services = g.services(&mut rng);
-        let nics = g.network_adapters(&mut rng);
-        let hotfixes = g.hotfixes(&mut rng);
-        let processes = g.processes(&mut rng, boot);
-        Host {
-            name: cs_name,
-            classes: vec![
-                ("Win32_OperatingSystem", vec![os]),
-                ("Win32_ComputerSystem", vec![cs]),
-                ("Win32_ComputerSystemProduct", vec![product]),
-                ("Win32_BIOS", vec![bios]),
-                ("Win32_Processor", cpus),
-                ("Win32_LogicalDisk", disks),
-                ("Win32_Service", services),
-                ("Win32_NetworkAdapterConfiguration", nics),
-                ("Win32_QuickFixEngineering", hotfixes),
-                ("Win32_Process", processes),
-            ],
-        }
+        let classes = CLASSES.iter().map(|c| (*c, generate_class(name, seed, c).unwrap_or_default())).collect();
+        Host { name: computer_name(name), classes }
     }
 
     /// The instances of `class` (case-insensitive), or `None` if the host has no such class.
@@ -105,17 +75,42 @@ impl Host {
     }
 }
 
+/// The instances of one class of the host `name`, generated alone: the same instances
+/// [`Host::generate`] lists for it, at a fraction of the cost, so a large fleet can generate
+/// what a query asks for and keep nothing per host. `None` for a class hosts do not have.
+pub fn generate_class(name: &str, seed: u64, class: &str) -> Option<Vec<Instance>> {
+    let class = *CLASSES.iter().find(|c| c.eq_ignore_ascii_case(class))?;
+    let g = Gen::new(name, seed);
+    // Each class draws from its own stream, so it does not depend on which others were made.
+    let mut rng = Rng::new(name, seed ^ fnv1a(class));
+    let rng = &mut rng;
+    Some(match class {
+        "Win32_OperatingSystem" => vec![g.operating_system(rng)],
+        "Win32_ComputerSystem" => vec![g.computer_system(rng)],
+        "Win32_ComputerSystemProduct" => vec![g.product(rng)],
+        "Win32_BIOS" => vec![g.bios(rng)],
+        "Win32_Processor" => (0..g.processors).map(|i| g.processor(rng, i as usize)).collect(),
+        "Win32_LogicalDisk" => g.logical_disks(rng),
+        "Win32_Service" => g.services(rng),
+        "Win32_NetworkAdapterConfiguration" => g.network_adapters(rng),
+        "Win32_QuickFixEngineering" => g.hotfixes(rng),
+        _ => g.processes(rng),
+    })
+}
+
+fn fnv1a(text: &str) -> u64 {
+    text.to_ascii_lowercase()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// SplitMix64 seeded from FNV-1a of the host name: tiny, fast and stable across platforms and
 /// releases, which a general-purpose RNG crate does not promise for its seeded output.
 struct Rng(u64);
 
 impl Rng {
     fn new(name: &str, seed: u64) -> Rng {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in name.to_ascii_lowercase().bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        Rng(h ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        Rng(fnv1a(name) ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
     }
 
     fn next(&mut self) -> u64 {
@@ -193,11 +188,19 @@ fn dt_micros(secs: i64, micros: u32) -> Value {
     Value::DateTime(DateTime::from_unix(secs, micros))
 }
 
+/// What every class of a host agrees on, drawn from the host's own stream.
 struct Gen {
     name: String,
     domain: Option<String>,
     /// (Caption, Version, BuildNumber) of the host's Windows release.
     os: (&'static str, &'static str, &'static str),
+    platform: (&'static str, &'static str, &'static str, &'static str),
+    /// Unix time of the last boot.
+    boot: i64,
+    processors: u32,
+    cores: u32,
+    cpu: (&'static str, u32, &'static str),
+    memory_kb: u64,
 }
 
 /// (Caption, Version, BuildNumber) of the Windows releases a fleet typically runs.
@@ -206,6 +209,13 @@ const OS_RELEASES: &[(&str, &str, &str)] = &[
     ("Microsoft Windows Server 2016 Standard", "10.0.14393", "14393"),
     ("Microsoft Windows Server 2019 Datacenter", "10.0.17763", "17763"),
     ("Microsoft Windows Server 2022 Standard", "10.0.20348", "20348"),
+];
+
+/// (Name, MHz, Caption) of common server processors.
+const CPU_MODELS: &[(&str, u32, &str)] = &[
+    ("Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz", 3000, "Intel64 Family 6 Model 85 Stepping 7"),
+    ("Intel(R) Xeon(R) Silver 4214 CPU @ 2.20GHz", 2200, "Intel64 Family 6 Model 85 Stepping 7"),
+    ("AMD EPYC 7763 64-Core Processor", 2450, "AMD64 Family 25 Model 1 Stepping 1"),
 ];
 
 /// (Manufacturer, Model, BIOS manufacturer, BIOS version prefix) of common server platforms.
@@ -217,12 +227,24 @@ const PLATFORMS: &[(&str, &str, &str, &str)] = &[
 ];
 
 impl Gen {
-    fn platform(&self, rng: &mut Rng) -> &'static (&'static str, &'static str, &'static str, &'static str) {
-        rng.pick(PLATFORMS)
+    fn new(name: &str, seed: u64) -> Gen {
+        let mut rng = Rng::new(name, seed);
+        Gen {
+            name: computer_name(name),
+            domain: domain_of(name),
+            os: *rng.pick(OS_RELEASES),
+            platform: *rng.pick(PLATFORMS),
+            boot: 1_700_000_000 + rng.below(30_000_000) as i64,
+            processors: 1 + rng.below(2) as u32,
+            cores: *rng.pick(&[1u32, 2, 4, 8]),
+            cpu: *rng.pick(CPU_MODELS),
+            memory_kb: *rng.pick(&[4u64, 8, 16, 32, 64]) * 1024 * 1024,
+        }
     }
 
-    fn operating_system(&self, rng: &mut Rng, boot: i64, memory_kb: u64) -> Instance {
+    fn operating_system(&self, rng: &mut Rng) -> Instance {
         let (caption, version, build) = self.os;
+        let (boot, memory_kb) = (self.boot, self.memory_kb);
         let install = boot - 86_400 * (30 + rng.below(900) as i64);
         let free_kb = memory_kb / 4 + rng.below(memory_kb / 2);
         Props::new("Win32_OperatingSystem")
@@ -295,8 +317,9 @@ impl Gen {
             .done()
     }
 
-    fn computer_system(&self, rng: &mut Rng, processors: u32, cores: u32, memory_kb: u64) -> Instance {
-        let (maker, model, _, _) = *self.platform(rng);
+    fn computer_system(&self, rng: &mut Rng) -> Instance {
+        let (maker, model, _, _) = self.platform;
+        let (processors, cores, memory_kb) = (self.processors, self.cores, self.memory_kb);
         let (domain, part_of_domain, role) = match &self.domain {
             Some(d) => (d.clone(), true, 3u16),
             None => ("WORKGROUP".to_string(), false, 2u16),
@@ -364,7 +387,7 @@ impl Gen {
     }
 
     fn product(&self, rng: &mut Rng) -> Instance {
-        let (maker, model, _, _) = *self.platform(rng);
+        let (maker, model, _, _) = self.platform;
         Props::new("Win32_ComputerSystemProduct")
             .s("Caption", "Computer System Product")
             .s("Description", "Computer System Product")
@@ -378,7 +401,7 @@ impl Gen {
     }
 
     fn bios(&self, rng: &mut Rng) -> Instance {
-        let (_, _, maker, prefix) = *self.platform(rng);
+        let (_, _, maker, prefix) = self.platform;
         let version = format!("{prefix}{}", rng.below(20) + 1);
         let serial = format!("{}-{}", rng.hex(8), rng.hex(8));
         let release = 1_500_000_000 + rng.below(200_000_000) as i64;
@@ -409,13 +432,9 @@ impl Gen {
             .done()
     }
 
-    fn processor(&self, rng: &mut Rng, index: usize, cores: u32) -> Instance {
-        const MODELS: &[(&str, u32, &str)] = &[
-            ("Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz", 3000, "Intel64 Family 6 Model 85 Stepping 7"),
-            ("Intel(R) Xeon(R) Silver 4214 CPU @ 2.20GHz", 2200, "Intel64 Family 6 Model 85 Stepping 7"),
-            ("AMD EPYC 7763 64-Core Processor", 2450, "AMD64 Family 25 Model 1 Stepping 1"),
-        ];
-        let (name, mhz, caption) = *rng.pick(MODELS);
+    fn processor(&self, rng: &mut Rng, index: usize) -> Instance {
+        let cores = self.cores;
+        let (name, mhz, caption) = self.cpu;
         let maker = if name.starts_with("AMD") { "AuthenticAMD" } else { "GenuineIntel" };
         Props::new("Win32_Processor")
             .v("AddressWidth", Value::UInt16(64))
@@ -793,7 +812,8 @@ impl Gen {
             .collect()
     }
 
-    fn processes(&self, rng: &mut Rng, boot: i64) -> Vec<Instance> {
+    fn processes(&self, rng: &mut Rng) -> Vec<Instance> {
+        let boot = self.boot;
         let mut list: Vec<(&str, u32, u32)> = vec![("System Idle Process", 0, 0), ("System", 4, 0), ("Registry", 100, 4)];
         let mut pid = 300u32;
         let mut next = |rng: &mut Rng| {
@@ -1164,6 +1184,28 @@ mod tests {
         problems.sort();
         problems.dedup();
         assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn classes_generated_alone_equal_the_whole_host() {
+        let h = Host::generate("solo3.corp", 9);
+        for (class, instances) in h.classes() {
+            assert_eq!(generate_class("SOLO3.corp", 9, &class.to_ascii_lowercase()).as_deref(), Some(instances));
+        }
+        assert_eq!(generate_class("solo3.corp", 9, "Win32_Nope"), None);
+    }
+
+    #[test]
+    fn classes_agree_on_the_machine() {
+        for i in 0..10 {
+            let h = Host::generate(&format!("m{i}"), 2);
+            let one = |c: &str, p: &str| h.class(c).and_then(|i| i.first()).and_then(|i| i.get(p)).cloned();
+            let cpus = h.class("Win32_Processor").unwrap();
+            assert_eq!(one("Win32_ComputerSystem", "NumberOfProcessors"), Some(Value::UInt32(cpus.len() as u32)));
+            assert!(cpus.iter().all(|c| c.get("Name") == cpus[0].get("Name")), "one processor model per machine");
+            assert_eq!(one("Win32_ComputerSystem", "Manufacturer"), one("Win32_ComputerSystemProduct", "Vendor"));
+            assert_eq!(one("Win32_ComputerSystem", "Model"), one("Win32_ComputerSystemProduct", "Name"));
+        }
     }
 
     #[test]

@@ -7,7 +7,13 @@ use super::dataset;
 use super::faults;
 use super::render::{self, ItemShape, WMI_URI_PREFIX};
 use super::request::{DIALECT_WQL, Request};
+use super::server::HostConfig;
 use crate::cim::Instance;
+
+/// A class of the host, generated for this request: a fleet keeps nothing per host.
+fn class_of(host: &HostConfig, class: &str) -> Result<Vec<Instance>, render::Fault> {
+    dataset::generate_class(&host.name, host.seed, class).ok_or_else(faults::invalid_class)
+}
 
 /// MaxEnvelopeSize when the request gives none (DSP0226's default).
 const DEFAULT_MAX_ENVELOPE: usize = 153_600;
@@ -89,8 +95,8 @@ fn parse_select(text: &str) -> Result<Target, String> {
 }
 
 /// The instances a target selects, projected to its property list.
-fn select(data: &dataset::Host, target: &Target) -> Result<Vec<Instance>, render::Fault> {
-    let instances = data.class(&target.class).ok_or_else(faults::invalid_class)?;
+fn select(host: &HostConfig, target: &Target) -> Result<Vec<Instance>, render::Fault> {
+    let instances = class_of(host, &target.class)?;
     // WMI rejects a query naming a property the class does not have.
     let mut named: Vec<&str> = target.properties.iter().flatten().map(String::as_str).collect();
     if let Some(cond) = &target.condition {
@@ -101,9 +107,9 @@ fn select(data: &dataset::Host, target: &Target) -> Result<Vec<Instance>, render
     if let Some(missing) = named.iter().find(|n| unknown(n)) {
         return Err(faults::invalid_query(&format!("(no property {missing})")));
     }
-    let selected = instances.iter().filter(|i| target.condition.as_ref().is_none_or(|c| c.matches(i)));
+    let selected = instances.into_iter().filter(|i| target.condition.as_ref().is_none_or(|c| c.matches(i)));
     Ok(match &target.properties {
-        None => selected.cloned().collect(),
+        None => selected.collect(),
         Some(names) => selected.map(|i| i.project(names)).collect(),
     })
 }
@@ -146,9 +152,9 @@ fn max_envelope(request: &Request) -> usize {
     request.max_envelope_size.map_or(DEFAULT_MAX_ENVELOPE, |n| n as usize).min(SERVER_MAX_ENVELOPE)
 }
 
-pub(crate) fn enumerate(data: &dataset::Host, contexts: &mut Enumerations, request: &Request) -> Result<String, render::Fault> {
+pub(crate) fn enumerate(host: &HostConfig, contexts: &mut Enumerations, request: &Request) -> Result<String, render::Fault> {
     let target = target(request)?;
-    let items = select(data, &target)?;
+    let items = select(host, &target)?;
     let shape = item_shape(request, &target);
     let action = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/EnumerateResponse";
     // Windows answers an optimized Enumerate with the first item only and leaves the rest to Pull.
@@ -207,12 +213,12 @@ pub(crate) fn release(contexts: &mut Enumerations, request: &Request) -> Result<
     Ok(render::envelope(action, request.message_id.as_deref(), ""))
 }
 
-pub(crate) fn get(data: &dataset::Host, request: &Request) -> Result<String, render::Fault> {
+pub(crate) fn get(host: &HostConfig, request: &Request) -> Result<String, render::Fault> {
     let target = target(request)?;
     if target.properties.is_some() || target.condition.is_some() {
         return Err(faults::invalid_request("Get addresses a class, not a query"));
     }
-    let instances = data.class(&target.class).ok_or_else(faults::invalid_class)?;
+    let instances = class_of(host, &target.class)?;
     let selectors: Vec<&(String, String)> =
         request.selectors.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("__cimnamespace")).collect();
     let keys = dataset::key_properties(&target.class);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -444,7 +444,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct HostState {
     config: HostConfig,
     addr: SocketAddr,
-    data: OnceLock<dataset::Host>,
     stats: Mutex<HostStats>,
     contexts: Mutex<Enumerations>,
     timed_out_sent: AtomicBool,
@@ -455,16 +454,10 @@ impl HostState {
         HostState {
             config,
             addr,
-            data: OnceLock::new(),
             stats: Mutex::new(HostStats::default()),
             contexts: Mutex::new(Enumerations::default()),
             timed_out_sent: AtomicBool::new(false),
         }
-    }
-
-    /// Generated on first use, so a large fleet costs nothing for hosts never queried.
-    fn data(&self) -> &dataset::Host {
-        self.data.get_or_init(|| self.config.dataset())
     }
 }
 
@@ -686,7 +679,7 @@ async fn answer(state: &HostState, body: &[u8]) -> Result<Answer, ResetConnectio
         return Ok(answer);
     }
     let result = match request.operation {
-        Operation::Enumerate => ops::enumerate(state.data(), &mut lock(&state.contexts), &request),
+        Operation::Enumerate => ops::enumerate(&state.config, &mut lock(&state.contexts), &request),
         Operation::Pull => ops::pull(&mut lock(&state.contexts), &request, state.config.max_page),
         Operation::Release => {
             let released = ops::release(&mut lock(&state.contexts), &request);
@@ -695,7 +688,7 @@ async fn answer(state: &HostState, body: &[u8]) -> Result<Answer, ResetConnectio
             }
             released
         }
-        Operation::Get => ops::get(state.data(), &request),
+        Operation::Get => ops::get(&state.config, &request),
         Operation::Other => Err(faults::action_not_supported(&request.action)),
     };
     Ok(match result {
