@@ -51,12 +51,7 @@ fn run_peer(server: &TestServer, i: usize, extra: &[&str]) -> Json {
         cmd.args(["--get", &spec]);
     }
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e} (set CIMRUN_PYTHON)", python().display()));
-    assert!(
-        out.status.success(),
-        "pypsrp peer failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "pypsrp peer failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("peer prints JSON")
 }
 
@@ -85,7 +80,8 @@ fn wire(i: &Instance) -> Wire {
 fn expected(host: &dataset::Host, spec: &str) -> Vec<Wire> {
     let mut parts = spec.splitn(3, ':');
     let class = parts.next().unwrap_or(spec);
-    let names: Vec<String> = parts.next().unwrap_or("").split(',').filter(|p| !p.is_empty()).map(String::from).collect();
+    let names: Vec<String> =
+        parts.next().unwrap_or("").split(',').filter(|p| !p.is_empty()).map(String::from).collect();
     let condition = parts.next().map(|c| cimrun::wql::parse_condition(c).expect("test condition parses"));
     let instances = host.class(class).expect("dataset class");
     let selected: Vec<Wire> = instances
@@ -117,7 +113,8 @@ fn assert_all_instances_arrive(server: &TestServer, i: usize, json: &Json) {
     for spec in get_specs(&host) {
         let (class, selector) = spec.split_once(':').unwrap_or_default();
         let (key, value) = selector.split_once('=').unwrap_or_default();
-        let inst = host.class(class).and_then(|all| all.iter().find(|i| i.get(key).is_some_and(|v| v.to_string() == value)));
+        let inst =
+            host.class(class).and_then(|all| all.iter().find(|i| i.get(key).is_some_and(|v| v.to_string() == value)));
         let got: Wire = serde_json::from_value(json["get"][&spec].clone()).unwrap_or_else(|e| panic!("{spec}: {e}"));
         assert_eq!(got, wire(inst.expect("dataset instance")), "{spec}");
     }

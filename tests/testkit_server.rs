@@ -61,7 +61,11 @@ impl Client {
     }
 
     /// Posts any body; also returns the raw reply body and its Content-Type.
-    async fn post_raw(&mut self, body: Vec<u8>, content_type: &str) -> Result<(Reply, (Vec<u8>, String)), hyper::Error> {
+    async fn post_raw(
+        &mut self,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(Reply, (Vec<u8>, String)), hyper::Error> {
         let mut req = http::Request::post("/wsman").header("Host", "localhost").header("Content-Type", content_type);
         if let Some(a) = &self.auth {
             req = req.header("Authorization", a);
@@ -76,7 +80,8 @@ impl Client {
             .map(|v| v.to_str().unwrap_or_default().to_string())
             .collect();
         let server = resp.headers().get("Server").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let reply_type = resp.headers().get("Content-Type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let reply_type =
+            resp.headers().get("Content-Type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let body = resp.into_body().collect().await?.to_bytes();
         let reply = Reply { status, body: String::from_utf8_lossy(&body).into_owned(), challenges, server };
         Ok((reply, (body.to_vec(), reply_type)))
@@ -178,7 +183,8 @@ async fn wql_property_lists_and_epr_mode() {
     assert_eq!(fragments, data.class("Win32_NetworkAdapterConfiguration").unwrap().len());
     assert!(!r2.body.contains("<Caption>"), "only the selected properties");
 
-    let epr = "<w:OptimizeEnumeration/><w:MaxElements>500</w:MaxElements><w:EnumerationMode>EnumerateEPR</w:EnumerationMode>";
+    let epr =
+        "<w:OptimizeEnumeration/><w:MaxElements>500</w:MaxElements><w:EnumerationMode>EnumerateEPR</w:EnumerationMode>";
     let r = c.post(enumerate_with(&format!("{WMI}Win32_LogicalDisk"), "", epr)).await.unwrap();
     let first = data.class("Win32_LogicalDisk").unwrap()[0].get("DeviceID").unwrap().to_string();
     assert!(r.body.contains(&format!(
@@ -197,10 +203,12 @@ async fn wql_property_lists_and_epr_mode() {
     assert!(!wanted.is_empty());
     let filter = r#"<w:OptimizeEnumeration/><w:MaxElements>500</w:MaxElements><w:Filter Dialect="http://schemas.microsoft.com/wbem/wsman/1/WQL">SELECT Name FROM Win32_Service WHERE State = 'running' AND Name LIKE 'W%'</w:Filter>"#;
     let r = c.post(enumerate_with(&format!("{WMI}*"), "", filter)).await.unwrap();
-    let mut names: Vec<String> = r.body.split("<Name>").skip(1).filter_map(|s| s.split_once("</Name>")).map(|(n, _)| n.to_string()).collect();
+    let mut names: Vec<String> =
+        r.body.split("<Name>").skip(1).filter_map(|s| s.split_once("</Name>")).map(|(n, _)| n.to_string()).collect();
     if let Some(ctx) = context(&r.body) {
         let r = c.post(pull("*", ctx, 500)).await.unwrap();
-        names.extend(r.body.split("<Name>").skip(1).filter_map(|s| s.split_once("</Name>")).map(|(n, _)| n.to_string()));
+        names
+            .extend(r.body.split("<Name>").skip(1).filter_map(|s| s.split_once("</Name>")).map(|(n, _)| n.to_string()));
     }
     assert_eq!(names, wanted);
 
@@ -208,7 +216,11 @@ async fn wql_property_lists_and_epr_mode() {
     let r = c.post(enumerate_with(&format!("{WMI}*"), "", bad)).await.unwrap();
     assert_eq!(r.status, 500);
     assert!(r.body.contains("w:CannotProcessFilter") && r.body.contains("Code=\"2147749911\""));
-    for bad in ["SELECT Name FROM Win32_Service WHERE Nope = 1", "SELECT FROM Win32_Service", "SELECT * FROM Win32_Service WHERE"] {
+    for bad in [
+        "SELECT Name FROM Win32_Service WHERE Nope = 1",
+        "SELECT FROM Win32_Service",
+        "SELECT * FROM Win32_Service WHERE",
+    ] {
         let f = format!(r#"<w:Filter Dialect="http://schemas.microsoft.com/wbem/wsman/1/WQL">{bad}</w:Filter>"#);
         let r = c.post(enumerate_with(&format!("{WMI}*"), "", &f)).await.unwrap();
         assert_eq!(wsman_code(&r.body), Some(2_150_858_752), "{bad}");
@@ -246,7 +258,10 @@ async fn release_get_and_lookup_faults() {
     let r = c.post(enumerate("Win32_NoSuchClass", 5)).await.unwrap();
     assert_eq!(r.status, 500);
     assert!(r.body.contains("Code=\"2147749904\"") && r.body.contains("w:DestinationUnreachable"));
-    let r = c.post(enumerate_with("http://schemas.microsoft.com/wbem/wsman/1/wmi/root/nope/Win32_BIOS", "", "")).await.unwrap();
+    let r = c
+        .post(enumerate_with("http://schemas.microsoft.com/wbem/wsman/1/wmi/root/nope/Win32_BIOS", "", ""))
+        .await
+        .unwrap();
     assert!(r.body.contains("Code=\"2147749902\""));
     let r = c.post("<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><oops".into()).await.unwrap();
     assert_eq!(r.status, 400);
@@ -406,7 +421,9 @@ async fn small_max_envelope_size_limits_pages_and_faults_when_one_item_is_too_bi
     let small = "<w:MaxEnvelopeSize s:mustUnderstand=\"true\">8192</w:MaxEnvelopeSize>";
     let r = c.post(enumerate_with(&format!("{WMI}Win32_Service"), small, "")).await.unwrap();
     let ctx = context(&r.body).unwrap().to_string();
-    let body = format!("<n:Pull><n:EnumerationContext>{ctx}</n:EnumerationContext><n:MaxElements>100</n:MaxElements></n:Pull>");
+    let body = format!(
+        "<n:Pull><n:EnumerationContext>{ctx}</n:EnumerationContext><n:MaxElements>100</n:MaxElements></n:Pull>"
+    );
     let r = c.post(envelope(PULL, &format!("{WMI}Win32_Service"), "uuid:P-9", small, &body)).await.unwrap();
     assert_eq!(r.status, 200);
     let n = r.body.matches("<p:Win32_Service ").count();
@@ -415,7 +432,11 @@ async fn small_max_envelope_size_limits_pages_and_faults_when_one_item_is_too_bi
 
     let tiny = "<w:MaxEnvelopeSize s:mustUnderstand=\"true\">1500</w:MaxEnvelopeSize>";
     let r = c
-        .post(enumerate_with(&format!("{WMI}Win32_OperatingSystem"), tiny, "<w:OptimizeEnumeration/><w:MaxElements>1</w:MaxElements>"))
+        .post(enumerate_with(
+            &format!("{WMI}Win32_OperatingSystem"),
+            tiny,
+            "<w:OptimizeEnumeration/><w:MaxElements>1</w:MaxElements>",
+        ))
         .await
         .unwrap();
     assert_eq!(r.status, 500);
@@ -497,8 +518,9 @@ fn server_stops_after_its_lifetime_and_on_drop() {
 /// Runs the NTLM handshake (empty POSTs, as WinRM clients do) with cimrun's own client context.
 async fn ntlm_session(addr: SocketAddr, password: &str) -> (Client, SecurityContext, Reply) {
     let credential = Credential { username: "cimrun".into(), password: SecretString::from(password.to_string()) };
-    let mut ctx = SecurityContext::new(Package::Ntlm, &credential, "HTTP/localhost".into(), None, Duration::from_secs(1))
-        .expect("context");
+    let mut ctx =
+        SecurityContext::new(Package::Ntlm, &credential, "HTTP/localhost".into(), None, Duration::from_secs(1))
+            .expect("context");
     let mut c = connect(addr).await.unwrap();
     let mut input: Option<Vec<u8>> = None;
     loop {
@@ -518,7 +540,8 @@ async fn ntlm_session(addr: SocketAddr, password: &str) -> (Client, SecurityCont
 
 fn seal(ctx: &mut SecurityContext, xml: &str) -> Vec<u8> {
     let (sig, sealed) = ctx.seal(xml.as_bytes()).expect("seal");
-    encryption::build_body(SealProtocol::Spnego, "application/soap+xml;charset=UTF-8", xml.len(), &sig, &sealed).expect("frame")
+    encryption::build_body(SealProtocol::Spnego, "application/soap+xml;charset=UTF-8", xml.len(), &sig, &sealed)
+        .expect("frame")
 }
 
 #[tokio::test]
@@ -529,7 +552,8 @@ async fn ntlm_sessions_seal_both_directions() {
     assert!(ctx.is_complete());
     let content_type = SealProtocol::Spnego.content_type();
     for round in 0..3 {
-        let (r, (raw, reply_type)) = c.post_raw(seal(&mut ctx, &enumerate("Win32_BIOS", 1)), &content_type).await.unwrap();
+        let (r, (raw, reply_type)) =
+            c.post_raw(seal(&mut ctx, &enumerate("Win32_BIOS", 1)), &content_type).await.unwrap();
         assert_eq!(r.status, 200, "round {round}");
         assert!(encryption::is_encrypted_content_type(&reply_type), "{reply_type}");
         let parts = encryption::parse_body(&raw).expect("sealed reply");
@@ -604,6 +628,9 @@ async fn a_fleet_on_many_loopback_addresses() {
         total += got;
     }
     let elapsed = t.elapsed();
-    eprintln!("{HOSTS} hosts, {total} instances in {elapsed:?}: {:.0} instances/s", total as f64 / elapsed.as_secs_f64());
+    eprintln!(
+        "{HOSTS} hosts, {total} instances in {elapsed:?}: {:.0} instances/s",
+        total as f64 / elapsed.as_secs_f64()
+    );
     assert_eq!(server.stats(5).unwrap().open_contexts, 0);
 }

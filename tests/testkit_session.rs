@@ -21,7 +21,8 @@ fn endpoint(server: &TestServer, i: usize) -> Endpoint {
     e.computer = Some(addr.ip().to_string());
     e.port = Some(addr.port());
     e.authentication = AuthMechanism::Ntlm;
-    e.credential = Some(Credential { username: "cimrun".into(), password: SecretString::from("P@ssw0rd!".to_string()) });
+    e.credential =
+        Some(Credential { username: "cimrun".into(), password: SecretString::from("P@ssw0rd!".to_string()) });
     e.connect_timeout = Duration::from_secs(2);
     e.operation_timeout = Duration::from_secs(5);
     e
@@ -70,7 +71,8 @@ async fn every_class_arrives_typed_through_the_whole_stack() {
 
 #[tokio::test]
 async fn a_wql_query_is_filtered_by_the_server() {
-    let server = TestServer::builder().host(HostConfig::new("q1").seed(5).allow_unencrypted(false)).start().expect("server");
+    let server =
+        TestServer::builder().host(HostConfig::new("q1").seed(5).allow_unencrypted(false)).start().expect("server");
     let host = server.config(0).expect("host").dataset();
     let text = "SELECT Name, State FROM Win32_Service WHERE StartMode = 'Auto' AND NOT Name LIKE '[a-m]%'";
     let mut query = QuerySpec::class("Win32_Service");
@@ -78,7 +80,8 @@ async fn a_wql_query_is_filtered_by_the_server() {
     query.needs_filter = true;
     let connect: ConnectFn = Arc::new(|e: &Endpoint| connect(e));
     let mut session = WsManConnector::new(connect).open(&endpoint(&server, 0)).await.expect("session");
-    let got: Vec<Instance> = session.enumerate(&query).collect::<Vec<_>>().await.into_iter().flat_map(|p| p.expect("page")).collect();
+    let got: Vec<Instance> =
+        session.enumerate(&query).collect::<Vec<_>>().await.into_iter().flat_map(|p| p.expect("page")).collect();
     let names = ["Name".to_string(), "State".to_string()];
     let want: Vec<Instance> = host
         .class("Win32_Service")
@@ -107,7 +110,12 @@ async fn faults_reach_the_session_as_their_categories() {
         (Fault::Refuse, Category::Unreachable),
     ];
     let server = TestServer::builder()
-        .hosts(cases.iter().enumerate().map(|(i, (f, _))| HostConfig::new(format!("f{i}")).fault(f.clone()).allow_unencrypted(false)))
+        .hosts(
+            cases
+                .iter()
+                .enumerate()
+                .map(|(i, (f, _))| HostConfig::new(format!("f{i}")).fault(f.clone()).allow_unencrypted(false)),
+        )
         .start()
         .expect("server");
     let connect: ConnectFn = Arc::new(|e: &Endpoint| connect(e));

@@ -12,7 +12,13 @@ use cimrun::testkit::client::{context, enumerate, pull};
 use cimrun::testkit::{Fault, HostConfig, TestServer};
 use secrecy::SecretString;
 
-fn endpoint(server: &TestServer, i: usize, mechanism: AuthMechanism, password: &str, settings: WsManSettings) -> Endpoint {
+fn endpoint(
+    server: &TestServer,
+    i: usize,
+    mechanism: AuthMechanism,
+    password: &str,
+    settings: WsManSettings,
+) -> Endpoint {
     let addr = server.addr(i).expect("host");
     let mut e = Endpoint::local();
     e.protocol = ProtocolKind::WsMan;
@@ -33,7 +39,8 @@ async fn ntlm_sealed_enumeration_of_every_service() {
         .start()
         .expect("server");
     let want = server.config(0).unwrap().dataset().class("Win32_Service").unwrap().len();
-    let mut t = connect(&endpoint(&server, 0, AuthMechanism::Ntlm, "P@ssw0rd!", WsManSettings::default())).await.unwrap();
+    let mut t =
+        connect(&endpoint(&server, 0, AuthMechanism::Ntlm, "P@ssw0rd!", WsManSettings::default())).await.unwrap();
     let reply = t.exchange(enumerate("Win32_Service", 40)).await.unwrap();
     let mut body = String::from_utf8(reply.body).unwrap();
     let mut items = body.matches("<p:Win32_Service ").count();

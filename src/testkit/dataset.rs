@@ -30,10 +30,7 @@ pub fn key_properties(class: &str) -> &'static [&'static str] {
         ("Win32_OperatingSystem", &["Name"]),
         ("Win32_ComputerSystem", &["Name"]),
         ("Win32_ComputerSystemProduct", &["IdentifyingNumber", "Name", "Version"]),
-        (
-            "Win32_BIOS",
-            &["Name", "SoftwareElementID", "SoftwareElementState", "TargetOperatingSystem", "Version"],
-        ),
+        ("Win32_BIOS", &["Name", "SoftwareElementID", "SoftwareElementState", "TargetOperatingSystem", "Version"]),
         ("Win32_Processor", &["DeviceID"]),
         ("Win32_LogicalDisk", &["DeviceID"]),
         ("Win32_Service", &["Name"]),
@@ -292,7 +289,10 @@ impl Gen {
             .v("Primary", Value::Bool(true))
             .v("ProductType", Value::UInt32(3))
             .s("RegisteredUser", "Windows User")
-            .s("SerialNumber", format!("00{}-{}-{}-AA{}", rng.below(900) + 100, rng.hex(5), rng.hex(5), rng.below(900) + 100))
+            .s(
+                "SerialNumber",
+                format!("00{}-{}-{}-AA{}", rng.below(900) + 100, rng.hex(5), rng.hex(5), rng.below(900) + 100),
+            )
             .v("ServicePackMajorVersion", Value::UInt16(0))
             .v("ServicePackMinorVersion", Value::UInt16(0))
             .v("SizeStoredInPagingFiles", Value::UInt64(memory_kb / 2))
@@ -428,7 +428,16 @@ impl Gen {
             .v("SystemBiosMinorVersion", Value::UInt8(rng.below(20) as u8))
             .v("TargetOperatingSystem", Value::UInt16(0))
             .s("Version", format!("{} - {}", maker.split(',').next().unwrap_or(maker), rng.below(90000) + 10000))
-            .null(&["BuildNumber", "CodeSet", "CurrentLanguage", "IdentificationCode", "InstallableLanguages", "InstallDate", "LanguageEdition", "OtherTargetOS"])
+            .null(&[
+                "BuildNumber",
+                "CodeSet",
+                "CurrentLanguage",
+                "IdentificationCode",
+                "InstallableLanguages",
+                "InstallDate",
+                "LanguageEdition",
+                "OtherTargetOS",
+            ])
             .done()
     }
 
@@ -549,7 +558,8 @@ impl Gen {
                         .done();
                 }
                 let size: u64 = [64u64, 127, 255, 511, 1023][rng.below(5) as usize] * 1024 * 1024 * 1024;
-                let label = if i == 0 { String::new() } else { (*rng.pick(&["Data", "Logs", "Apps", "Backup"])).to_string() };
+                let label =
+                    if i == 0 { String::new() } else { (*rng.pick(&["Data", "Logs", "Apps", "Backup"])).to_string() };
                 p.v("Compressed", Value::Bool(false))
                     .s("Description", "Local Fixed Disk")
                     .v("DriveType", Value::UInt32(3))
@@ -592,8 +602,16 @@ impl Gen {
     fn service(&self, rng: &mut Rng, name: &str, display: &str, kind: &str) -> Instance {
         let (path, start_name, own) = match kind {
             "own" => (format!("C:\\Windows\\System32\\{}.exe", name.to_ascii_lowercase()), "LocalSystem", true),
-            "local" => ("C:\\Windows\\system32\\svchost.exe -k LocalService -p".to_string(), "NT AUTHORITY\\LocalService", false),
-            "net" => ("C:\\Windows\\System32\\svchost.exe -k NetworkService -p".to_string(), "NT Authority\\NetworkService", false),
+            "local" => (
+                "C:\\Windows\\system32\\svchost.exe -k LocalService -p".to_string(),
+                "NT AUTHORITY\\LocalService",
+                false,
+            ),
+            "net" => (
+                "C:\\Windows\\System32\\svchost.exe -k NetworkService -p".to_string(),
+                "NT Authority\\NetworkService",
+                false,
+            ),
             "vendor" => (format!("\"C:\\Program Files\\{display}\\{name}.exe\""), "LocalSystem", true),
             _ => ("C:\\Windows\\system32\\svchost.exe -k netsvcs -p".to_string(), "LocalSystem", false),
         };
@@ -699,7 +717,10 @@ impl Gen {
 
     fn pseudo_adapter(&self, rng: &mut Rng, index: u32, interface: u32, desc: &str) -> Instance {
         let service = desc.split(['(', ')']).nth(1).unwrap_or("kdnic").replace(' ', "");
-        let p = self.adapter_common(index, interface, desc).v("DHCPEnabled", Value::Bool(false)).v("IPEnabled", Value::Bool(false));
+        let p = self
+            .adapter_common(index, interface, desc)
+            .v("DHCPEnabled", Value::Bool(false))
+            .v("IPEnabled", Value::Bool(false));
         let p = if rng.chance(50) { p.s("MACAddress", self.mac(rng)) } else { p.null(&["MACAddress"]) };
         p.s("ServiceName", service)
             .null(&[
@@ -729,7 +750,11 @@ impl Gen {
     }
 
     fn real_adapter(&self, rng: &mut Rng, index: u32, interface: u32, n: usize, subnet: u8) -> Instance {
-        let desc = if n == 0 { "vmxnet3 Ethernet Adapter".to_string() } else { format!("vmxnet3 Ethernet Adapter #{}", n + 1) };
+        let desc = if n == 0 {
+            "vmxnet3 Ethernet Adapter".to_string()
+        } else {
+            format!("vmxnet3 Ethernet Adapter #{}", n + 1)
+        };
         let net = subnet.wrapping_add(n as u8);
         let host = 10 + rng.below(240);
         let v4 = format!("10.{net}.{}.{host}", rng.below(8));
@@ -771,13 +796,17 @@ impl Gen {
         };
         // Only the first adapter has a gateway and DNS servers; the others are back-end networks.
         let p = if n == 0 {
-            p.strings("DefaultIPGateway", &[gateway]).v("GatewayCostMetric", Value::Array(vec![Value::UInt16(0)])).strings("DNSServerSearchOrder", &dns)
+            p.strings("DefaultIPGateway", &[gateway])
+                .v("GatewayCostMetric", Value::Array(vec![Value::UInt16(0)]))
+                .strings("DNSServerSearchOrder", &dns)
         } else {
             p.null(&["DefaultIPGateway", "GatewayCostMetric", "DNSServerSearchOrder"])
         };
         let p = if dhcp {
             let obtained = 1_730_000_000 + rng.below(1_000_000) as i64;
-            p.v("DHCPLeaseObtained", dt(obtained)).v("DHCPLeaseExpires", dt(obtained + 691_200)).s("DHCPServer", format!("10.{net}.0.2"))
+            p.v("DHCPLeaseObtained", dt(obtained))
+                .v("DHCPLeaseExpires", dt(obtained + 691_200))
+                .s("DHCPServer", format!("10.{net}.0.2"))
         } else {
             p.null(&["DHCPLeaseExpires", "DHCPLeaseObtained", "DHCPServer"])
         };
@@ -814,7 +843,8 @@ impl Gen {
 
     fn processes(&self, rng: &mut Rng) -> Vec<Instance> {
         let boot = self.boot;
-        let mut list: Vec<(&str, u32, u32)> = vec![("System Idle Process", 0, 0), ("System", 4, 0), ("Registry", 100, 4)];
+        let mut list: Vec<(&str, u32, u32)> =
+            vec![("System Idle Process", 0, 0), ("System", 4, 0), ("Registry", 100, 4)];
         let mut pid = 300u32;
         let mut next = |rng: &mut Rng| {
             pid += 4 * (1 + rng.below(60) as u32);
@@ -842,9 +872,7 @@ impl Gen {
             list.push(("powershell.exe", next(rng), explorer));
             list.push(("conhost.exe", next(rng), explorer));
         }
-        list.into_iter()
-            .map(|(name, pid, parent)| self.process(rng, boot, name, pid, parent))
-            .collect()
+        list.into_iter().map(|(name, pid, parent)| self.process(rng, boot, name, pid, parent)).collect()
     }
 
     fn process(&self, rng: &mut Rng, boot: i64, name: &str, pid: u32, parent: u32) -> Instance {
@@ -895,10 +923,9 @@ impl Gen {
                 .s("CommandLine", path.clone())
                 .v("CreationDate", dt_micros(boot + pid as i64 / 40, rng.below(1_000_000) as u32))
                 .s("ExecutablePath", path),
-            None => p.null(&["CommandLine", "ExecutablePath"]).v(
-                "CreationDate",
-                if pid == 0 { Value::Null } else { dt_micros(boot, 0) },
-            ),
+            None => p
+                .null(&["CommandLine", "ExecutablePath"])
+                .v("CreationDate", if pid == 0 { Value::Null } else { dt_micros(boot, 0) }),
         };
         p.done()
     }
@@ -1133,7 +1160,8 @@ mod tests {
                 sorted.sort();
                 sorted.dedup();
                 assert_eq!(names, sorted, "{class} properties sorted and unique");
-                let key: Vec<String> = keys.iter().map(|k| inst.get(k).map(|v| v.to_string()).unwrap_or_default()).collect();
+                let key: Vec<String> =
+                    keys.iter().map(|k| inst.get(k).map(|v| v.to_string()).unwrap_or_default()).collect();
                 assert!(keys.iter().all(|k| inst.get(k).is_some_and(|v| !v.is_null())), "{class} key missing");
                 assert!(seen.insert(key.clone()), "{class} duplicate key {key:?}");
             }
@@ -1175,7 +1203,12 @@ mod tests {
                             },
                         };
                         if v.type_name() != ty {
-                            problems.push(format!("{class}.{}: {} but the table says {:?}", p.name, v.type_name(), ps.cim_type));
+                            problems.push(format!(
+                                "{class}.{}: {} but the table says {:?}",
+                                p.name,
+                                v.type_name(),
+                                ps.cim_type
+                            ));
                         }
                     }
                 }

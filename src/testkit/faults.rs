@@ -31,19 +31,22 @@ fn wmi(subcode: &'static str, reason: &str, code: u32, message: &str) -> Fault {
 
 /// The class does not exist (WMI 0x80041010 inside a provider fault).
 pub fn invalid_class() -> Fault {
-    let reason = format!("{CANNOT_PROCESS} The WMI service or the WMI provider returned an unknown error: HRESULT 0x80041010 ");
+    let reason =
+        format!("{CANNOT_PROCESS} The WMI service or the WMI provider returned an unknown error: HRESULT 0x80041010 ");
     wmi("w:DestinationUnreachable", &reason, WBEM_E_INVALID_CLASS, "Invalid class ")
 }
 
 /// The namespace does not exist (WMI 0x8004100E).
 pub fn invalid_namespace() -> Fault {
-    let reason = format!("{CANNOT_PROCESS} The WMI service or the WMI provider returned an unknown error: HRESULT 0x8004100e ");
+    let reason =
+        format!("{CANNOT_PROCESS} The WMI service or the WMI provider returned an unknown error: HRESULT 0x8004100e ");
     wmi("w:DestinationUnreachable", &reason, WBEM_E_INVALID_NAMESPACE, "Invalid namespace ")
 }
 
 /// The WQL query was rejected (WMI 0x80041017).
 pub fn invalid_query(detail: &str) -> Fault {
-    let reason = format!("{CANNOT_PROCESS} The WMI service or the WMI provider returned an unknown error: HRESULT 0x80041017 ");
+    let reason =
+        format!("{CANNOT_PROCESS} The WMI service or the WMI provider returned an unknown error: HRESULT 0x80041017 ");
     let mut f = wmi("w:CannotProcessFilter", &reason, WBEM_E_INVALID_QUERY, &format!("Invalid query {detail}"));
     f.wsman_code = RESOURCE_NOT_FOUND;
     f
@@ -51,7 +54,8 @@ pub fn invalid_query(detail: &str) -> Fault {
 
 /// WS-Transfer Get for an instance that does not exist (WMI 0x80041002).
 pub fn not_found() -> Fault {
-    let reason = format!("{CANNOT_PROCESS} The service cannot find the resource identified by the resource URI and selectors.");
+    let reason =
+        format!("{CANNOT_PROCESS} The service cannot find the resource identified by the resource URI and selectors.");
     wmi("w:InvalidSelectors", &reason, WBEM_E_NOT_FOUND, "Not found ")
 }
 

@@ -30,4 +30,4 @@ pub mod request;
 pub mod server;
 mod tls;
 
-pub use server::{Fault, HostConfig, fleet_address, HostStats, ServerBuilder, StartError, TestServer};
+pub use server::{Fault, HostConfig, HostStats, ServerBuilder, StartError, TestServer, fleet_address};

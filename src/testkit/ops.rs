@@ -152,7 +152,11 @@ fn max_envelope(request: &Request) -> usize {
     request.max_envelope_size.map_or(DEFAULT_MAX_ENVELOPE, |n| n as usize).min(SERVER_MAX_ENVELOPE)
 }
 
-pub(crate) fn enumerate(host: &HostConfig, contexts: &mut Enumerations, request: &Request) -> Result<String, render::Fault> {
+pub(crate) fn enumerate(
+    host: &HostConfig,
+    contexts: &mut Enumerations,
+    request: &Request,
+) -> Result<String, render::Fault> {
     let target = target(request)?;
     let items = select(host, &target)?;
     let shape = item_shape(request, &target);
@@ -233,7 +237,11 @@ pub(crate) fn get(host: &HostConfig, request: &Request) -> Result<String, render
     });
     let inst = found.ok_or_else(faults::not_found)?;
     let mut xml = String::new();
-    render::item(&mut xml, inst, &ItemShape::Typed { resource_uri: format!("{WMI_URI_PREFIX}root/cimv2/{}", target.class) });
+    render::item(
+        &mut xml,
+        inst,
+        &ItemShape::Typed { resource_uri: format!("{WMI_URI_PREFIX}root/cimv2/{}", target.class) },
+    );
     let action = "http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse";
     Ok(render::envelope(action, request.message_id.as_deref(), &xml))
 }
@@ -258,7 +266,10 @@ mod tests {
         let t = target(&request(&format!("{WMI_URI_PREFIX}root/CIMV2/Win32_BIOS"), None)).unwrap();
         assert_eq!((t.class.as_str(), t.properties, t.condition), ("Win32_BIOS", None, None));
 
-        let q = request(&format!("{WMI_URI_PREFIX}root/cimv2/*"), Some((DIALECT_WQL, "SELECT Name FROM Win32_Service WHERE State='Running'")));
+        let q = request(
+            &format!("{WMI_URI_PREFIX}root/cimv2/*"),
+            Some((DIALECT_WQL, "SELECT Name FROM Win32_Service WHERE State='Running'")),
+        );
         let t = target(&q).unwrap();
         assert_eq!(t.properties, Some(vec!["Name".to_string()]));
         assert!(t.condition.is_some());

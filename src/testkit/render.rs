@@ -44,7 +44,8 @@ pub fn item(out: &mut String, inst: &Instance, shape: &ItemShape) {
             let _ = write!(out, "</p:{class}>");
         }
         ItemShape::Fragment => {
-            let _ = write!(out, "<w:XmlFragment xmlns:xsi=\"{NS_XSI}\" xmlns:w=\"{}\">", crate::testkit::request::NS_WSMAN);
+            let _ =
+                write!(out, "<w:XmlFragment xmlns:xsi=\"{NS_XSI}\" xmlns:w=\"{}\">", crate::testkit::request::NS_WSMAN);
             properties(out, inst, "", "");
             out.push_str("</w:XmlFragment>");
         }

@@ -565,7 +565,9 @@ async fn handle(
                     lock(&state.stats).sealed_requests += 1;
                     Bytes::from(plain)
                 }
-                Some(Err(e)) => return Ok(soap_fault(&state, &faults::invalid_request(&e), None, StatusCode::BAD_REQUEST)),
+                Some(Err(e)) => {
+                    return Ok(soap_fault(&state, &faults::invalid_request(&e), None, StatusCode::BAD_REQUEST));
+                }
                 None => return Ok(unauthorized(&state.config, None)),
             }
         } else {
@@ -703,7 +705,11 @@ fn fault_answer(state: &HostState, f: &render::Fault, request: &Request) -> Answ
 }
 
 /// Applies the host's fault to a data operation: `Some(reply)` replaces the normal answer.
-async fn injected(state: &HostState, request: &Request, fault: Option<&Fault>) -> Result<Option<Answer>, ResetConnection> {
+async fn injected(
+    state: &HostState,
+    request: &Request,
+    fault: Option<&Fault>,
+) -> Result<Option<Answer>, ResetConnection> {
     let fault_reply = |f: render::Fault| Some(fault_answer(state, &f, request));
     Ok(match fault {
         Some(Fault::Slow(delay)) => {
