@@ -12,7 +12,7 @@ use std::process::Command;
 
 use cimrun::cim::Instance;
 use cimrun::testkit::render::wire_texts;
-use cimrun::testkit::{HostConfig, TestServer, dataset};
+use cimrun::testkit::{Fault, HostConfig, TestServer, dataset};
 use serde_json::Value as Json;
 
 fn python() -> PathBuf {
@@ -134,7 +134,11 @@ fn pypsrp_basic_over_https_receives_every_instance() {
         .host(HostConfig::new("web01.corp.example").seed(11).https(true).allow_unencrypted(false))
         .start()
         .expect("server starts");
-    let json = run_peer(&server, 0, &["--ssl", "--auth", "basic", "--max-elements", "25"]);
+    // Python's TLS stack (OpenSSL) verifies the certificate chain and name against the CA.
+    let mut ca = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut ca, server.ca_pem().expect("CA").as_bytes()).expect("CA written");
+    let ca_path = ca.path().to_string_lossy().into_owned();
+    let json = run_peer(&server, 0, &["--ssl", "--ca", &ca_path, "--auth", "basic", "--max-elements", "25"]);
     assert_all_instances_arrive(&server, 0, &json);
     assert_eq!(server.stats(0).expect("host").sealed_requests, 0);
 }
@@ -184,4 +188,30 @@ fn pypsrp_ntlm_with_a_wrong_password_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("401"), "{stderr}");
     assert_eq!(server.stats(0).expect("host").count("Enumerate"), 0);
+}
+
+#[test]
+fn pypsrp_rejects_the_wrong_name_and_untrusted_certificates() {
+    let server = TestServer::builder()
+        .host(HostConfig::new("tls1").https(true).fault(Fault::WrongCertificateName))
+        .host(HostConfig::new("tls2").https(true).fault(Fault::UntrustedCertificate))
+        .start()
+        .expect("server starts");
+    let mut ca = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut ca, server.ca_pem().expect("CA").as_bytes()).expect("CA written");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pypsrp_enum.py");
+    for i in 0..2 {
+        let addr = server.addr(i).expect("host");
+        let out = Command::new(python())
+            .arg(&script)
+            .args(["--host", &addr.ip().to_string(), "--port", &addr.port().to_string(), "--ssl", "--auth", "basic"])
+            .arg("--ca")
+            .arg(ca.path())
+            .args(["--user", "cimrun", "--password", "P@ssw0rd!", "--class", "Win32_BIOS"])
+            .output()
+            .expect("python runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("CERTIFICATE_VERIFY_FAILED"), "host {i}: {stderr}");
+        assert_eq!(server.stats(i).expect("host").count("Enumerate"), 0);
+    }
 }

@@ -95,6 +95,7 @@ def main():
     ap.add_argument("--host", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--ssl", action="store_true")
+    ap.add_argument("--ca", help="PEM CA bundle to verify the server certificate with (default: no check)")
     ap.add_argument("--auth", default="basic")
     ap.add_argument("--encryption", default="auto")
     ap.add_argument("--user", required=True)
@@ -112,7 +113,7 @@ def main():
         encryption=args.encryption,
         username=args.user,
         password=args.password,
-        cert_validation=False,
+        cert_validation=args.ca or False,
         connection_timeout=10,
         read_timeout=20,
         operation_timeout=10,
