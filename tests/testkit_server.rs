@@ -357,6 +357,19 @@ async fn reset_after_pulls_closes_the_connection() {
 }
 
 #[tokio::test]
+async fn utf16_hosts_answer_in_utf16_with_a_bom() {
+    let server = start([HostConfig::new("u1").utf16(true)]);
+    let mut c = connect(server.addr(0).unwrap()).await.unwrap();
+    let (r, (raw, content_type)) =
+        c.post_raw(enumerate("Win32_BIOS", 1).into_bytes(), "application/soap+xml;charset=UTF-8").await.unwrap();
+    assert_eq!((r.status, content_type.as_str()), (200, "application/soap+xml;charset=UTF-16"));
+    assert_eq!(raw.get(..2), Some(&[0xff, 0xfe][..]));
+    let units: Vec<u16> = raw[2..].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let text = String::from_utf16(&units).expect("UTF-16LE");
+    assert!(text.starts_with("<s:Envelope ") && text.contains("<p:Win32_BIOS "));
+}
+
+#[tokio::test]
 async fn timed_out_once_then_success() {
     let server = start([HostConfig::new("t1").fault(Fault::TimedOutOnce)]);
     let mut c = connect(server.addr(0).unwrap()).await.unwrap();

@@ -41,10 +41,16 @@ fn as_sent(i: &Instance) -> Instance {
 
 #[tokio::test]
 async fn every_class_arrives_typed_through_the_whole_stack() {
-    let server = TestServer::builder()
-        .host(HostConfig::new("full01.corp.example").seed(77).allow_unencrypted(false))
-        .start()
-        .expect("server");
+    every_class_arrives(HostConfig::new("full01.corp.example").seed(77).allow_unencrypted(false)).await;
+}
+
+#[tokio::test]
+async fn utf16_replies_arrive_the_same() {
+    every_class_arrives(HostConfig::new("full02").seed(78).allow_unencrypted(false).utf16(true)).await;
+}
+
+async fn every_class_arrives(config: HostConfig) {
+    let server = TestServer::builder().host(config).start().expect("server");
     let host = server.config(0).expect("host").dataset();
     let connect: ConnectFn = Arc::new(|e: &Endpoint| connect(e));
     let connector = WsManConnector::new(connect);

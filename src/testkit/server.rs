@@ -87,6 +87,8 @@ pub struct HostConfig {
     pub allow_unencrypted: bool,
     /// Added before every HTTP response (simulated round-trip time).
     pub latency: Duration,
+    /// Answer in UTF-16LE (with a byte order mark) instead of UTF-8.
+    pub utf16: bool,
     /// The most items one Pull returns whatever MaxElements asks: WinRM's WMI plugin hands
     /// out about 50 (default 50).
     pub max_page: u32,
@@ -109,6 +111,7 @@ impl HostConfig {
             allow_unencrypted: true,
             latency: Duration::ZERO,
             max_page: 50,
+            utf16: false,
             fault: None,
         }
     }
@@ -159,6 +162,12 @@ impl HostConfig {
     /// Sets the per-response latency.
     pub fn latency(mut self, latency: Duration) -> HostConfig {
         self.latency = latency;
+        self
+    }
+
+    /// Answers in UTF-16LE or not.
+    pub fn utf16(mut self, on: bool) -> HostConfig {
+        self.utf16 = on;
         self
     }
 
@@ -587,19 +596,13 @@ async fn handle(
         Answer::Raw(reply) => return Ok(reply),
         Answer::Soap(status, xml) => (status, xml),
     };
+    let (bytes, soap_type) = encode(&state.config, xml);
     if !sealed {
-        return Ok(soap(status, xml));
+        return Ok(with_body(status, bytes, soap_type));
     }
-    let sealed_reply = lock(&connection).ntlm.as_mut().map(|a| a.seal_body(xml.as_bytes(), SOAP_CONTENT_TYPE));
+    let sealed_reply = lock(&connection).ntlm.as_mut().map(|a| a.seal_body(&bytes, soap_type));
     Ok(match sealed_reply {
-        Some(Ok((body, content_type))) => {
-            let mut r = Response::new(Full::new(Bytes::from(body)));
-            *r.status_mut() = status;
-            if let Ok(v) = http::HeaderValue::from_str(&content_type) {
-                r.headers_mut().insert(header::CONTENT_TYPE, v);
-            }
-            r
-        }
+        Some(Ok((body, content_type))) => with_body(status, body, &content_type),
         _ => empty(StatusCode::INTERNAL_SERVER_ERROR),
     })
 }
@@ -766,13 +769,28 @@ fn empty(status: StatusCode) -> Reply {
     r
 }
 
-fn soap(status: StatusCode, xml: String) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(xml)));
+fn with_body(status: StatusCode, body: Vec<u8>, content_type: &str) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(SOAP_CONTENT_TYPE));
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
     r
 }
 
+/// The body bytes and Content-Type of a SOAP reply in the host's encoding: UTF-8, or
+/// UTF-16LE with a byte order mark, as WinRM answers a client that wrote UTF-16.
+fn encode(config: &HostConfig, xml: String) -> (Vec<u8>, &'static str) {
+    if config.utf16 {
+        let mut bytes = vec![0xff, 0xfe];
+        bytes.extend(xml.encode_utf16().flat_map(u16::to_le_bytes));
+        (bytes, "application/soap+xml;charset=UTF-16")
+    } else {
+        (xml.into_bytes(), SOAP_CONTENT_TYPE)
+    }
+}
+
 fn soap_fault(state: &HostState, f: &render::Fault, relates: Option<&str>, status: StatusCode) -> Reply {
-    soap(status, render::fault(f, relates, &state.config.name))
+    let (bytes, content_type) = encode(&state.config, render::fault(f, relates, &state.config.name));
+    with_body(status, bytes, content_type)
 }
