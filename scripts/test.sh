@@ -7,6 +7,8 @@ need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v uptime >/dev/null || need+=(procps)
 command -v hostname >/dev/null || need+=(hostname)
+# OpenSSL headers for the native-tls feature (--all-features builds it).
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} for the tests" >&2
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null

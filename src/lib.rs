@@ -13,7 +13,7 @@ pub mod protocol;
 pub mod report;
 pub mod run;
 pub mod sink;
+pub mod wql;
 #[cfg(feature = "testkit")]
 #[doc(hidden)]
 pub mod testkit;
-pub mod wql;

@@ -8,7 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use cimrun::protocol::wsman::transport::connect;
-use cimrun::protocol::{AuthMechanism, Category, Credential, Endpoint, Error, ProtocolKind, WsManSettings};
+use cimrun::protocol::{
+    AuthMechanism, Category, Credential, Endpoint, Error, ProtocolKind, WsManSettings,
+};
 
 /// Accepts connections for the rest of the test and hands each to `behave`.
 async fn serve<F, Fut>(behave: F) -> u16
@@ -44,7 +46,10 @@ fn endpoint(port: u16, settings: WsManSettings) -> Endpoint {
     e.computer = Some("127.0.0.1".into());
     e.port = Some(port);
     e.authentication = AuthMechanism::Basic;
-    e.credential = Some(Credential { username: "ops".into(), password: SecretString::from("pw".to_string()) });
+    e.credential = Some(Credential {
+        username: "ops".into(),
+        password: SecretString::from("pw".to_string()),
+    });
     e.connect_timeout = Duration::from_secs(1);
     e.operation_timeout = Duration::from_secs(1);
     e.wsman = settings;
@@ -52,7 +57,10 @@ fn endpoint(port: u16, settings: WsManSettings) -> Endpoint {
 }
 
 fn plain_http() -> WsManSettings {
-    WsManSettings { allow_unencrypted: true, ..Default::default() }
+    WsManSettings {
+        allow_unencrypted: true,
+        ..Default::default()
+    }
 }
 
 async fn exchange(endpoint: Endpoint) -> Error {
@@ -63,7 +71,11 @@ async fn exchange(endpoint: Endpoint) -> Error {
     }
     .await;
     // Read timeout: 1 s operation timeout + 1 s margin; nothing may take much longer.
-    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
     result.unwrap_err()
 }
 
@@ -77,14 +89,20 @@ async fn a_server_that_never_answers_times_out() {
     let started = Instant::now();
     let error = exchange(endpoint(port, plain_http())).await;
     assert_eq!(error.category, Category::TimedOut, "{error}");
-    assert!(started.elapsed() >= Duration::from_secs(2), "gave up after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "gave up after {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn a_reset_mid_response_is_a_connection_failure() {
     let port = serve(|mut s| async move {
         read_request(&mut s).await;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n<s:Envelope").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n<s:Envelope")
+            .await;
         // Dropping the socket closes it with the body incomplete.
     })
     .await;
@@ -118,7 +136,12 @@ async fn a_silent_tls_listener_times_out_the_handshake() {
         tokio::time::sleep(Duration::from_secs(30)).await
     })
     .await;
-    let settings = WsManSettings { use_ssl: true, skip_ca_check: true, skip_cn_check: true, ..Default::default() };
+    let settings = WsManSettings {
+        use_ssl: true,
+        skip_ca_check: true,
+        skip_cn_check: true,
+        ..Default::default()
+    };
     let error = exchange(endpoint(port, settings)).await;
     assert_eq!(error.category, Category::TimedOut, "{error}");
 }
@@ -128,10 +151,17 @@ async fn plain_http_where_tls_is_expected_is_a_tls_failure() {
     // An HTTP listener answers the ClientHello with an HTTP error.
     let port = serve(|mut s| async move {
         let _ = s.read(&mut [0u8; 4096]).await;
-        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
     })
     .await;
-    let settings = WsManSettings { use_ssl: true, skip_ca_check: true, skip_cn_check: true, ..Default::default() };
+    let settings = WsManSettings {
+        use_ssl: true,
+        skip_ca_check: true,
+        skip_cn_check: true,
+        ..Default::default()
+    };
     let error = exchange(endpoint(port, settings)).await;
     assert_eq!(error.category, Category::TlsFailure, "{error}");
 }
@@ -140,10 +170,15 @@ async fn plain_http_where_tls_is_expected_is_a_tls_failure() {
 async fn a_plain_http_error_reply_reaches_the_message_layer() {
     let port = serve(|mut s| async move {
         read_request(&mut s).await;
-        let _ = s.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+            .await;
     })
     .await;
     let mut transport = connect(&endpoint(port, plain_http())).await.unwrap();
-    let reply = transport.exchange("<s:Envelope/>".to_string()).await.unwrap();
+    let reply = transport
+        .exchange("<s:Envelope/>".to_string())
+        .await
+        .unwrap();
     assert_eq!((reply.status, reply.body.len()), (500, 0));
 }

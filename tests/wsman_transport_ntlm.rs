@@ -1,10 +1,10 @@
 //! Interop: cimrun's WS-Man transport against an endpoint built on pyspnego's NTLM/SPNEGO
 //! acceptor (tests/peers/winrm_ntlm_endpoint.py), which shares no code with ours. It seals
-//! recorded Windows replies; we must get them back byte for byte, and it must be able to
-//! unseal and verify every request we send.
+//! recorded Windows replies with pypsrp's framing; we must get them back byte for byte, and it
+//! must be able to unseal and verify every request we send.
 //!
-//! The peer needs Python with pyspnego: `$CIMRUN_PYTHON`, else `.venv/bin/python` in the crate
-//! root. These tests fail, not skip, when it is missing.
+//! The peer needs Python with pyspnego and pypsrp: `$CIMRUN_PYTHON`, else `.venv/bin/python` in
+//! the crate root. These tests fail, not skip, when it is missing.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -28,8 +28,11 @@ fn python() -> PathBuf {
 }
 
 fn pages() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/wsman/txwinrm/data/server_2012");
-    (0..4).map(|i| dir.join(format!("Win32_Service_star_{i:03}.xml"))).collect()
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/wsman/txwinrm/data/server_2012");
+    (0..4)
+        .map(|i| dir.join(format!("Win32_Service_star_{i:03}.xml")))
+        .collect()
 }
 
 /// The running peer; killed (by its own handle) when dropped.
@@ -48,27 +51,55 @@ impl Drop for Peer {
 
 impl Peer {
     fn start(protocol: &str, extra: &[&str]) -> Peer {
+        Peer::start_with(protocol, extra, &pages())
+    }
+
+    fn start_with(protocol: &str, extra: &[&str], pages: &[PathBuf]) -> Peer {
         let record = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/winrm_ntlm_endpoint.py");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/winrm_ntlm_endpoint.py");
         let python = python();
         let mut child = Command::new(&python)
             .arg(script)
-            .args(["--user", USER, "--password", PASSWORD, "--protocol", protocol, "--lifetime", "60"])
+            .args([
+                "--user",
+                USER,
+                "--password",
+                PASSWORD,
+                "--protocol",
+                protocol,
+                "--lifetime",
+                "60",
+            ])
             .arg("--record-dir")
             .arg(record.path())
             .args(extra)
-            .args(pages())
+            .args(pages)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the pyspnego peer with {}: {e} (set CIMRUN_PYTHON)", python.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start the pyspnego peer with {}: {e} (set CIMRUN_PYTHON)",
+                    python.display()
+                )
+            });
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let port = line.trim().parse().unwrap_or_else(|_| {
             let status = child.wait().unwrap();
-            panic!("the pyspnego peer did not start ({status}); is pyspnego installed for {}?", python.display())
+            panic!(
+                "the pyspnego peer did not start ({status}); are pyspnego and pypsrp installed for {}?",
+                python.display()
+            )
         });
-        Peer { child, port, record }
+        Peer {
+            child,
+            port,
+            record,
+        }
     }
 
     fn endpoint(&self, mechanism: AuthMechanism, password: &str) -> Endpoint {
@@ -77,7 +108,10 @@ impl Peer {
         e.computer = Some("127.0.0.1".into());
         e.port = Some(self.port);
         e.authentication = mechanism;
-        e.credential = Some(Credential { username: USER.into(), password: SecretString::from(password.to_string()) });
+        e.credential = Some(Credential {
+            username: USER.into(),
+            password: SecretString::from(password.to_string()),
+        });
         e.connect_timeout = Duration::from_secs(5);
         e.operation_timeout = Duration::from_secs(5);
         e
@@ -103,9 +137,16 @@ async fn round_trip_pages(mechanism: AuthMechanism, protocol: &str) {
         let sent = envelope(i);
         let reply = transport.exchange(sent.clone()).await.unwrap();
         assert_eq!(reply.status, 200);
-        assert_eq!(reply.content_type.as_deref(), Some("application/soap+xml;charset=UTF-8"));
+        assert_eq!(
+            reply.content_type.as_deref(),
+            Some("application/soap+xml;charset=UTF-8")
+        );
         assert_eq!(reply.body, std::fs::read(page).unwrap(), "page {i} differs");
-        assert_eq!(peer.recorded(i), sent.as_bytes(), "request {i} as the peer unsealed it");
+        assert_eq!(
+            peer.recorded(i),
+            sent.as_bytes(),
+            "request {i} as the peer unsealed it"
+        );
     }
     transport.shutdown().await;
 }
@@ -121,19 +162,97 @@ async fn negotiate_sealed_pages_round_trip() {
     round_trip_pages(AuthMechanism::Negotiate, "negotiate").await;
 }
 
+/// The whole WS-Man stack (session, envelopes, parsing) over this transport: Enumerate and
+/// three Pulls, every instance of the recorded Windows pages, through NTLM sealing.
+#[tokio::test]
+async fn session_enumerates_every_instance_through_sealed_ntlm() {
+    use cimrun::protocol::{Connector, QuerySpec};
+    use futures::StreamExt;
+
+    let peer = Peer::start("ntlm", &["--relate"]);
+    let connector = cimrun::protocol::wsman::transport::connector();
+    let endpoint = peer.endpoint(AuthMechanism::Ntlm, PASSWORD);
+    let mut session = connector.open(&endpoint).await.unwrap();
+    let query = QuerySpec::class("Win32_Service");
+    let mut names = Vec::new();
+    let mut pages_seen = 0;
+    {
+        let mut stream = session.enumerate(&query);
+        while let Some(page) = stream.next().await {
+            pages_seen += 1;
+            for instance in page.unwrap() {
+                names.push(format!("{:?}", instance.get("Name").unwrap()));
+            }
+        }
+    }
+    session.close().await.unwrap();
+
+    // What the recorded pages hold, found by plain text search.
+    let mut expected = Vec::new();
+    for page in pages() {
+        let text = std::fs::read_to_string(page).unwrap();
+        for chunk in text.split("<p:Name>").skip(1) {
+            expected.push(chunk.split('<').next().unwrap().to_string());
+        }
+    }
+    assert_eq!(names.len(), expected.len());
+    for (got, want) in names.iter().zip(&expected) {
+        assert!(got.contains(want.as_str()), "{got} vs {want}");
+    }
+    assert!(pages_seen >= 2, "{pages_seen} pages");
+    assert!(
+        peer.recorded(3).windows(5).any(|w| w == b"Pull>"),
+        "the last request is a Pull"
+    );
+}
+
 #[tokio::test]
 async fn wrong_password_is_auth_failed_quickly() {
     let peer = Peer::start("ntlm", &[]);
     let started = Instant::now();
-    let error = connect(&peer.endpoint(AuthMechanism::Ntlm, "not the password")).await.err().unwrap();
+    let error = connect(&peer.endpoint(AuthMechanism::Ntlm, "not the password"))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(error.category, Category::AuthFailed, "{error}");
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_sealed_fault_arrives_unsealed_with_its_status() {
+    // Windows seals SOAP faults too, and sends them with HTTP 500.
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/wsman/txwinrm");
+    let fault = data.join("data_error/max_concurrent.xml");
+    let page = data.join("data/server_2012/Win32_Service_star_000.xml");
+    let peer = Peer::start_with(
+        "ntlm",
+        &["--fault-reply", "0"],
+        &[fault.clone(), page.clone()],
+    );
+    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD))
+        .await
+        .unwrap();
+    let reply = transport.exchange(envelope(0)).await.unwrap();
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.body, std::fs::read(fault).unwrap());
+    // The sealing state survives a fault: the next exchange works on the same connection.
+    let reply = transport.exchange(envelope(1)).await.unwrap();
+    assert_eq!(
+        (reply.status, reply.body),
+        (200, std::fs::read(page).unwrap())
+    );
 }
 
 #[tokio::test]
 async fn tampered_reply_is_a_protocol_error() {
     let peer = Peer::start("ntlm", &["--tamper-reply", "1"]);
-    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD)).await.unwrap();
+    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD))
+        .await
+        .unwrap();
     transport.exchange(envelope(0)).await.unwrap();
     let error = transport.exchange(envelope(1)).await.unwrap_err();
     assert_eq!(error.category, Category::ProtocolError, "{error}");
@@ -146,15 +265,36 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
     let digest = ring::digest::digest(&ring::digest::SHA256, certified.cert.der());
-    (cert, key, digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    (
+        cert,
+        key,
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+    )
 }
 
-async fn ntlm_over_https(bindings: &str) -> Result<(), cimrun::protocol::Error> {
+/// `ciphers`: an OpenSSL cipher list restricting the peer to TLS 1.2 with those suites.
+async fn ntlm_over_https(
+    bindings: &str,
+    ciphers: Option<&str>,
+) -> Result<(), cimrun::protocol::Error> {
+    over_https(AuthMechanism::Ntlm, "ntlm", bindings, ciphers).await
+}
+
+async fn over_https(
+    mechanism: AuthMechanism,
+    protocol: &str,
+    bindings: &str,
+    ciphers: Option<&str>,
+) -> Result<(), cimrun::protocol::Error> {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, thumbprint) = certificate(dir.path());
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let peer = Peer::start("ntlm", &["--tls-cert", cert, "--tls-key", key, "--bindings", bindings]);
-    let mut endpoint = peer.endpoint(AuthMechanism::Ntlm, PASSWORD);
+    let mut args = vec!["--tls-cert", cert, "--tls-key", key, "--bindings", bindings];
+    if let Some(ciphers) = ciphers {
+        args.extend(["--tls-ciphers", ciphers]);
+    }
+    let peer = Peer::start(protocol, &args);
+    let mut endpoint = peer.endpoint(mechanism, PASSWORD);
     endpoint.computer = Some("localhost".into());
     endpoint.wsman.use_ssl = true;
     endpoint.wsman.certificate_thumbprint = Some(thumbprint);
@@ -171,10 +311,31 @@ async fn ntlm_over_https(bindings: &str) -> Result<(), cimrun::protocol::Error> 
 async fn ntlm_over_https_sends_channel_bindings() {
     // The peer requires tls-server-end-point bindings of its certificate, as Windows does
     // with CbtHardeningLevel=Strict.
-    ntlm_over_https("right").await.unwrap();
+    ntlm_over_https("right", None).await.unwrap();
     // Bindings the peer computed for another certificate: our token cannot match them.
-    let error = ntlm_over_https("wrong").await.unwrap_err();
+    let error = ntlm_over_https("wrong", None).await.unwrap_err();
     assert_eq!(error.category, Category::AuthFailed, "{error}");
+    // The same through SPNEGO.
+    over_https(AuthMechanism::Negotiate, "negotiate", "right", None)
+        .await
+        .unwrap();
+    let error = over_https(AuthMechanism::Negotiate, "negotiate", "wrong", None)
+        .await
+        .unwrap_err();
+    assert_eq!(error.category, Category::AuthFailed, "{error}");
+}
+
+/// A listener that offers only CBC suites (as old Windows servers do): rustls has none of
+/// them, so the default build fails cleanly and the `native-tls` build falls back to the
+/// platform library, with channel bindings of the certificate it saw.
+#[tokio::test]
+async fn cbc_only_listener() {
+    let result = ntlm_over_https("right", Some("ECDHE-ECDSA-AES128-SHA256")).await;
+    if cfg!(feature = "native-tls") {
+        result.unwrap();
+    } else {
+        assert_eq!(result.unwrap_err().category, Category::TlsFailure);
+    }
 }
 
 /// A CONNECT proxy on loopback for the rest of the test; counts the tunnels it opened and
@@ -198,15 +359,24 @@ async fn connect_proxy(require: Option<&'static str>) -> (u16, Arc<AtomicUsize>)
                     head.push(byte[0]);
                 }
                 let head = String::from_utf8_lossy(&head).to_string();
-                let target = head.split_whitespace().nth(1).unwrap_or_default().to_string();
-                let authorized = require.is_none_or(|auth| head.contains(&format!("Proxy-Authorization: {auth}\r\n")));
+                let target = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                let authorized = require
+                    .is_none_or(|auth| head.contains(&format!("Proxy-Authorization: {auth}\r\n")));
                 if !head.starts_with("CONNECT ") || !authorized {
                     let _ = client.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n").await;
                     return;
                 }
-                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else { return };
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
                 count.fetch_add(1, Ordering::SeqCst);
-                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
+                let _ = client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
             });
         }
@@ -230,14 +400,20 @@ async fn ntlm_through_a_connect_proxy() {
 
     endpoint.wsman.proxy = Some(format!("http://px:wrong@127.0.0.1:{proxy_port}"));
     let error = connect(&endpoint).await.err().unwrap();
-    assert_eq!((error.category, error.code.as_deref()), (Category::AuthFailed, Some("407")), "{error}");
+    assert_eq!(
+        (error.category, error.code.as_deref()),
+        (Category::AuthFailed, Some("407")),
+        "{error}"
+    );
 }
 
 #[tokio::test]
 async fn lost_connection_resends_only_when_safe() {
     // The peer drops the connection under request 1, then under nothing else.
     let peer = Peer::start("ntlm", &["--drop-request", "1"]);
-    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD)).await.unwrap();
+    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD))
+        .await
+        .unwrap();
     transport.exchange(envelope(0)).await.unwrap();
     // Safe to resend: a new connection, a new NTLM context, and the reply to the resent request.
     let reply = transport.exchange_resendable(envelope(1)).await.unwrap();
@@ -245,11 +421,30 @@ async fn lost_connection_resends_only_when_safe() {
     assert_eq!(peer.recorded(2), envelope(1).as_bytes());
 
     let peer = Peer::start("ntlm", &["--drop-request", "1"]);
-    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD)).await.unwrap();
+    let mut transport = connect(&peer.endpoint(AuthMechanism::Ntlm, PASSWORD))
+        .await
+        .unwrap();
     transport.exchange(envelope(0)).await.unwrap();
     let error = transport.exchange(envelope(1)).await.unwrap_err();
     assert_eq!(error.category, Category::ConnectionFailed, "{error}");
     // The next request reconnects and re-authenticates by itself.
     let reply = transport.exchange(envelope(2)).await.unwrap();
     assert_eq!(reply.body, std::fs::read(&pages()[1]).unwrap());
+}
+
+/// Kerberos cannot be tested end to end without a KDC; without one it must fail as an
+/// authentication failure, quickly, and never fall back to sending anything in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kerberos_without_a_kdc_is_an_auth_failure() {
+    let peer = Peer::start("ntlm", &[]);
+    let mut endpoint = peer.endpoint(AuthMechanism::Kerberos, PASSWORD);
+    endpoint.credential.as_mut().unwrap().username = "inventory@NO-KDC.INVALID".into();
+    let started = Instant::now();
+    let error = connect(&endpoint).await.err().unwrap();
+    assert_eq!(error.category, Category::AuthFailed, "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 }

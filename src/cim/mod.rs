@@ -167,11 +167,7 @@ impl DateTime {
         }
         let num = |r: std::ops::Range<usize>| -> Option<u32> {
             let t = s.get(r)?;
-            if t.bytes().all(|c| c.is_ascii_digit()) {
-                t.parse().ok()
-            } else {
-                None
-            }
+            if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
         };
         let offset = num(22..25)? as i16;
         let dt = DateTime {
@@ -200,10 +196,7 @@ impl DateTime {
             let (c, z) = time.split_at(pos);
             let sign: i16 = if z.starts_with('-') { -1 } else { 1 };
             let (h, m) = z[1..].split_once(':')?;
-            (
-                c,
-                sign * (h.parse::<i16>().ok()? * 60 + m.parse::<i16>().ok()?),
-            )
+            (c, sign * (h.parse::<i16>().ok()? * 60 + m.parse::<i16>().ok()?))
         } else {
             (time, 0)
         };
@@ -291,18 +284,12 @@ impl Interval {
         if b.len() != 25 || b[14] != b'.' || &s[21..] != ":000" {
             return None;
         }
-        if !s[..14]
-            .bytes()
-            .chain(s[15..21].bytes())
-            .all(|c| c.is_ascii_digit())
-        {
+        if !s[..14].bytes().chain(s[15..21].bytes()).all(|c| c.is_ascii_digit()) {
             return None;
         }
         let n = |r: std::ops::Range<usize>| s[r].parse::<u128>().unwrap_or(0);
         let (days, h, m, sec, us) = (n(0..8), n(8..10), n(10..12), n(12..14), n(15..21));
-        Some(Interval {
-            microseconds: (((days * 24 + h) * 60 + m) * 60 + sec) * 1_000_000 + us,
-        })
+        Some(Interval { microseconds: (((days * 24 + h) * 60 + m) * 60 + sec) * 1_000_000 + us })
     }
 
     /// Parses an xs:duration (`P1DT2H3M4.5S`), as WS-Man sends `cim:Interval`.
@@ -323,18 +310,9 @@ impl Interval {
             }
             num.is_empty().then_some(())
         };
-        parse_part(
-            date,
-            &[
-                ('Y', 365.0 * 86400.0),
-                ('M', 30.0 * 86400.0),
-                ('D', 86400.0),
-            ],
-        )?;
+        parse_part(date, &[('Y', 365.0 * 86400.0), ('M', 30.0 * 86400.0), ('D', 86400.0)])?;
         parse_part(time, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)])?;
-        Some(Interval {
-            microseconds: (total * 1_000_000.0).round() as u128,
-        })
+        Some(Interval { microseconds: (total * 1_000_000.0).round() as u128 })
     }
 }
 
@@ -343,12 +321,7 @@ impl fmt::Display for Interval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let us = self.microseconds % 1_000_000;
         let secs = self.microseconds / 1_000_000;
-        let (d, h, m, s) = (
-            secs / 86_400,
-            secs % 86_400 / 3600,
-            secs % 3600 / 60,
-            secs % 60,
-        );
+        let (d, h, m, s) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
         write!(f, "P{d}DT{h}H{m}M{s}")?;
         if us != 0 {
             write!(f, ".{us:06}")?;
@@ -395,10 +368,7 @@ pub struct Instance {
 impl Instance {
     /// A new instance with no properties.
     pub fn new(class_name: impl Into<String>) -> Instance {
-        Instance {
-            class_name: class_name.into(),
-            properties: Vec::new(),
-        }
+        Instance { class_name: class_name.into(), properties: Vec::new() }
     }
 
     /// Appends a property (builder style).
@@ -409,18 +379,12 @@ impl Instance {
 
     /// Appends a property.
     pub fn push(&mut self, name: impl Into<String>, value: Value) {
-        self.properties.push(Property {
-            name: name.into(),
-            value,
-        });
+        self.properties.push(Property { name: name.into(), value });
     }
 
     /// Looks a property up by name, case-insensitively as WMI does.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.properties
-            .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
-            .map(|p| &p.value)
+        self.properties.iter().find(|p| p.name.eq_ignore_ascii_case(name)).map(|p| &p.value)
     }
 
     /// Keeps only the named properties, in the order named; a name the instance lacks becomes
@@ -428,10 +392,7 @@ impl Instance {
     pub fn project(&self, names: &[String]) -> Instance {
         let mut out = Instance::new(self.class_name.clone());
         for n in names {
-            let p = self
-                .properties
-                .iter()
-                .find(|p| p.name.eq_ignore_ascii_case(n));
+            let p = self.properties.iter().find(|p| p.name.eq_ignore_ascii_case(n));
             match p {
                 Some(p) => out.push(p.name.clone(), p.value.clone()),
                 None => out.push(n.clone(), Value::Null),
@@ -445,13 +406,7 @@ impl fmt::Display for Instance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {{", self.class_name)?;
         for (i, p) in self.properties.iter().enumerate() {
-            write!(
-                f,
-                "{}{} = {}",
-                if i == 0 { " " } else { "; " },
-                p.name,
-                p.value
-            )?;
+            write!(f, "{}{} = {}", if i == 0 { " " } else { "; " }, p.name, p.value)?;
         }
         f.write_str(" }")
     }
@@ -472,15 +427,11 @@ mod tests {
     #[test]
     fn iso_datetime_variants() {
         assert_eq!(
-            DateTime::parse_iso8601("2013-03-19T05:40:36.5Z")
-                .unwrap()
-                .to_string(),
+            DateTime::parse_iso8601("2013-03-19T05:40:36.5Z").unwrap().to_string(),
             "2013-03-19T05:40:36.500000Z"
         );
         assert_eq!(
-            DateTime::parse_iso8601("2013-03-19T05:40:36-07:00")
-                .unwrap()
-                .offset_minutes,
+            DateTime::parse_iso8601("2013-03-19T05:40:36-07:00").unwrap().offset_minutes,
             -420
         );
         assert!(DateTime::parse_iso8601("2013-13-19T05:40:36Z").is_none());
@@ -488,18 +439,9 @@ mod tests {
 
     #[test]
     fn unix_epoch_conversion() {
-        assert_eq!(
-            DateTime::from_unix(0, 0).to_string(),
-            "1970-01-01T00:00:00Z"
-        );
-        assert_eq!(
-            DateTime::from_unix(951_782_400, 0).to_string(),
-            "2000-02-29T00:00:00Z"
-        );
-        assert_eq!(
-            DateTime::from_unix(-86_400, 0).to_string(),
-            "1969-12-31T00:00:00Z"
-        );
+        assert_eq!(DateTime::from_unix(0, 0).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(DateTime::from_unix(951_782_400, 0).to_string(), "2000-02-29T00:00:00Z");
+        assert_eq!(DateTime::from_unix(-86_400, 0).to_string(), "1969-12-31T00:00:00Z");
     }
 
     #[test]
@@ -512,9 +454,7 @@ mod tests {
 
     #[test]
     fn projection_fills_missing_with_null() {
-        let i = Instance::new("C")
-            .with("A", Value::UInt8(1))
-            .with("B", Value::Bool(true));
+        let i = Instance::new("C").with("A", Value::UInt8(1)).with("B", Value::Bool(true));
         let p = i.project(&["b".into(), "Z".into()]);
         assert_eq!(p.properties[0].name, "B");
         assert_eq!(p.properties[1].value, Value::Null);

@@ -87,9 +87,7 @@ impl CimType {
                 if let Some(d) = DateTime::parse_dmtf(t).or_else(|| DateTime::parse_iso8601(t)) {
                     Value::DateTime(d)
                 } else {
-                    Value::Interval(
-                        Interval::parse_dmtf(t).or_else(|| Interval::parse_xs_duration(t))?,
-                    )
+                    Value::Interval(Interval::parse_dmtf(t).or_else(|| Interval::parse_xs_duration(t))?)
                 }
             }
             CimType::Reference | CimType::Instance => return None,
@@ -125,9 +123,7 @@ pub struct ClassSchema {
 impl ClassSchema {
     /// Looks a property up, case-insensitively.
     pub fn property(&self, name: &str) -> Option<&PropertySchema> {
-        self.properties
-            .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
+        self.properties.iter().find(|p| p.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -171,16 +167,10 @@ fn parse_table(text: &str) -> Result<Vec<ClassSchema>, String> {
                 Some((a, b)) => (a.trim(), Some(b.trim().to_string())),
                 None => (rest.trim(), None),
             };
-            out.push(ClassSchema {
-                name: name.to_string(),
-                superclass: sup,
-                properties: Vec::new(),
-            });
+            out.push(ClassSchema { name: name.to_string(), superclass: sup, properties: Vec::new() });
             continue;
         }
-        let cls = out
-            .last_mut()
-            .ok_or(format!("line {}: property before any class", n + 1))?;
+        let cls = out.last_mut().ok_or(format!("line {}: property before any class", n + 1))?;
         let mut parts = line.split_whitespace();
         let (Some(pname), Some(ty), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(format!("line {}: expected `Name type`", n + 1));
@@ -189,20 +179,11 @@ fn parse_table(text: &str) -> Result<Vec<ClassSchema>, String> {
             Some(t) => (t, true),
             None => (ty, false),
         };
-        let cim_type =
-            CimType::from_name(ty).ok_or(format!("line {}: unknown type {ty}", n + 1))?;
+        let cim_type = CimType::from_name(ty).ok_or(format!("line {}: unknown type {ty}", n + 1))?;
         if cls.property(pname).is_some() {
-            return Err(format!(
-                "line {}: {pname} listed twice in {}",
-                n + 1,
-                cls.name
-            ));
+            return Err(format!("line {}: {pname} listed twice in {}", n + 1, cls.name));
         }
-        cls.properties.push(PropertySchema {
-            name: pname.to_string(),
-            cim_type,
-            is_array,
-        });
+        cls.properties.push(PropertySchema { name: pname.to_string(), cim_type, is_array });
     }
     let mut seen = std::collections::HashSet::new();
     for c in &out {
@@ -236,19 +217,10 @@ mod tests {
     #[test]
     fn text_conversion() {
         assert_eq!(CimType::Boolean.parse_text("TRUE"), Some(Value::Bool(true)));
-        assert_eq!(
-            CimType::UInt64.parse_text("18446744073709551615"),
-            Some(Value::UInt64(u64::MAX))
-        );
+        assert_eq!(CimType::UInt64.parse_text("18446744073709551615"), Some(Value::UInt64(u64::MAX)));
         assert_eq!(CimType::UInt8.parse_text("256"), None);
-        assert!(matches!(
-            CimType::DateTime.parse_text("20130319054036.500000-420"),
-            Some(Value::DateTime(_))
-        ));
-        assert!(matches!(
-            CimType::DateTime.parse_text("00000001020304.000005:000"),
-            Some(Value::Interval(_))
-        ));
+        assert!(matches!(CimType::DateTime.parse_text("20130319054036.500000-420"), Some(Value::DateTime(_))));
+        assert!(matches!(CimType::DateTime.parse_text("00000001020304.000005:000"), Some(Value::Interval(_))));
         assert_eq!(CimType::Char16.parse_text("65"), Some(Value::Char16('A')));
     }
 }

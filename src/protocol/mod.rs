@@ -88,10 +88,7 @@ impl Category {
 
     /// Whether trying again later may succeed (the scheduler retries only these).
     pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            Category::TimedOut | Category::QuotaExceeded | Category::ConnectionFailed
-        )
+        matches!(self, Category::TimedOut | Category::QuotaExceeded | Category::ConnectionFailed)
     }
 
     /// The snake_case name used in the run report and logs.
@@ -138,11 +135,7 @@ pub struct Error {
 impl Error {
     /// A new error with no protocol code.
     pub fn new(category: Category, message: impl Into<String>) -> Error {
-        Error {
-            category,
-            code: None,
-            message: message.into(),
-        }
+        Error { category, code: None, message: message.into() }
     }
 
     /// Attaches the protocol's own code.
@@ -266,11 +259,7 @@ pub struct DcomSettings {
 
 impl Default for DcomSettings {
     fn default() -> Self {
-        DcomSettings {
-            impersonation: "impersonate".into(),
-            packet_privacy: true,
-            packet_integrity: true,
-        }
+        DcomSettings { impersonation: "impersonate".into(), packet_privacy: true, packet_integrity: true }
     }
 }
 
@@ -334,11 +323,7 @@ impl QuerySpec {
         QuerySpec {
             name: class.to_string(),
             namespace: "root/cimv2".into(),
-            wql: wql::Query {
-                properties: Vec::new(),
-                class: class.to_string(),
-                filter: None,
-            },
+            wql: wql::Query { properties: Vec::new(), class: class.to_string(), filter: None },
             needs_filter: false,
             resource_uri: None,
             key_only: false,
@@ -358,8 +343,7 @@ pub type Page = Vec<Instance>;
 /// Opens sessions for one protocol.
 pub trait Connector: Send + Sync {
     /// Opens a session (connect, authenticate). Called when the session's first query starts.
-    fn open<'a>(&'a self, endpoint: &'a Endpoint)
-    -> BoxFuture<'a, Result<Box<dyn Session>, Error>>;
+    fn open<'a>(&'a self, endpoint: &'a Endpoint) -> BoxFuture<'a, Result<Box<dyn Session>, Error>>;
 }
 
 /// An open session to one computer.

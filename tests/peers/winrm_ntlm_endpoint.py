@@ -3,8 +3,9 @@
 
 It authenticates each connection with NTLM (or SPNEGO) exactly as WinRM does (a handshake on
 empty POSTs under the `Negotiate` scheme), then unseals each request with pyspnego's
-`unwrap_winrm`, records it, and answers with the next canned SOAP page sealed with `wrap_winrm`
-in the MS-WSMV 2.2.9.1 framing. None of cimrun's code is involved on this side.
+`unwrap_winrm` after checking its MS-WSMV 2.2.9.1 framing byte for byte, records it, and
+answers with the next canned SOAP page sealed by pypsrp's WinRMEncryption. None of cimrun's
+code is involved on this side.
 
 Prints the listening port on the first line of stdout, then serves until --lifetime expires.
 """
@@ -23,6 +24,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import spnego
+from pypsrp.encryption import WinRMEncryption
 from spnego.channel_bindings import GssChannelBindings
 
 BOUNDARY = b"--Encrypted Boundary"
@@ -31,20 +33,14 @@ CONTENT_TYPE = 'multipart/encrypted;protocol="application/HTTP-SPNEGO-session-en
 
 
 def seal(ctx, plaintext):
-    wrapped = ctx.wrap_winrm(plaintext)
-    return (
-        BOUNDARY + b"\r\n"
-        b"\tContent-Type: " + PROTOCOL + b"\r\n"
-        b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=" + str(len(plaintext)).encode() + b"\r\n"
-        + BOUNDARY + b"\r\n"
-        b"\tContent-Type: application/octet-stream\r\n"
-        + struct.pack("<i", len(wrapped.header)) + wrapped.header + wrapped.data
-        + BOUNDARY + b"--\r\n"
-    )
+    # pypsrp's own framing code, so our parser meets a real client library's bytes.
+    content_type, body = WinRMEncryption(ctx, WinRMEncryption.SPNEGO).wrap_message(plaintext)
+    assert content_type == "multipart/encrypted"
+    return body
 
 
 def unseal(ctx, body):
-    # The layout pypsrp expects from Windows: header part, data part, closing boundary.
+    # Strict on purpose: exactly the bytes Windows and pypsrp send, part by part.
     parts = [p for p in body.split(BOUNDARY + b"\r\n") if p]
     if len(parts) != 2:
         raise ValueError("expected 2 MIME parts, got %d" % len(parts))
@@ -159,14 +155,21 @@ class Handler(BaseHTTPRequestHandler):
                 f.write(plaintext)
         if index >= len(self.state.pages):
             return self.reply(500, b"no more pages")
+        page = self.state.pages[index]
+        if self.state.args.relate:
+            # Answer this request, not the one recorded: RelatesTo names its MessageID.
+            message_id = re.search(rb"<(?:\w+:)?MessageID[^>]*>\s*([^<\s]+)\s*<", plaintext)
+            if message_id:
+                page = re.sub(rb"(<(?:\w+:)?RelatesTo[^>]*>)[^<]*(<)", lambda m: m.group(1) + message_id.group(1) + m.group(2), page, count=1)
         if tls:
-            return self.reply(200, self.state.pages[index], headers=[("Content-Type", "application/soap+xml;charset=UTF-8")])
-        sealed = seal(self.ctx, self.state.pages[index])
+            return self.reply(200, page, headers=[("Content-Type", "application/soap+xml;charset=UTF-8")])
+        sealed = seal(self.ctx, page)
         if self.state.args.tamper_reply == index:
             # Flip one bit inside the sealed data, after the 16-byte signature.
             start = sealed.index(b"octet-stream\r\n") + len(b"octet-stream\r\n") + 4 + 16
             sealed = sealed[:start] + bytes([sealed[start] ^ 0x01]) + sealed[start + 1 :]
-        self.reply(200, sealed, headers=[("Content-Type", CONTENT_TYPE)])
+        status = 500 if index == self.state.args.fault_reply else 200
+        self.reply(status, sealed, headers=[("Content-Type", CONTENT_TYPE)])
 
 
 def main():
@@ -176,10 +179,13 @@ def main():
     parser.add_argument("--protocol", default="ntlm", choices=["ntlm", "negotiate"])
     parser.add_argument("--lifetime", type=float, default=60.0, help="seconds before exiting")
     parser.add_argument("--record-dir", help="write each unsealed request here")
+    parser.add_argument("--relate", action="store_true", help="rewrite each page's RelatesTo to the request's MessageID")
+    parser.add_argument("--fault-reply", type=int, default=-1, help="0-based reply sent as HTTP 500 (a SOAP fault)")
     parser.add_argument("--tamper-reply", type=int, default=-1, help="0-based reply to corrupt")
     parser.add_argument("--drop-request", type=int, default=-1, help="0-based request to drop the connection on")
     parser.add_argument("--tls-cert", help="PEM certificate: serve HTTPS with it")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-ciphers", help="OpenSSL cipher list; also limits TLS to 1.2")
     parser.add_argument("--bindings", default="none", choices=["none", "right", "wrong"],
                         help="over HTTPS, require tls-server-end-point channel bindings (wrong: of another certificate)")
     parser.add_argument("pages", nargs="+", help="SOAP pages answered in order")
@@ -197,6 +203,9 @@ def main():
     if args.tls_cert:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_ciphers:
+            tls.maximum_version = ssl.TLSVersion.TLSv1_2
+            tls.set_ciphers(args.tls_ciphers)
         server.socket = tls.wrap_socket(server.socket, server_side=True)
 
     def stop():

@@ -15,10 +15,10 @@ use secrecy::ExposeSecret;
 use sspi::network_client::NetworkClient;
 use sspi::ntlm::NtlmConfig;
 use sspi::{
-    AuthIdentity, AuthIdentityBuffers, BufferType, ClientRequestFlags, Credentials, CredentialsBuffers,
-    DataRepresentation, EncryptionFlags, KdcResolution, Kerberos, KerberosConfig, Negotiate, NegotiateConfig,
-    NetworkProtocol, NetworkRequest, Ntlm, SecurityBuffer, SecurityBufferRef, SecurityStatus, Sspi, SspiImpl,
-    Username,
+    AuthIdentity, AuthIdentityBuffers, BufferType, ClientRequestFlags, Credentials,
+    CredentialsBuffers, DataRepresentation, EncryptionFlags, KdcResolution, Kerberos,
+    KerberosConfig, Negotiate, NegotiateConfig, NetworkProtocol, NetworkRequest, Ntlm,
+    SecurityBuffer, SecurityBufferRef, SecurityStatus, Sspi, SspiImpl, Username,
 };
 
 use super::encryption::SealProtocol;
@@ -55,7 +55,11 @@ impl Package {
 
 /// The `Authorization` value for Basic authentication.
 pub fn basic_authorization(credential: &Credential) -> String {
-    let pair = format!("{}:{}", credential.username, credential.password.expose_secret());
+    let pair = format!(
+        "{}:{}",
+        credential.username,
+        credential.password.expose_secret()
+    );
     format!("Basic {}", B64.encode(pair))
 }
 
@@ -134,7 +138,9 @@ fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
         }
         let (len_bytes, after) = rest.split_at_checked(count)?;
         rest = after;
-        len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+        len_bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
     };
     rest.split_at_checked(len)
 }
@@ -148,10 +154,11 @@ pub struct Step {
     pub complete: bool,
 }
 
+// Boxed: the sspi contexts are large and differ in size.
 enum Context {
-    Ntlm(Ntlm, Option<AuthIdentityBuffers>),
-    Negotiate(Negotiate, Option<CredentialsBuffers>),
-    Kerberos(Kerberos, Option<CredentialsBuffers>),
+    Ntlm(Box<Ntlm>, Option<AuthIdentityBuffers>),
+    Negotiate(Box<Negotiate>, Option<CredentialsBuffers>),
+    Kerberos(Box<Kerberos>, Option<CredentialsBuffers>),
 }
 
 /// An SSPI client context for one connection: the handshake, then sealing and unsealing.
@@ -201,23 +208,39 @@ impl SecurityContext {
                     .execute(&mut ntlm)
                     .map_err(sspi_auth_error)?
                     .credentials_handle;
-                Context::Ntlm(ntlm, creds)
+                Context::Ntlm(Box::new(ntlm), creds)
             }
             Package::Negotiate => {
-                let kerberos = KerberosConfig { kdc_resolution: KdcResolution::KdcUrl(None), client_computer_name: workstation.clone() };
+                let kerberos = KerberosConfig {
+                    kdc_resolution: KdcResolution::KdcUrl(None),
+                    client_computer_name: workstation.clone(),
+                };
                 let config = NegotiateConfig::new(Box::new(kerberos), None, workstation);
                 let mut negotiate = Negotiate::new_client(config).map_err(sspi_auth_error)?;
                 let creds = acquire(&mut negotiate, identity)?;
-                Context::Negotiate(negotiate, creds)
+                Context::Negotiate(Box::new(negotiate), creds)
             }
             Package::Kerberos => {
-                let config = KerberosConfig { kdc_resolution: KdcResolution::KdcUrl(None), client_computer_name: workstation };
-                let mut kerberos = Kerberos::new_client_from_config(config).map_err(sspi_auth_error)?;
+                let config = KerberosConfig {
+                    kdc_resolution: KdcResolution::KdcUrl(None),
+                    client_computer_name: workstation,
+                };
+                let mut kerberos =
+                    Kerberos::new_client_from_config(config).map_err(sspi_auth_error)?;
                 let creds = acquire(&mut kerberos, identity)?;
-                Context::Kerberos(kerberos, creds)
+                Context::Kerberos(Box::new(kerberos), creds)
             }
         };
-        Ok(SecurityContext { package, context, target, channel_bindings, kdc: KdcClient { timeout: kdc_timeout }, complete: false })
+        Ok(SecurityContext {
+            package,
+            context,
+            target,
+            channel_bindings,
+            kdc: KdcClient {
+                timeout: kdc_timeout,
+            },
+            complete: false,
+        })
     }
 
     /// The package this context runs.
@@ -236,13 +259,20 @@ impl SecurityContext {
         let target = self.target.as_str();
         let kdc = &self.kdc;
         let (token, status) = match &mut self.context {
-            Context::Ntlm(ctx, creds) => init_step(ctx, creds, target, input, cbt, kdc),
-            Context::Negotiate(ctx, creds) => init_step(ctx, creds, target, input, cbt, kdc),
-            Context::Kerberos(ctx, creds) => init_step(ctx, creds, target, input, cbt, kdc),
+            Context::Ntlm(ctx, creds) => init_step(ctx.as_mut(), creds, target, input, cbt, kdc),
+            Context::Negotiate(ctx, creds) => {
+                init_step(ctx.as_mut(), creds, target, input, cbt, kdc)
+            }
+            Context::Kerberos(ctx, creds) => {
+                init_step(ctx.as_mut(), creds, target, input, cbt, kdc)
+            }
         }
         .map_err(sspi_auth_error)?;
         self.complete = matches!(status, SecurityStatus::Ok | SecurityStatus::CompleteNeeded);
-        Ok(Step { token, complete: self.complete })
+        Ok(Step {
+            token,
+            complete: self.complete,
+        })
     }
 
     /// Seals a body: returns (signature, sealed data) for [`super::encryption::build_body`].
@@ -256,7 +286,10 @@ impl SecurityContext {
         .security_trailer;
         let mut signature = vec![0u8; usize::try_from(trailer).unwrap_or(0)];
         let mut data = plaintext.to_vec();
-        let mut buffers = [SecurityBufferRef::token_buf(&mut signature), SecurityBufferRef::data_buf(&mut data)];
+        let mut buffers = [
+            SecurityBufferRef::token_buf(&mut signature),
+            SecurityBufferRef::data_buf(&mut data),
+        ];
         let flags = EncryptionFlags::empty();
         match &mut self.context {
             Context::Ntlm(ctx, _) => ctx.encrypt_message(flags, &mut buffers),
@@ -276,13 +309,21 @@ impl SecurityContext {
     pub fn unseal(&mut self, signature: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Error> {
         let mut token = signature.to_vec();
         let mut data = sealed.to_vec();
-        let mut buffers = [SecurityBufferRef::token_buf(&mut token), SecurityBufferRef::data_buf(&mut data)];
+        let mut buffers = [
+            SecurityBufferRef::token_buf(&mut token),
+            SecurityBufferRef::data_buf(&mut data),
+        ];
         match &mut self.context {
             Context::Ntlm(ctx, _) => ctx.decrypt_message(&mut buffers),
             Context::Negotiate(ctx, _) => ctx.decrypt_message(&mut buffers),
             Context::Kerberos(ctx, _) => ctx.decrypt_message(&mut buffers),
         }
-        .map_err(|e| Error::new(Category::ProtocolError, format!("reply failed decryption or signature check: {e}")))?;
+        .map_err(|e| {
+            Error::new(
+                Category::ProtocolError,
+                format!("reply failed decryption or signature check: {e}"),
+            )
+        })?;
         let [_, plain] = buffers;
         Ok(plain.data().to_vec())
     }
@@ -290,7 +331,8 @@ impl SecurityContext {
 
 fn acquire<S>(ctx: &mut S, identity: AuthIdentity) -> Result<Option<CredentialsBuffers>, Error>
 where
-    S: Sspi + SspiImpl<CredentialsHandle = Option<CredentialsBuffers>, AuthenticationData = Credentials>,
+    S: Sspi
+        + SspiImpl<CredentialsHandle = Option<CredentialsBuffers>, AuthenticationData = Credentials>,
 {
     let credentials = Credentials::from(identity);
     ctx.acquire_credentials_handle()
@@ -315,9 +357,11 @@ where
     let mut input_buffers = Vec::new();
     if let Some(token) = input {
         input_buffers.push(SecurityBuffer::new(token.to_vec(), BufferType::Token));
-        if let Some(cbt) = channel_bindings {
-            input_buffers.push(SecurityBuffer::new(cbt.to_vec(), BufferType::ChannelBindings));
-        }
+    }
+    // On every leg: Kerberos binds the channel in its first token (the AP-REQ), NTLM in its
+    // last (the AUTHENTICATE message).
+    if let Some(cbt) = channel_bindings {
+        input_buffers.push(SecurityBuffer::new(cbt.to_vec(), BufferType::ChannelBindings));
     }
     let mut output = vec![SecurityBuffer::new(Vec::new(), BufferType::Token)];
     let status = {
@@ -334,12 +378,21 @@ where
             .with_target_name(target)
             .with_input(&mut input_buffers)
             .with_output(&mut output);
-        ctx.initialize_security_context_impl(&mut builder)?.resolve_with_client(kdc)?.status
+        ctx.initialize_security_context_impl(&mut builder)?
+            .resolve_with_client(kdc)?
+            .status
     };
-    if matches!(status, SecurityStatus::CompleteNeeded | SecurityStatus::CompleteAndContinue) {
+    if matches!(
+        status,
+        SecurityStatus::CompleteNeeded | SecurityStatus::CompleteAndContinue
+    ) {
         ctx.complete_auth_token(&mut output)?;
     }
-    let token = output.into_iter().next().map(|b| b.buffer).unwrap_or_default();
+    let token = output
+        .into_iter()
+        .next()
+        .map(|b| b.buffer)
+        .unwrap_or_default();
     Ok((token, status))
 }
 
@@ -348,7 +401,8 @@ fn auth_error(message: String) -> Error {
 }
 
 fn sspi_auth_error(e: sspi::Error) -> Error {
-    Error::new(Category::AuthFailed, format!("authentication: {e}")).with_code(format!("{:?}", e.error_type))
+    Error::new(Category::AuthFailed, format!("authentication: {e}"))
+        .with_code(format!("{:?}", e.error_type))
 }
 
 /// The local computer name NTLM reports as the workstation.
@@ -363,8 +417,16 @@ fn workstation_name() -> String {
     } else {
         String::new()
     };
-    let short = name.split('.').next().unwrap_or_default().to_ascii_uppercase();
-    if short.is_empty() { "CIMRUN".to_string() } else { short }
+    let short = name
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    if short.is_empty() {
+        "CIMRUN".to_string()
+    } else {
+        short
+    }
 }
 
 /// Talks to the KDC for Kerberos (TCP or UDP, RFC 4120 7.2), bounded by a timeout.
@@ -377,7 +439,12 @@ struct KdcClient {
 
 impl NetworkClient for KdcClient {
     fn send(&self, request: &NetworkRequest) -> sspi::Result<Vec<u8>> {
-        let kdc_error = |e: std::io::Error| sspi::Error::new(sspi::ErrorKind::NoAuthenticatingAuthority, format!("KDC {}: {e}", request.url));
+        let kdc_error = |e: std::io::Error| {
+            sspi::Error::new(
+                sspi::ErrorKind::NoAuthenticatingAuthority,
+                format!("KDC {}: {e}", request.url),
+            )
+        };
         let host = request.url.host_str().unwrap_or_default();
         let port = request.url.port().unwrap_or(88);
         let addr = (host, port)
@@ -387,26 +454,41 @@ impl NetworkClient for KdcClient {
             .ok_or_else(|| kdc_error(std::io::Error::other("no address")))?;
         match request.protocol {
             NetworkProtocol::Tcp => {
-                let mut stream = TcpStream::connect_timeout(&addr, self.timeout).map_err(kdc_error)?;
-                stream.set_read_timeout(Some(self.timeout)).map_err(kdc_error)?;
-                stream.set_write_timeout(Some(self.timeout)).map_err(kdc_error)?;
+                let mut stream =
+                    TcpStream::connect_timeout(&addr, self.timeout).map_err(kdc_error)?;
+                stream
+                    .set_read_timeout(Some(self.timeout))
+                    .map_err(kdc_error)?;
+                stream
+                    .set_write_timeout(Some(self.timeout))
+                    .map_err(kdc_error)?;
                 // The request already carries its 4-byte length prefix; the reply is returned with it.
                 stream.write_all(&request.data).map_err(kdc_error)?;
                 let mut len = [0u8; 4];
                 stream.read_exact(&mut len).map_err(kdc_error)?;
                 let n = usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX);
                 if n > 1 << 20 {
-                    return Err(kdc_error(std::io::Error::other(format!("reply of {n} bytes is too large"))));
+                    return Err(kdc_error(std::io::Error::other(format!(
+                        "reply of {n} bytes is too large"
+                    ))));
                 }
                 let mut reply = len.to_vec();
                 reply.resize(4 + n, 0);
-                stream.read_exact(reply.get_mut(4..).unwrap_or_default()).map_err(kdc_error)?;
+                stream
+                    .read_exact(reply.get_mut(4..).unwrap_or_default())
+                    .map_err(kdc_error)?;
                 Ok(reply)
             }
             NetworkProtocol::Udp => {
-                let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+                let bind = if addr.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                };
                 let socket = UdpSocket::bind(bind).map_err(kdc_error)?;
-                socket.set_read_timeout(Some(self.timeout)).map_err(kdc_error)?;
+                socket
+                    .set_read_timeout(Some(self.timeout))
+                    .map_err(kdc_error)?;
                 socket.send_to(&request.data, addr).map_err(kdc_error)?;
                 let mut buf = vec![0u8; 0xbb80];
                 let n = socket.recv(&mut buf).map_err(kdc_error)?;
@@ -428,13 +510,19 @@ mod tests {
     use secrecy::SecretString;
 
     fn credential(user: &str, password: &str) -> Credential {
-        Credential { username: user.into(), password: SecretString::from(password.to_string()) }
+        Credential {
+            username: user.into(),
+            password: SecretString::from(password.to_string()),
+        }
     }
 
     #[test]
     fn basic_header_is_rfc7617() {
         // RFC 7617 section 2's example.
-        assert_eq!(basic_authorization(&credential("Aladdin", "open sesame")), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(
+            basic_authorization(&credential("Aladdin", "open sesame")),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
     }
 
     #[test]
@@ -445,7 +533,10 @@ mod tests {
             (&rcgen::PKCS_ED25519, None),
         ] {
             let key = rcgen::KeyPair::generate_for(alg).unwrap();
-            let cert = rcgen::CertificateParams::new(vec!["h".to_string()]).unwrap().self_signed(&key).unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["h".to_string()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
             let got = signature_hash(cert.der()).map(|h| match h {
                 SignatureHash::Sha384 => 48,
                 SignatureHash::Sha512 => 64,
@@ -470,14 +561,49 @@ mod tests {
         assert_eq!(parsed.application_data, b"tls-server-end-point:abc");
     }
 
+    #[test]
+    fn negotiate_starts_with_a_spnego_token_and_ntlm_with_a_raw_one() {
+        let cred = credential("EX\\alice", "pw");
+        let first = |package| {
+            let mut ctx = SecurityContext::new(
+                package,
+                &cred,
+                "HTTP/host".into(),
+                None,
+                Duration::from_secs(1),
+            )
+            .unwrap();
+            ctx.step(None).unwrap().token
+        };
+        // GSS-API InitialContextToken (RFC 2743 3.1) carrying the SPNEGO OID 1.3.6.1.5.5.2.
+        let spnego = first(Package::Negotiate);
+        assert_eq!(spnego.first(), Some(&0x60));
+        assert!(
+            spnego
+                .windows(8)
+                .any(|w| w == [0x06, 0x06, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x02])
+        );
+        assert!(first(Package::Ntlm).starts_with(b"NTLMSSP\0\x01\0\0\0"));
+    }
+
     /// Runs the client against sspi's own NTLM acceptor: a unit check of the handshake and
     /// sealing plumbing (interop with an independent acceptor is in tests/wsman_transport_ntlm.rs).
     #[test]
     fn ntlm_handshake_and_sealing_against_sspi_acceptor() {
         let cred = credential("alice", "S3cret!");
-        let mut client = SecurityContext::new(Package::Ntlm, &cred, "HTTP/host".into(), None, Duration::from_secs(1)).unwrap();
+        let mut client = SecurityContext::new(
+            Package::Ntlm,
+            &cred,
+            "HTTP/host".into(),
+            None,
+            Duration::from_secs(1),
+        )
+        .unwrap();
         let mut server = Ntlm::new();
-        let server_identity = AuthIdentity { username: Username::parse("alice").unwrap(), password: "S3cret!".to_string().into() };
+        let server_identity = AuthIdentity {
+            username: Username::parse("alice").unwrap(),
+            password: "S3cret!".to_string().into(),
+        };
         let mut server_creds = server
             .acquire_credentials_handle()
             .with_credential_use(sspi::CredentialUse::Inbound)
@@ -500,8 +626,16 @@ mod tests {
                 .with_target_data_representation(DataRepresentation::Native)
                 .with_input(&mut server_in)
                 .with_output(&mut server_out);
-            let status = server.accept_security_context_impl(builder).unwrap().resolve_to_result().unwrap().status;
-            if matches!(status, SecurityStatus::CompleteNeeded | SecurityStatus::CompleteAndContinue) {
+            let status = server
+                .accept_security_context_impl(builder)
+                .unwrap()
+                .resolve_to_result()
+                .unwrap()
+                .status;
+            if matches!(
+                status,
+                SecurityStatus::CompleteNeeded | SecurityStatus::CompleteAndContinue
+            ) {
                 server.complete_auth_token(&mut server_out).unwrap();
                 break;
             }
@@ -514,7 +648,10 @@ mod tests {
         assert_ne!(sealed, b"<s:Envelope/>");
         let mut s = sig.clone();
         let mut d = sealed.clone();
-        let mut bufs = [SecurityBufferRef::token_buf(&mut s), SecurityBufferRef::data_buf(&mut d)];
+        let mut bufs = [
+            SecurityBufferRef::token_buf(&mut s),
+            SecurityBufferRef::data_buf(&mut d),
+        ];
         server.decrypt_message(&mut bufs).unwrap();
         assert_eq!(bufs[1].data(), b"<s:Envelope/>");
 
@@ -522,8 +659,13 @@ mod tests {
         for (i, tamper) in [false, true].into_iter().enumerate() {
             let mut s = vec![0u8; 16];
             let mut d = format!("<reply n='{i}'/>").into_bytes();
-            let mut bufs = [SecurityBufferRef::token_buf(&mut s), SecurityBufferRef::data_buf(&mut d)];
-            server.encrypt_message(EncryptionFlags::empty(), &mut bufs).unwrap();
+            let mut bufs = [
+                SecurityBufferRef::token_buf(&mut s),
+                SecurityBufferRef::data_buf(&mut d),
+            ];
+            server
+                .encrypt_message(EncryptionFlags::empty(), &mut bufs)
+                .unwrap();
             if tamper {
                 d[3] ^= 0x20;
             }

@@ -5,12 +5,6 @@
 //! [`Transport`] is the I/O edge: one authenticated (and, for NTLM/Negotiate, sealed) HTTP
 //! connection per session.
 
-pub mod auth;
-pub mod encryption;
-pub mod http;
-pub mod tls;
-pub mod transport;
-
 use futures::future::BoxFuture;
 
 use crate::protocol::Error;
@@ -41,10 +35,15 @@ pub trait Transport: Send {
     fn shutdown<'a>(&'a mut self) -> BoxFuture<'a, ()>;
 }
 
+pub mod auth;
+pub mod encryption;
 pub mod envelope;
 pub mod fault;
+pub mod http;
 pub mod response;
 pub mod session;
+pub mod tls;
+pub mod transport;
 pub mod uri;
 
 pub use session::{WsManConnector, WsManSession};

@@ -18,7 +18,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 use crate::protocol::{Category, Error, WsManSettings};
 
@@ -32,23 +34,40 @@ pub struct Thumbprint {
 impl Thumbprint {
     /// Parses 40 (SHA-1) or 64 (SHA-256) hex digits; colons and spaces between them are ignored.
     pub fn parse(text: &str) -> Result<Thumbprint, Error> {
-        let hex: String = text.chars().filter(|c| !matches!(c, ':' | ' ' | '-')).collect();
-        let bad = || Error::new(Category::Unsupported, format!("certificate thumbprint {text:?} is not 40 or 64 hex digits"));
+        let hex: String = text
+            .chars()
+            .filter(|c| !matches!(c, ':' | ' ' | '-'))
+            .collect();
+        let bad = || {
+            Error::new(
+                Category::Unsupported,
+                format!("certificate thumbprint {text:?} is not 40 or 64 hex digits"),
+            )
+        };
         if !matches!(hex.len(), 40 | 64) || !hex.is_ascii() {
             return Err(bad());
         }
         let digest = (0..hex.len())
             .step_by(2)
-            .map(|i| hex.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+            })
             .collect::<Option<Vec<u8>>>()
             .ok_or_else(bad)?;
-        Ok(Thumbprint { sha256: digest.len() == 32, digest })
+        Ok(Thumbprint {
+            sha256: digest.len() == 32,
+            digest,
+        })
     }
 
     /// Whether a DER certificate has this thumbprint.
     pub fn matches(&self, der: &[u8]) -> bool {
-        let algorithm =
-            if self.sha256 { &ring::digest::SHA256 } else { &ring::digest::SHA1_FOR_LEGACY_USE_ONLY };
+        let algorithm = if self.sha256 {
+            &ring::digest::SHA256
+        } else {
+            &ring::digest::SHA1_FOR_LEGACY_USE_ONLY
+        };
         ring::digest::digest(algorithm, der).as_ref() == self.digest.as_slice()
     }
 }
@@ -60,8 +79,18 @@ pub fn client_config(settings: &WsManSettings) -> Result<Arc<ClientConfig>, Erro
         Some(path) => Arc::new(load_ca_bundle(path)?),
         None => system_roots(),
     };
-    let pin = settings.certificate_thumbprint.as_deref().map(Thumbprint::parse).transpose()?;
-    let verifier = Verifier::new(roots, provider.clone(), settings.skip_ca_check, settings.skip_cn_check, pin);
+    let pin = settings
+        .certificate_thumbprint
+        .as_deref()
+        .map(Thumbprint::parse)
+        .transpose()?;
+    let verifier = Verifier::new(
+        roots,
+        provider.clone(),
+        settings.skip_ca_check,
+        settings.skip_cn_check,
+        pin,
+    );
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(Category::TlsFailure, format!("TLS configuration: {e}")))?
@@ -71,17 +100,149 @@ pub fn client_config(settings: &WsManSettings) -> Result<Arc<ClientConfig>, Erro
     Ok(Arc::new(config))
 }
 
+/// The TLS side of an HTTPS endpoint: rustls, and with the `native-tls` feature the platform
+/// library for hosts rustls cannot talk to.
+#[derive(Clone)]
+pub struct TlsSetup {
+    pub rustls: Arc<ClientConfig>,
+    #[cfg(feature = "native-tls")]
+    pub legacy: Option<legacy::LegacyTls>,
+}
+
+/// Builds the TLS setup for one endpoint's settings.
+pub fn setup(settings: &WsManSettings) -> Result<TlsSetup, Error> {
+    Ok(TlsSetup {
+        rustls: client_config(settings)?,
+        #[cfg(feature = "native-tls")]
+        legacy: Some(legacy::LegacyTls::new(settings)?),
+    })
+}
+
 /// Reads the CA certificates of a PEM file.
 pub fn load_ca_bundle(path: &Path) -> Result<RootCertStore, Error> {
-    let bad = |e: String| Error::new(Category::TlsFailure, format!("CA bundle {}: {e}", path.display()));
     let mut store = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-        store.add(cert.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
-    }
-    if store.is_empty() {
-        return Err(bad("no certificates".into()));
+    for cert in read_pem_certificates(path)? {
+        store.add(cert).map_err(|e| ca_bundle_error(path, e))?;
     }
     Ok(store)
+}
+
+fn ca_bundle_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::new(
+        Category::TlsFailure,
+        format!("CA bundle {}: {e}", path.display()),
+    )
+}
+
+/// The certificates of a PEM file; at least one.
+fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| ca_bundle_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ca_bundle_error(path, e))?;
+    if certs.is_empty() {
+        return Err(ca_bundle_error(path, "no certificates"));
+    }
+    Ok(certs)
+}
+
+/// TLS through the platform library (SChannel, Secure Transport, OpenSSL).
+///
+/// Used only after rustls failed because the server offered nothing it accepts; an active
+/// attacker can provoke that fallback, which is why it is a build-time opt-in. Certificates
+/// are checked as with rustls: the platform library checks the chain and name unless a skip
+/// flag or a pin says otherwise, and a name check that survives `skip_ca_check` is done here.
+#[cfg(feature = "native-tls")]
+pub mod legacy {
+    use super::*;
+
+    /// A configured platform TLS connector.
+    #[derive(Clone)]
+    pub struct LegacyTls {
+        connector: tokio_native_tls::TlsConnector,
+        pin: Option<Thumbprint>,
+        /// Check the name ourselves: the library's chain check is off but the name must hold.
+        check_name: bool,
+    }
+
+    impl LegacyTls {
+        /// A connector that also accepts TLS 1.0 and 1.1.
+        pub fn new(settings: &WsManSettings) -> Result<LegacyTls, Error> {
+            let pin = settings
+                .certificate_thumbprint
+                .as_deref()
+                .map(Thumbprint::parse)
+                .transpose()?;
+            let mut builder = native_tls::TlsConnector::builder();
+            builder.min_protocol_version(Some(native_tls::Protocol::Tlsv10));
+            let skip_chain = pin.is_some() || settings.skip_ca_check;
+            let skip_name = pin.is_some() || settings.skip_cn_check;
+            // Turning off the chain check turns off the library's name check with it.
+            builder.danger_accept_invalid_certs(skip_chain);
+            builder.danger_accept_invalid_hostnames(skip_name);
+            if let Some(path) = &settings.ca_bundle {
+                builder.disable_built_in_roots(true);
+                for cert in read_pem_certificates(path)? {
+                    let cert = native_tls::Certificate::from_der(&cert)
+                        .map_err(|e| ca_bundle_error(path, e))?;
+                    builder.add_root_certificate(cert);
+                }
+            }
+            let connector = builder
+                .build()
+                .map_err(|e| Error::new(Category::TlsFailure, format!("platform TLS: {e}")))?;
+            Ok(LegacyTls {
+                connector: connector.into(),
+                pin,
+                check_name: skip_chain && !skip_name,
+            })
+        }
+
+        /// Handshakes and checks the certificate; returns the stream and the leaf (DER).
+        pub async fn connect<S>(
+            &self,
+            host: &str,
+            stream: S,
+        ) -> Result<(tokio_native_tls::TlsStream<S>, Vec<u8>), Error>
+        where
+            S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        {
+            let failed = |e: String| {
+                Error::new(
+                    Category::TlsFailure,
+                    format!("TLS handshake with {host} (platform library): {e}"),
+                )
+            };
+            let tls = self
+                .connector
+                .connect(host, stream)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let leaf = tls
+                .get_ref()
+                .peer_certificate()
+                .ok()
+                .flatten()
+                .and_then(|c| c.to_der().ok())
+                .ok_or_else(|| failed("no server certificate".into()))?;
+            if let Some(pin) = &self.pin {
+                if !pin.matches(&leaf) {
+                    return Err(failed(
+                        "certificate does not match the pinned thumbprint".into(),
+                    ));
+                }
+            } else if self.check_name {
+                let name =
+                    ServerName::try_from(host.to_string()).map_err(|e| failed(e.to_string()))?;
+                let der = CertificateDer::from(leaf.as_slice());
+                let cert =
+                    webpki::EndEntityCert::try_from(&der).map_err(|e| failed(e.to_string()))?;
+                cert.verify_is_valid_for_subject_name(&name)
+                    .map_err(|e| failed(e.to_string()))?;
+            }
+            Ok((tls, leaf))
+        }
+    }
 }
 
 /// The operating system's trust store, read once per process.
@@ -122,8 +283,17 @@ impl Verifier {
     ) -> Verifier {
         // The builder refuses an empty store; with no roots nothing chains, which a pin or
         // skip_ca_check may make irrelevant.
-        let full = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone()).build().ok();
-        Verifier { roots, provider, full, skip_ca, skip_cn, pin }
+        let full = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .ok();
+        Verifier {
+            roots,
+            provider,
+            full,
+            skip_ca,
+            skip_cn,
+            pin,
+        }
     }
 }
 
@@ -152,18 +322,29 @@ impl ServerCertVerifier for Verifier {
             return if pin.matches(end_entity.as_ref()) {
                 Ok(ServerCertVerified::assertion())
             } else {
-                Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure))
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::ApplicationVerificationFailure,
+                ))
             };
         }
         match (self.skip_ca, self.skip_cn) {
             (false, false) => match &self.full {
-                Some(full) => full.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
-                None => Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+                Some(full) => full.verify_server_cert(
+                    end_entity,
+                    intermediates,
+                    server_name,
+                    ocsp_response,
+                    now,
+                ),
+                None => Err(rustls::Error::InvalidCertificate(
+                    CertificateError::UnknownIssuer,
+                )),
             },
             (true, true) => Ok(ServerCertVerified::assertion()),
             (true, false) => {
                 let cert = webpki::EndEntityCert::try_from(end_entity).map_err(webpki_error)?;
-                cert.verify_is_valid_for_subject_name(server_name).map_err(webpki_error)?;
+                cert.verify_is_valid_for_subject_name(server_name)
+                    .map_err(webpki_error)?;
                 Ok(ServerCertVerified::assertion())
             }
             (false, true) => {
@@ -189,7 +370,12 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -198,11 +384,18 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -212,13 +405,24 @@ mod tests {
 
     #[test]
     fn thumbprints_parse_both_lengths() {
-        let sha1 = Thumbprint::parse("AB:CD:EF:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:AB:CD:EF:01").unwrap();
+        let sha1 = Thumbprint::parse("AB:CD:EF:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:AB:CD:EF:01")
+            .unwrap();
         assert!(!sha1.sha256);
         assert_eq!(sha1.digest.len(), 20);
         let sha256 = Thumbprint::parse(&"0f".repeat(32)).unwrap();
         assert!(sha256.sha256);
-        for bad in ["", "abc", &"zz".repeat(20), &"ab".repeat(21), "é".repeat(20).as_str()] {
-            assert_eq!(Thumbprint::parse(bad).unwrap_err().category, Category::Unsupported, "{bad}");
+        for bad in [
+            "",
+            "abc",
+            &"zz".repeat(20),
+            &"ab".repeat(21),
+            "é".repeat(20).as_str(),
+        ] {
+            assert_eq!(
+                Thumbprint::parse(bad).unwrap_err().category,
+                Category::Unsupported,
+                "{bad}"
+            );
         }
     }
 

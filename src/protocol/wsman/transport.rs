@@ -6,7 +6,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT, WWW_AUTHENTICATE};
+use http::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT, WWW_AUTHENTICATE,
+};
 use http::{HeaderMap, Request};
 use http_body_util::Full;
 
@@ -23,7 +25,8 @@ pub const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
 /// timed-out operation with a fault at OperationTimeout, which must arrive before we give up.
 /// A quarter of the operation timeout, between 1 and 30 seconds.
 pub fn read_timeout(operation_timeout: Duration) -> Duration {
-    operation_timeout + (operation_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    operation_timeout
+        + (operation_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 
 /// Handshake legs before giving up (NTLM needs 2, Kerberos 1 or 2, SPNEGO up to 3).
@@ -36,6 +39,11 @@ pub fn connect(endpoint: &Endpoint) -> BoxFuture<'_, Result<Box<dyn Transport>, 
         transport.ensure_connected().await?;
         Ok(Box::new(transport) as Box<dyn Transport>)
     })
+}
+
+/// The WS-Man [`Connector`](crate::protocol::Connector): sessions over this transport.
+pub fn connector() -> super::WsManConnector {
+    super::WsManConnector::new(std::sync::Arc::new(connect))
 }
 
 enum AuthPlan {
@@ -63,8 +71,13 @@ impl HttpTransport {
     /// Checks the endpoint's settings (refusing unsafe combinations) without connecting.
     pub fn new(endpoint: &Endpoint) -> Result<HttpTransport, Error> {
         let settings = &endpoint.wsman;
-        let host = endpoint.computer.clone().unwrap_or_else(|| "localhost".to_string());
-        let port = endpoint.port.unwrap_or(if settings.use_ssl { 5986 } else { 5985 });
+        let host = endpoint
+            .computer
+            .clone()
+            .unwrap_or_else(|| "localhost".to_string());
+        let port = endpoint
+            .port
+            .unwrap_or(if settings.use_ssl { 5986 } else { 5985 });
         let https = settings.use_ssl;
         let refuse = |message: String| Error::new(Category::Unsupported, message);
 
@@ -76,14 +89,20 @@ impl HttpTransport {
                             .into(),
                     ));
                 }
-                let credential = endpoint.credential.as_ref().ok_or_else(|| refuse("Basic authentication needs a credential".into()))?;
+                let credential = endpoint
+                    .credential
+                    .as_ref()
+                    .ok_or_else(|| refuse("Basic authentication needs a credential".into()))?;
                 AuthPlan::Basic(basic_authorization(credential))
             }
             AuthMechanism::Default | AuthMechanism::Negotiate => AuthPlan::Sspi(Package::Negotiate),
             AuthMechanism::Ntlm => AuthPlan::Sspi(Package::Ntlm),
             AuthMechanism::Kerberos => AuthPlan::Sspi(Package::Kerberos),
             AuthMechanism::Digest | AuthMechanism::CredSsp => {
-                return Err(refuse(format!("{:?} authentication is not supported over WS-Man", endpoint.authentication)));
+                return Err(refuse(format!(
+                    "{:?} authentication is not supported over WS-Man",
+                    endpoint.authentication
+                )));
             }
         };
         if matches!(auth, AuthPlan::Sspi(_)) {
@@ -99,12 +118,26 @@ impl HttpTransport {
             }
         }
         let seal = matches!(auth, AuthPlan::Sspi(_)) && !https && !settings.no_encryption;
-        let tls = if https { Some(tls::client_config(settings)?) } else { None };
-        let proxy = Proxy::resolve(settings.proxy.as_deref(), https, &host, |name| std::env::var(name).ok())?;
+        let tls = if https {
+            Some(tls::setup(settings)?)
+        } else {
+            None
+        };
+        let proxy = Proxy::resolve(settings.proxy.as_deref(), https, &host, |name| {
+            std::env::var(name).ok()
+        })?;
 
         let service = settings.spn_service.as_deref().unwrap_or("HTTP");
-        let spn = if settings.encode_port_in_spn { format!("{service}/{host}:{port}") } else { format!("{service}/{host}") };
-        let host_header = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let spn = if settings.encode_port_in_spn {
+            format!("{service}/{host}:{port}")
+        } else {
+            format!("{service}/{host}")
+        };
+        let host_header = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
         let mut path = settings.http_prefix.clone();
         if !path.starts_with('/') {
             path.insert(0, '/');
@@ -154,11 +187,26 @@ impl HttpTransport {
         self.context = None;
     }
 
-    async fn authenticate(&self, connection: &mut Connection, package: Package) -> Result<SecurityContext, Error> {
-        let credential = self.credential.as_ref().ok_or_else(|| Error::new(Category::AuthFailed, "no credential"))?;
-        let bindings = connection.peer_certificate.as_deref().map(tls_server_end_point);
-        let mut context =
-            SecurityContext::new(package, credential, self.spn.clone(), bindings, self.target.connect_timeout)?;
+    async fn authenticate(
+        &self,
+        connection: &mut Connection,
+        package: Package,
+    ) -> Result<SecurityContext, Error> {
+        let credential = self
+            .credential
+            .as_ref()
+            .ok_or_else(|| Error::new(Category::AuthFailed, "no credential"))?;
+        let bindings = connection
+            .peer_certificate
+            .as_deref()
+            .map(tls_server_end_point);
+        let mut context = SecurityContext::new(
+            package,
+            credential,
+            self.spn.clone(),
+            bindings,
+            self.target.connect_timeout,
+        )?;
         let scheme = package.http_scheme();
         let mut input: Option<Vec<u8>> = None;
         for _ in 0..MAX_AUTH_LEGS {
@@ -176,7 +224,10 @@ impl HttpTransport {
                     return if context.is_complete() {
                         Ok(context)
                     } else {
-                        Err(Error::new(Category::AuthFailed, "the server accepted an unfinished handshake"))
+                        Err(Error::new(
+                            Category::AuthFailed,
+                            "the server accepted an unfinished handshake",
+                        ))
                     };
                 }
                 401 => match server_token {
@@ -192,10 +243,18 @@ impl HttpTransport {
                 status => return Err(status_error(status, "during authentication")),
             }
         }
-        Err(Error::new(Category::AuthFailed, format!("{scheme} handshake did not finish in {MAX_AUTH_LEGS} legs")))
+        Err(Error::new(
+            Category::AuthFailed,
+            format!("{scheme} handshake did not finish in {MAX_AUTH_LEGS} legs"),
+        ))
     }
 
-    fn request(&self, authorization: Option<&str>, content_type: Option<&str>, body: Bytes) -> Result<Request<Full<Bytes>>, Error> {
+    fn request(
+        &self,
+        authorization: Option<&str>,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Request<Full<Bytes>>, Error> {
         let mut builder = Request::post(self.path.as_str())
             .header(HOST, &self.host_header)
             .header(USER_AGENT, concat!("cimrun/", env!("CARGO_PKG_VERSION")))
@@ -206,9 +265,12 @@ impl HttpTransport {
         if let Some(value) = content_type {
             builder = builder.header(CONTENT_TYPE, value);
         }
-        builder
-            .body(Full::new(body))
-            .map_err(|e| Error::new(Category::Unsupported, format!("cannot build the HTTP request: {e}")))
+        builder.body(Full::new(body)).map_err(|e| {
+            Error::new(
+                Category::Unsupported,
+                format!("cannot build the HTTP request: {e}"),
+            )
+        })
     }
 
     /// Seals (when required) and frames one envelope.
@@ -224,37 +286,75 @@ impl HttpTransport {
         let context = self.context.as_mut().ok_or_else(not_authenticated)?;
         let protocol = context.package().seal_protocol();
         let (signature, sealed) = context.seal(envelope.as_bytes())?;
-        let body = build_body(protocol, SOAP_CONTENT_TYPE, envelope.len(), &signature, &sealed)?;
+        let body = build_body(
+            protocol,
+            SOAP_CONTENT_TYPE,
+            envelope.len(),
+            &signature,
+            &sealed,
+        )?;
         self.request(None, Some(&protocol.content_type()), Bytes::from(body))
     }
 
     /// Turns an HTTP reply into the plaintext reply, unsealing and verifying it.
     fn open_reply(&mut self, reply: Reply) -> Result<HttpReply, Error> {
         if reply.status == 401 {
-            return Err(Error::new(Category::AuthFailed, "HTTP 401 on an authenticated connection").with_code("401"));
+            return Err(Error::new(
+                Category::AuthFailed,
+                "HTTP 401 on an authenticated connection",
+            )
+            .with_code("401"));
         }
-        let content_type = reply.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-        if content_type.as_deref().is_some_and(is_encrypted_content_type) {
+        let content_type = reply
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if content_type
+            .as_deref()
+            .is_some_and(is_encrypted_content_type)
+        {
             let context = self.context.as_mut().ok_or_else(|| {
-                Error::new(Category::ProtocolError, "sealed reply on a connection without message encryption")
+                Error::new(
+                    Category::ProtocolError,
+                    "sealed reply on a connection without message encryption",
+                )
             })?;
             let parts = parse_body(&reply.body)?;
             if parts.protocol != context.package().seal_protocol() {
-                return Err(Error::new(Category::ProtocolError, format!("reply sealed with {}", parts.protocol)));
+                return Err(Error::new(
+                    Category::ProtocolError,
+                    format!("reply sealed with {}", parts.protocol),
+                ));
             }
             let plaintext = context.unseal(parts.signature, parts.sealed)?;
             parts.check_length(&plaintext)?;
-            return Ok(HttpReply { status: reply.status, content_type: Some(parts.original_type), body: plaintext });
+            return Ok(HttpReply {
+                status: reply.status,
+                content_type: Some(parts.original_type),
+                body: plaintext,
+            });
         }
         // An unsealed success on a sealed session would be unauthenticated data; Windows sends
         // some failures (400, 500 with an empty body) in clear, which the message layer reports.
         if self.seal && reply.status == 200 {
-            return Err(Error::new(Category::ProtocolError, "unsealed reply on a session with message encryption"));
+            return Err(Error::new(
+                Category::ProtocolError,
+                "unsealed reply on a session with message encryption",
+            ));
         }
-        Ok(HttpReply { status: reply.status, content_type, body: reply.body.to_vec() })
+        Ok(HttpReply {
+            status: reply.status,
+            content_type,
+            body: reply.body.to_vec(),
+        })
     }
 
-    async fn send_envelope(&mut self, envelope: String, resendable: bool) -> Result<HttpReply, Error> {
+    async fn send_envelope(
+        &mut self,
+        envelope: String,
+        resendable: bool,
+    ) -> Result<HttpReply, Error> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -287,15 +387,25 @@ impl HttpTransport {
 /// Runs a handshake leg. Kerberos legs may talk to the KDC synchronously (sspi's network
 /// client is blocking), so on a multi-threaded runtime they run as blocking sections rather
 /// than stall the other sessions sharing the worker.
-fn step_context(context: &mut SecurityContext, input: Option<&[u8]>) -> Result<super::auth::Step, Error> {
+fn step_context(
+    context: &mut SecurityContext,
+    input: Option<&[u8]>,
+) -> Result<super::auth::Step, Error> {
     let may_block = context.package() != Package::Ntlm
         && tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if may_block { tokio::task::block_in_place(|| context.step(input)) } else { context.step(input) }
+    if may_block {
+        tokio::task::block_in_place(|| context.step(input))
+    } else {
+        context.step(input)
+    }
 }
 
 fn not_authenticated() -> Error {
-    Error::new(Category::ConnectionFailed, "the connection is not authenticated")
+    Error::new(
+        Category::ConnectionFailed,
+        "the connection is not authenticated",
+    )
 }
 
 fn status_error(status: u16, context: &str) -> Error {
@@ -304,7 +414,8 @@ fn status_error(status: u16, context: &str) -> Error {
         404 => Category::NotFound,
         _ => Category::ProtocolError,
     };
-    Error::new(category, format!("unexpected HTTP {status} {context}")).with_code(status.to_string())
+    Error::new(category, format!("unexpected HTTP {status} {context}"))
+        .with_code(status.to_string())
 }
 
 /// The token of a `WWW-Authenticate: <scheme> <base64>` header, if the server sent one.
@@ -314,10 +425,15 @@ fn auth_token(headers: &HeaderMap, scheme: &str) -> Result<Option<Vec<u8>>, Erro
         // Several challenges may share one header, comma-separated.
         for challenge in value.split(',') {
             let challenge = challenge.trim();
-            let Some((name, token)) = challenge.split_once(' ') else { continue };
+            let Some((name, token)) = challenge.split_once(' ') else {
+                continue;
+            };
             if name.eq_ignore_ascii_case(scheme) && !token.trim().is_empty() {
                 let token = B64.decode(token.trim()).map_err(|e| {
-                    Error::new(Category::ProtocolError, format!("WWW-Authenticate {scheme} token is not base64: {e}"))
+                    Error::new(
+                        Category::ProtocolError,
+                        format!("WWW-Authenticate {scheme} token is not base64: {e}"),
+                    )
                 })?;
                 return Ok(Some(token));
             }
@@ -331,7 +447,10 @@ impl Transport for HttpTransport {
         Box::pin(self.send_envelope(envelope, false))
     }
 
-    fn exchange_resendable<'a>(&'a mut self, envelope: String) -> BoxFuture<'a, Result<HttpReply, Error>> {
+    fn exchange_resendable<'a>(
+        &'a mut self,
+        envelope: String,
+    ) -> BoxFuture<'a, Result<HttpReply, Error>> {
         Box::pin(self.send_envelope(envelope, true))
     }
 
@@ -351,33 +470,74 @@ mod tests {
         e.computer = Some("srv01.example.com".into());
         e.protocol = crate::protocol::ProtocolKind::WsMan;
         e.authentication = mechanism;
-        e.credential = Some(Credential { username: "EX\\ops".into(), password: SecretString::from("pw".to_string()) });
+        e.credential = Some(Credential {
+            username: "EX\\ops".into(),
+            password: SecretString::from("pw".to_string()),
+        });
         e.wsman = settings;
         e
     }
 
     #[test]
     fn refuses_unsafe_combinations() {
-        let basic_http = HttpTransport::new(&endpoint(AuthMechanism::Basic, WsManSettings::default()));
-        assert_eq!(basic_http.err().map(|e| e.category), Some(Category::Unsupported));
-        let allowed = WsManSettings { allow_unencrypted: true, ..Default::default() };
+        let basic_http =
+            HttpTransport::new(&endpoint(AuthMechanism::Basic, WsManSettings::default()));
+        assert_eq!(
+            basic_http.err().map(|e| e.category),
+            Some(Category::Unsupported)
+        );
+        let allowed = WsManSettings {
+            allow_unencrypted: true,
+            ..Default::default()
+        };
         assert!(HttpTransport::new(&endpoint(AuthMechanism::Basic, allowed.clone())).is_ok());
-        let https = WsManSettings { use_ssl: true, ..Default::default() };
+        let https = WsManSettings {
+            use_ssl: true,
+            ..Default::default()
+        };
         assert!(HttpTransport::new(&endpoint(AuthMechanism::Basic, https.clone())).is_ok());
 
-        let clear = WsManSettings { no_encryption: true, ..Default::default() };
+        let clear = WsManSettings {
+            no_encryption: true,
+            ..Default::default()
+        };
         let refused = HttpTransport::new(&endpoint(AuthMechanism::Negotiate, clear.clone()));
-        assert_eq!(refused.err().map(|e| e.category), Some(Category::Unsupported));
-        let t = HttpTransport::new(&endpoint(AuthMechanism::Ntlm, WsManSettings { allow_unencrypted: true, ..clear })).unwrap();
+        assert_eq!(
+            refused.err().map(|e| e.category),
+            Some(Category::Unsupported)
+        );
+        let t = HttpTransport::new(&endpoint(
+            AuthMechanism::Ntlm,
+            WsManSettings {
+                allow_unencrypted: true,
+                ..clear
+            },
+        ))
+        .unwrap();
         assert!(!t.seals());
-        assert!(HttpTransport::new(&endpoint(AuthMechanism::Ntlm, WsManSettings::default())).unwrap().seals());
-        assert!(!HttpTransport::new(&endpoint(AuthMechanism::Ntlm, https)).unwrap().seals());
+        assert!(
+            HttpTransport::new(&endpoint(AuthMechanism::Ntlm, WsManSettings::default()))
+                .unwrap()
+                .seals()
+        );
+        assert!(
+            !HttpTransport::new(&endpoint(AuthMechanism::Ntlm, https))
+                .unwrap()
+                .seals()
+        );
 
         let mut no_cred = endpoint(AuthMechanism::Ntlm, WsManSettings::default());
         no_cred.credential = None;
-        assert_eq!(HttpTransport::new(&no_cred).err().map(|e| e.category), Some(Category::Unsupported));
-        let credssp = HttpTransport::new(&endpoint(AuthMechanism::CredSsp, WsManSettings::default()));
-        assert_eq!(credssp.err().map(|e| e.category), Some(Category::Unsupported));
+        assert_eq!(
+            HttpTransport::new(&no_cred).err().map(|e| e.category),
+            Some(Category::Unsupported)
+        );
+        let credssp =
+            HttpTransport::new(&endpoint(AuthMechanism::CredSsp, WsManSettings::default()));
+        assert_eq!(
+            credssp.err().map(|e| e.category),
+            Some(Category::Unsupported)
+        );
     }
 
     #[test]
@@ -394,15 +554,25 @@ mod tests {
         assert_eq!(t.spn, "WSMAN/srv01.example.com:8080");
         assert_eq!(t.path, "/custom");
         assert_eq!(t.host_header, "srv01.example.com:8080");
-        let t = HttpTransport::new(&endpoint(AuthMechanism::Kerberos, WsManSettings::default())).unwrap();
-        assert_eq!((t.spn.as_str(), t.target.port), ("HTTP/srv01.example.com", 5985));
+        let t = HttpTransport::new(&endpoint(AuthMechanism::Kerberos, WsManSettings::default()))
+            .unwrap();
+        assert_eq!(
+            (t.spn.as_str(), t.target.port),
+            ("HTTP/srv01.example.com", 5985)
+        );
     }
 
     #[test]
     fn read_timeout_is_above_the_operation_timeout() {
-        assert_eq!(read_timeout(Duration::from_secs(60)), Duration::from_secs(75));
+        assert_eq!(
+            read_timeout(Duration::from_secs(60)),
+            Duration::from_secs(75)
+        );
         assert_eq!(read_timeout(Duration::from_secs(2)), Duration::from_secs(3));
-        assert_eq!(read_timeout(Duration::from_secs(600)), Duration::from_secs(630));
+        assert_eq!(
+            read_timeout(Duration::from_secs(600)),
+            Duration::from_secs(630)
+        );
     }
 
     #[test]
@@ -410,9 +580,15 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(WWW_AUTHENTICATE, "Basic realm=\"WSMAN\"".parse().unwrap());
         headers.append(WWW_AUTHENTICATE, "Negotiate TlRMTVNTUAAC".parse().unwrap());
-        assert_eq!(auth_token(&headers, "negotiate").unwrap(), Some(b"NTLMSSP\0\x02".to_vec()));
+        assert_eq!(
+            auth_token(&headers, "negotiate").unwrap(),
+            Some(b"NTLMSSP\0\x02".to_vec())
+        );
         assert_eq!(auth_token(&headers, "Kerberos").unwrap(), None);
         headers.append(WWW_AUTHENTICATE, "Kerberos !!!".parse().unwrap());
-        assert_eq!(auth_token(&headers, "Kerberos").unwrap_err().category, Category::ProtocolError);
+        assert_eq!(
+            auth_token(&headers, "Kerberos").unwrap_err().category,
+            Category::ProtocolError
+        );
     }
 }
