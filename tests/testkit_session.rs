@@ -3,12 +3,10 @@
 //! very instances the dataset holds, typed, with arrays and nulls intact.
 #![cfg(feature = "testkit")]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cimrun::cim::{Instance, Value};
-use cimrun::protocol::wsman::session::{ConnectFn, WsManConnector};
-use cimrun::protocol::wsman::transport::connect;
+use cimrun::protocol::wsman::transport::connector;
 use cimrun::protocol::{AuthMechanism, Category, Connector, Credential, Endpoint, ProtocolKind, QuerySpec};
 use cimrun::testkit::{Fault, HostConfig, TestServer, dataset};
 use futures::StreamExt;
@@ -52,8 +50,7 @@ async fn utf16_replies_arrive_the_same() {
 async fn every_class_arrives(config: HostConfig) {
     let server = TestServer::builder().host(config).start().expect("server");
     let host = server.config(0).expect("host").dataset();
-    let connect: ConnectFn = Arc::new(|e: &Endpoint| connect(e));
-    let connector = WsManConnector::new(connect);
+    let connector = connector();
     let mut session = connector.open(&endpoint(&server, 0)).await.expect("session opens");
     for class in dataset::CLASSES {
         let query = QuerySpec::class(class);
@@ -84,8 +81,7 @@ async fn a_wql_query_is_filtered_by_the_server() {
     let mut query = QuerySpec::class("Win32_Service");
     query.wql = cimrun::wql::parse(text).expect("query");
     query.needs_filter = true;
-    let connect: ConnectFn = Arc::new(|e: &Endpoint| connect(e));
-    let mut session = WsManConnector::new(connect).open(&endpoint(&server, 0)).await.expect("session");
+    let mut session = connector().open(&endpoint(&server, 0)).await.expect("session");
     let got: Vec<Instance> =
         session.enumerate(&query).collect::<Vec<_>>().await.into_iter().flat_map(|p| p.expect("page")).collect();
     let names = ["Name".to_string(), "State".to_string()];
@@ -124,8 +120,7 @@ async fn faults_reach_the_session_as_their_categories() {
         )
         .start()
         .expect("server");
-    let connect: ConnectFn = Arc::new(|e: &Endpoint| connect(e));
-    let connector = WsManConnector::new(connect);
+    let connector = connector();
     let query = QuerySpec::class("Win32_Service");
     for (i, (fault, want)) in cases.iter().enumerate() {
         let error = match connector.open(&endpoint(&server, i)).await {
