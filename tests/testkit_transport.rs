@@ -1,0 +1,119 @@
+//! cimrun's own WS-Man transport against the test server: the pairing the fleet simulator and
+//! the fault matrix rely on. (The server's independence from our client is proven by
+//! tests/interop_pypsrp.rs; here both sides are ours, so this checks they fit together.)
+#![cfg(feature = "testkit")]
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use cimrun::protocol::wsman::transport::connect;
+use cimrun::protocol::{AuthMechanism, Category, Credential, Endpoint, ProtocolKind, WsManSettings};
+use cimrun::testkit::client::{context, enumerate, pull};
+use cimrun::testkit::{Fault, HostConfig, TestServer};
+use secrecy::SecretString;
+
+fn endpoint(
+    server: &TestServer,
+    i: usize,
+    mechanism: AuthMechanism,
+    password: &str,
+    settings: WsManSettings,
+) -> Endpoint {
+    let addr = server.addr(i).expect("host");
+    let mut e = Endpoint::local();
+    e.protocol = ProtocolKind::WsMan;
+    e.computer = Some(addr.ip().to_string());
+    e.port = Some(addr.port());
+    e.authentication = mechanism;
+    e.credential = Some(Credential { username: "cimrun".into(), password: SecretString::from(password.to_string()) });
+    e.connect_timeout = Duration::from_secs(2);
+    e.operation_timeout = Duration::from_secs(1);
+    e.wsman = settings;
+    e
+}
+
+#[tokio::test]
+async fn ntlm_sealed_enumeration_of_every_service() {
+    let server = TestServer::builder()
+        .host(HostConfig::new("t1").allow_unencrypted(false).basic(false))
+        .start()
+        .expect("server");
+    let want = server.config(0).unwrap().dataset().class("Win32_Service").unwrap().len();
+    let mut t =
+        connect(&endpoint(&server, 0, AuthMechanism::Ntlm, "P@ssw0rd!", WsManSettings::default())).await.unwrap();
+    let reply = t.exchange(enumerate("Win32_Service", 40)).await.unwrap();
+    let mut body = String::from_utf8(reply.body).unwrap();
+    let mut items = body.matches("<p:Win32_Service ").count();
+    let mut exchanges = 1;
+    while let Some(ctx) = context(&body).map(str::to_string) {
+        let reply = t.exchange(pull("Win32_Service", &ctx, 40)).await.unwrap();
+        assert_eq!(reply.status, 200);
+        body = String::from_utf8(reply.body).unwrap();
+        items += body.matches("<p:Win32_Service ").count();
+        exchanges += 1;
+    }
+    assert_eq!(items, want);
+    let s = server.stats(0).unwrap();
+    assert_eq!((s.sealed_requests, s.connections, s.open_contexts), (exchanges, 1, 0));
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn basic_over_https_with_the_server_ca_and_certificate_faults() {
+    let server = TestServer::builder()
+        .host(HostConfig::new("t2").https(true).allow_unencrypted(false))
+        .host(HostConfig::new("t3").https(true).fault(Fault::UntrustedCertificate))
+        .host(HostConfig::new("t4").https(true).fault(Fault::WrongCertificateName))
+        .start()
+        .expect("server");
+    let mut bundle = tempfile::NamedTempFile::new().unwrap();
+    bundle.write_all(server.ca_pem().unwrap().as_bytes()).unwrap();
+    let trusted = WsManSettings { use_ssl: true, ca_bundle: Some(bundle.path().to_path_buf()), ..Default::default() };
+
+    let mut t = connect(&endpoint(&server, 0, AuthMechanism::Basic, "P@ssw0rd!", trusted.clone())).await.unwrap();
+    let reply = t.exchange(enumerate("Win32_BIOS", 1)).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(String::from_utf8(reply.body).unwrap().contains("<p:Win32_BIOS "));
+
+    for i in [1, 2] {
+        let e = endpoint(&server, i, AuthMechanism::Basic, "P@ssw0rd!", trusted.clone());
+        let err = match connect(&e).await {
+            Ok(mut t) => t.exchange(enumerate("Win32_BIOS", 1)).await.expect_err("TLS must fail"),
+            Err(e) => e,
+        };
+        assert_eq!(err.category, Category::TlsFailure, "host {i}: {err}");
+    }
+    // Skipping the name check (and only that) accepts the wrong-name certificate.
+    let skip_cn = WsManSettings { skip_cn_check: true, ..trusted };
+    let mut t = connect(&endpoint(&server, 2, AuthMechanism::Basic, "P@ssw0rd!", skip_cn)).await.unwrap();
+    assert_eq!(t.exchange(enumerate("Win32_BIOS", 1)).await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn wrong_password_refuse_hang_and_reset_map_to_their_categories() {
+    let server = TestServer::builder()
+        .host(HostConfig::new("t5").allow_unencrypted(false))
+        .host(HostConfig::new("t6").fault(Fault::Refuse))
+        .host(HostConfig::new("t7").fault(Fault::Hang))
+        .host(HostConfig::new("t8").fault(Fault::ResetAfterPulls(0)))
+        .start()
+        .expect("server");
+    let ntlm = WsManSettings::default();
+    let run = |i: usize, password: &'static str| {
+        let e = endpoint(&server, i, AuthMechanism::Ntlm, password, ntlm.clone());
+        async move {
+            let mut t = connect(&e).await?;
+            let reply = t.exchange(enumerate("Win32_Service", 10)).await?;
+            let body = String::from_utf8(reply.body).unwrap_or_default();
+            let ctx = context(&body).unwrap_or_default().to_string();
+            t.exchange(pull("Win32_Service", &ctx, 10)).await.map(|_| ())
+        }
+    };
+    assert_eq!(run(0, "wrong").await.unwrap_err().category, Category::AuthFailed);
+    assert_eq!(run(1, "P@ssw0rd!").await.unwrap_err().category, Category::Unreachable);
+    let started = Instant::now();
+    assert_eq!(run(2, "P@ssw0rd!").await.unwrap_err().category, Category::TimedOut);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_eq!(run(3, "P@ssw0rd!").await.unwrap_err().category, Category::ConnectionFailed);
+    assert_eq!(server.stats(3).unwrap().resets, 1);
+}
