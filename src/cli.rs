@@ -221,7 +221,13 @@ fn init_logging(quiet: bool) {
 
 fn load(path: &std::path::Path, set: &[String]) -> Result<LoadedJob, i32> {
     job::load(path, set).map_err(|diags| {
-        eprintln!("{diags}");
+        // A terminal gets miette's framed rendering; logs and scripts the grep-able lines.
+        if std::io::stderr().is_terminal() {
+            let color = std::env::var_os("NO_COLOR").is_none();
+            eprint!("{}", diags.render_graphical(color));
+        } else {
+            eprintln!("{diags}");
+        }
         EXIT_USAGE
     })
 }

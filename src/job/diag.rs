@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where a diagnostic points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,8 @@ pub struct Diagnostics {
     pub path: PathBuf,
     /// The errors, in file order (overrides last).
     pub errors: Vec<JobDiagnostic>,
+    /// The job file's text, for the graphical rendering.
+    source: Option<Arc<str>>,
 }
 
 impl Diagnostics {
@@ -54,8 +57,64 @@ impl Diagnostics {
                 source: DiagSource::Whole,
                 snippet: None,
             }],
+            source: None,
         }
     }
+
+    /// Renders every error with miette's graphical handler (Unicode frame, labels, colour when
+    /// `color`), for terminals; `Display` is the plain, grep-able form for logs and scripts.
+    pub fn render_graphical(&self, color: bool) -> String {
+        let theme = if color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
+        let handler = miette::GraphicalReportHandler::new_themed(theme);
+        let name = self.path.display().to_string();
+        let mut out = String::new();
+        for e in &self.errors {
+            let (message, span) = match &e.source {
+                DiagSource::File => (e.message.clone(), self.byte_span(e)),
+                DiagSource::Override(text) => (format!("--set {text}: {}", e.message), None),
+                DiagSource::Whole => (e.message.clone(), None),
+            };
+            let report = GraphicalError {
+                message,
+                src: miette::NamedSource::new(&name, self.source.as_deref().unwrap_or("").to_string()),
+                span,
+            };
+            if handler.render_report(&mut out, &report).is_err() {
+                out.push_str(&format!("{name}: error: {}\n", e.message));
+            }
+        }
+        if self.errors.len() > 1 {
+            out.push_str(&format!("{} errors in {name}\n", self.errors.len()));
+        }
+        out
+    }
+
+    /// The byte range of an error's position in the source, from its line and (character) column.
+    fn byte_span(&self, e: &JobDiagnostic) -> Option<miette::SourceSpan> {
+        let text = self.source.as_deref()?;
+        let mut offset = 0usize;
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            if i + 1 == e.line {
+                let start: usize = line.chars().take(e.column.saturating_sub(1)).map(char::len_utf8).sum();
+                let len: usize =
+                    line.chars().skip(e.column.saturating_sub(1)).take(e.len.max(1)).map(char::len_utf8).sum();
+                return Some(miette::SourceSpan::new((offset + start).into(), len));
+            }
+            offset += line.len();
+        }
+        None
+    }
+}
+
+/// One error as miette renders it.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{message}")]
+struct GraphicalError {
+    message: String,
+    #[source_code]
+    src: miette::NamedSource<String>,
+    #[label("here")]
+    span: Option<miette::SourceSpan>,
 }
 
 /// Collects diagnostics against one text.
@@ -110,7 +169,7 @@ impl<'t> Collector<'t> {
         }
         self.errors.sort_by_key(|d| (matches!(d.source, DiagSource::Override(_)), d.line, d.column));
         self.errors.dedup();
-        Some(Diagnostics { path: path.to_path_buf(), errors: self.errors })
+        Some(Diagnostics { path: path.to_path_buf(), errors: self.errors, source: Some(Arc::from(self.text)) })
     }
 }
 
@@ -175,5 +234,19 @@ mod tests {
         assert_eq!(d.errors[1].source, DiagSource::Override("run.throttle=0".into()));
         assert!(d.to_string().contains("j.yaml: --set run.throttle=0: error: throttle must be at least 1\n"));
         assert!(d.to_string().ends_with("2 errors in j.yaml\n"));
+    }
+
+    #[test]
+    fn graphical_rendering_labels_the_exact_span() {
+        let text = "version: 1\nrun:\n  thröttle: 0\n";
+        let mut c = Collector::new(text, &[]);
+        c.at(Pos { origin: Origin::File, line: 3, column: 3, len: 8 }, "unknown field `thröttle`");
+        let d = c.finish(Path::new("jobs/x.yaml")).unwrap();
+        let span = d.byte_span(&d.errors[0]).unwrap();
+        assert_eq!(&text[span.offset()..span.offset() + span.len()], "thröttle");
+        let out = d.render_graphical(false);
+        assert!(out.contains("unknown field `thröttle`"), "{out}");
+        assert!(out.contains("jobs/x.yaml:3:3"), "{out}");
+        assert!(out.contains("thröttle: 0"), "{out}");
     }
 }
