@@ -223,3 +223,35 @@ fn retry_failed_reruns_only_the_failed_tasks() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn every_shipped_job_validates_and_plans() {
+    let mut n = 0;
+    for entry in std::fs::read_dir("jobs").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        n += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# yaml-language-server: $schema=../schemas/job.schema.json"), "{}", path.display());
+        cimrun().arg("validate").arg(&path).assert().code(0);
+        cimrun().arg("plan").arg(&path).assert().code(0);
+    }
+    assert!(n >= 3, "jobs/local.yaml, baseline.yaml and example-fleet.yaml at least");
+}
+
+#[test]
+fn baseline_job_runs_as_shipped_on_the_local_machine() {
+    // The credential is for the fleet; the local machine needs none, so no password is set here.
+    let out = tempfile::tempdir().unwrap();
+    cimrun()
+        .env_remove("CIMRUN_PASSWORD")
+        .args(["run", "jobs/baseline.yaml", "--progress", "never", "--out"])
+        .arg(out.path())
+        .assert()
+        .code(0);
+    let report = read_json(&out.path().join("run.json"));
+    assert_eq!(report["summary"]["tasks"], 9);
+    assert_eq!(report["summary"]["failed"], 0, "{report}");
+}
