@@ -153,14 +153,14 @@ fn pypsrp_basic_over_http_receives_every_instance_in_small_pages() {
     assert_all_instances_arrive(&server, 0, &json);
 }
 
-#[test]
-fn pypsrp_ntlm_with_message_encryption_over_http_receives_every_instance() {
-    // A stock Windows listener: HTTP, AllowUnencrypted=false, so every body must be sealed.
+/// pypsrp with `auth` over HTTP to a stock Windows listener (AllowUnencrypted=false, so every
+/// body must be sealed); returns the host's counters.
+fn sealed_over_http(auth: &str) -> cimrun::testkit::HostStats {
     let server = TestServer::builder()
         .host(HostConfig::new("app03.corp.example").seed(21).allow_unencrypted(false).basic(false))
         .start()
         .expect("server starts");
-    let json = run_peer(&server, 0, &["--auth", "ntlm", "--encryption", "always", "--max-elements", "30"]);
+    let json = run_peer(&server, 0, &["--auth", auth, "--encryption", "always", "--max-elements", "30"]);
     assert_all_instances_arrive(&server, 0, &json);
     // One connection authenticated once: the handshake's 401 challenge is not a failure.
     let stats = server.stats(0).expect("host");
@@ -168,6 +168,18 @@ fn pypsrp_ntlm_with_message_encryption_over_http_receives_every_instance() {
     let operations: u64 = stats.requests.values().sum();
     assert_eq!(stats.sealed_requests, operations, "every request was sealed");
     assert_eq!(stats.connections, 1, "NTLM authenticates one connection");
+    stats
+}
+
+#[test]
+fn pypsrp_ntlm_with_message_encryption_over_http_receives_every_instance() {
+    assert_eq!(sealed_over_http("ntlm").spnego_logons, 0);
+}
+
+#[test]
+fn pypsrp_negotiate_with_message_encryption_over_http_receives_every_instance() {
+    // pyspnego wraps NTLM in SPNEGO (NegTokenInit, then NegTokenResp with a mechListMIC).
+    assert_eq!(sealed_over_http("negotiate").spnego_logons, 1);
 }
 
 #[test]

@@ -32,15 +32,14 @@ fn endpoint(
     e
 }
 
-#[tokio::test]
-async fn ntlm_sealed_enumeration_of_every_service() {
+/// Every service over a sealed connection authenticated with `mechanism`.
+async fn sealed_enumeration_of_every_service(mechanism: AuthMechanism) {
     let server = TestServer::builder()
         .host(HostConfig::new("t1").allow_unencrypted(false).basic(false))
         .start()
         .expect("server");
     let want = server.config(0).unwrap().dataset().class("Win32_Service").unwrap().len();
-    let mut t =
-        connect(&endpoint(&server, 0, AuthMechanism::Ntlm, "P@ssw0rd!", WsManSettings::default())).await.unwrap();
+    let mut t = connect(&endpoint(&server, 0, mechanism, "P@ssw0rd!", WsManSettings::default())).await.unwrap();
     let reply = t.exchange(enumerate("Win32_Service", 40)).await.unwrap();
     let mut body = String::from_utf8(reply.body).unwrap();
     let mut items = body.matches("<p:Win32_Service ").count();
@@ -55,7 +54,26 @@ async fn ntlm_sealed_enumeration_of_every_service() {
     assert_eq!(items, want);
     let s = server.stats(0).unwrap();
     assert_eq!((s.sealed_requests, s.connections, s.open_contexts), (exchanges, 1, 0));
+    let spnego = u64::from(mechanism != AuthMechanism::Ntlm);
+    assert_eq!(s.spnego_logons, spnego, "{mechanism:?}: {s:?}");
     t.shutdown().await;
+}
+
+#[tokio::test]
+async fn ntlm_sealed_enumeration_of_every_service() {
+    sealed_enumeration_of_every_service(AuthMechanism::Ntlm).await;
+}
+
+// Negotiate and Default send SPNEGO (NegTokenInit, NegTokenResp with mechListMIC), which the
+// server unwraps and answers in kind. Multi-threaded: Negotiate legs run as blocking sections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negotiate_sealed_enumeration_of_every_service() {
+    sealed_enumeration_of_every_service(AuthMechanism::Negotiate).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_authentication_is_spnego_and_sealed() {
+    sealed_enumeration_of_every_service(AuthMechanism::Default).await;
 }
 
 #[tokio::test]
@@ -116,4 +134,75 @@ async fn wrong_password_refuse_hang_and_reset_map_to_their_categories() {
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     assert_eq!(run(3, "P@ssw0rd!").await.unwrap_err().category, Category::ConnectionFailed);
     assert_eq!(server.stats(3).unwrap().resets, 1);
+}
+
+/// A TLS-terminating relay with its own self-signed certificate in front of `upstream`, as a
+/// middlebox would be: a client's channel bindings then name the relay's certificate, not the
+/// server's.
+async fn tls_relay(upstream: std::net::SocketAddr, ca_der: Vec<u8>) -> std::net::SocketAddr {
+    use std::sync::Arc;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let down = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(ca_der)).unwrap();
+    let up = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(down));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(up));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, connector) = (acceptor.clone(), connector.clone());
+            tokio::spawn(async move {
+                let Ok(mut down) = acceptor.accept(tcp).await else { return };
+                let Ok(tcp) = tokio::net::TcpStream::connect(upstream).await else { return };
+                let name = ServerName::IpAddress(upstream.ip().into());
+                let Ok(mut up) = connector.connect(name, tcp).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ntlm_over_https_is_bound_to_the_server_certificate() {
+    let server = TestServer::builder().host(HostConfig::new("t9").https(true)).start().expect("server");
+    let mut bundle = tempfile::NamedTempFile::new().unwrap();
+    bundle.write_all(server.ca_pem().unwrap().as_bytes()).unwrap();
+    let trusted = WsManSettings { use_ssl: true, ca_bundle: Some(bundle.path().to_path_buf()), ..Default::default() };
+    for mechanism in [AuthMechanism::Ntlm, AuthMechanism::Negotiate] {
+        let mut t = connect(&endpoint(&server, 0, mechanism, "P@ssw0rd!", trusted.clone())).await.unwrap();
+        assert_eq!(t.exchange(enumerate("Win32_BIOS", 1)).await.unwrap().status, 200, "{mechanism:?}");
+    }
+
+    // Through a relay that terminates TLS, the bindings the client sends name the relay's
+    // certificate: the server refuses the logon, as Windows does with CbtHardeningLevel=Strict.
+    let relay = tls_relay(server.addr(0).unwrap(), server.ca_der().unwrap().to_vec()).await;
+    let blind = WsManSettings { use_ssl: true, skip_ca_check: true, skip_cn_check: true, ..Default::default() };
+    let via_relay = |mechanism| {
+        let mut e = endpoint(&server, 0, mechanism, "P@ssw0rd!", blind.clone());
+        e.port = Some(relay.port());
+        e
+    };
+    for mechanism in [AuthMechanism::Ntlm, AuthMechanism::Negotiate] {
+        let error = connect(&via_relay(mechanism)).await.err().expect("the relayed logon is refused");
+        assert_eq!(error.category, Category::AuthFailed, "{mechanism:?}: {error}");
+    }
+    // The relay itself works: Basic, which binds nothing, passes through it.
+    let mut t = connect(&via_relay(AuthMechanism::Basic)).await.unwrap();
+    assert_eq!(t.exchange(enumerate("Win32_BIOS", 1)).await.unwrap().status, 200);
 }

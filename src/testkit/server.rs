@@ -1,8 +1,8 @@
 //! The WS-Man test server: many simulated Windows hosts, one listener each, in one process.
 //!
 //! Every host answers Enumerate/Pull/Release/Get for the classes of its [`dataset::Host`] the
-//! way Windows Server 2012 does, behind Basic authentication, and can be told to misbehave in
-//! one of the ways real fleets do ([`Fault`]). The server runs on its own thread and runtime so
+//! way Windows Server 2012 does, behind Basic or NTLM (raw or SPNEGO-wrapped, sealed over HTTP,
+//! channel-bound over HTTPS), and can be told to misbehave in one of the ways real fleets do ([`Fault`]). The server runs on its own thread and runtime so
 //! synchronous tests, async tests and child processes can all use it; it stops when the
 //! [`TestServer`] is dropped or its lifetime runs out, whichever comes first.
 
@@ -30,6 +30,7 @@ use super::ops::{self, Enumerations};
 use super::render;
 use super::request::{self, Operation, Request};
 use super::tls::{TestPki, TlsError};
+use crate::protocol::wsman::auth::tls_server_end_point;
 use crate::protocol::wsman::encryption;
 
 /// A way a host misbehaves, as seen in real fleets.
@@ -81,7 +82,8 @@ pub struct HostConfig {
     pub https: bool,
     /// Accept Basic authentication (over HTTPS, or over HTTP with `allow_unencrypted`).
     pub basic: bool,
-    /// Accept NTLM under the `Negotiate` scheme, with message encryption over HTTP.
+    /// Accept NTLM, raw or SPNEGO-wrapped, under the `Negotiate` scheme, with message
+    /// encryption over HTTP and channel bindings over HTTPS.
     pub negotiate: bool,
     /// WinRM's `AllowUnencrypted`: accept Basic and unsealed bodies over plain HTTP.
     pub allow_unencrypted: bool,
@@ -206,6 +208,8 @@ pub struct HostStats {
     pub sealed_requests: u64,
     /// Connections closed on purpose in the middle of a Pull sequence.
     pub resets: u64,
+    /// NTLM handshakes completed inside SPNEGO (raw NTLM ones are not counted).
+    pub spnego_logons: u64,
 }
 
 impl HostStats {
@@ -271,6 +275,9 @@ impl ServerBuilder {
                 }
                 _ => None,
             };
+            // NTLM over HTTPS binds the handshake to this certificate (tls-server-end-point).
+            let channel_bindings = tls.as_ref().map(|(_, der)| tls_server_end_point(der));
+            let tls = tls.map(|(config, _)| config);
             // A refusing host gets a port that nothing listens on.
             let listener = if config.fault == Some(Fault::Refuse) {
                 drop(std_listener);
@@ -279,7 +286,7 @@ impl ServerBuilder {
                 std_listener.set_nonblocking(true).map_err(|e| StartError::Bind(addr, e))?;
                 Some(std_listener)
             };
-            let state = Arc::new(HostState::new(config, addr));
+            let state = Arc::new(HostState::new(config, addr, channel_bindings));
             listeners.push((listener, tls, state.clone()));
             hosts.push(state);
         }
@@ -456,13 +463,16 @@ struct HostState {
     stats: Mutex<HostStats>,
     contexts: Mutex<Enumerations>,
     timed_out_sent: AtomicBool,
+    /// The SEC_CHANNEL_BINDINGS of the HTTPS certificate, which NTLM responses must match.
+    channel_bindings: Option<Vec<u8>>,
 }
 
 impl HostState {
-    fn new(config: HostConfig, addr: SocketAddr) -> HostState {
+    fn new(config: HostConfig, addr: SocketAddr, channel_bindings: Option<Vec<u8>>) -> HostState {
         HostState {
             config,
             addr,
+            channel_bindings,
             stats: Mutex::new(HostStats::default()),
             contexts: Mutex::new(Enumerations::default()),
             timed_out_sent: AtomicBool::new(false),
@@ -562,17 +572,18 @@ async fn handle(
         Err(_) => return Ok(empty(StatusCode::PAYLOAD_TOO_LARGE)),
     };
     let sealed = encryption::is_encrypted_content_type(content_type.as_deref().unwrap_or_default());
-    let plaintext = {
+    let (plaintext, final_token) = {
         let mut conn = lock(&connection);
-        if let Err(challenge) = authenticate(&state, &mut conn, authorization.as_deref()) {
-            return Ok(unauthorized(&state.config, challenge));
-        }
+        let final_token = match authenticate(&state, &mut conn, authorization.as_deref()) {
+            Ok(token) => token,
+            Err(challenge) => return Ok(unauthorized(&state.config, challenge)),
+        };
         if sealed {
             let unsealed = conn.ntlm.as_mut().filter(|a| a.is_complete()).map(|a| a.unseal_body(&body));
             match unsealed {
                 Some(Ok(plain)) => {
                     lock(&state.stats).sealed_requests += 1;
-                    Bytes::from(plain)
+                    (Bytes::from(plain), final_token)
                 }
                 Some(Err(e)) => {
                     return Ok(soap_fault(&state, &faults::invalid_request(&e), None, StatusCode::BAD_REQUEST));
@@ -585,12 +596,16 @@ async fn handle(
                 lock(&state.stats).unauthorized += 1;
                 return Ok(unauthorized(&state.config, None));
             }
-            body
+            (body, final_token)
         }
     };
-    // The empty POST that carried the last handshake leg.
+    // The empty POST that carried the last handshake leg, with SPNEGO's final token if any.
     if plaintext.is_empty() {
-        return Ok(empty(StatusCode::OK));
+        let mut reply = empty(StatusCode::OK);
+        if let Some(v) = final_token.and_then(|t| http::HeaderValue::from_str(&t).ok()) {
+            reply.headers_mut().append(header::WWW_AUTHENTICATE, v);
+        }
+        return Ok(reply);
     }
     let (status, xml) = match answer(&state, &plaintext).await? {
         Answer::Raw(reply) => return Ok(reply),
@@ -611,35 +626,42 @@ fn header_text(req: &http::Request<Incoming>, name: header::HeaderName) -> Optio
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-/// Checks the request's credentials (or the connection's NTLM session). `Err` means a 401,
-/// carrying the NTLM challenge when the handshake continues.
-fn authenticate(state: &HostState, conn: &mut Connection, authorization: Option<&str>) -> Result<(), Option<String>> {
+/// Checks the request's credentials (or the connection's NTLM session). `Ok` may carry a
+/// final `WWW-Authenticate` value for the 200; `Err` means a 401, carrying the NTLM challenge
+/// when the handshake continues.
+fn authenticate(
+    state: &HostState,
+    conn: &mut Connection,
+    authorization: Option<&str>,
+) -> Result<Option<String>, Option<String>> {
     let config = &state.config;
     let deny = || {
         lock(&state.stats).unauthorized += 1;
         Err(None)
     };
     let Some(value) = authorization else {
-        return if conn.ntlm.as_ref().is_some_and(ntlm::Acceptor::is_complete) { Ok(()) } else { deny() };
+        return if conn.ntlm.as_ref().is_some_and(ntlm::Acceptor::is_complete) { Ok(None) } else { deny() };
     };
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     let Ok(token) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else { return deny() };
     if scheme.eq_ignore_ascii_case("Basic") {
         let basic_allowed = config.basic && (config.https || config.allow_unencrypted);
-        return if basic_allowed && basic_matches(config, &token) { Ok(()) } else { deny() };
+        return if basic_allowed && basic_matches(config, &token) { Ok(None) } else { deny() };
     }
     let ntlm_scheme = scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("NTLM");
     if !ntlm_scheme || !config.negotiate {
         return deny();
     }
-    // An NTLM NEGOTIATE message (type 1) starts a new handshake on this connection.
-    if token.starts_with(b"NTLMSSP\0") && token.get(8) == Some(&1) {
+    // An NTLM NEGOTIATE message (type 1), raw or in a SPNEGO NegTokenInit, starts a new
+    // handshake on this connection.
+    if let Some(wrapping) = ntlm::Wrapping::of_first_token(&token) {
         // With WrongPassword the acceptor expects a password no client has.
         let password = match config.fault {
             Some(Fault::WrongPassword) => format!("not-{}", config.password),
             _ => config.password.clone(),
         };
-        conn.ntlm = match ntlm::Acceptor::new(&config.username, &password) {
+        let bindings = state.channel_bindings.clone();
+        conn.ntlm = match ntlm::Acceptor::new(&config.username, &password, wrapping, bindings) {
             Ok(a) => Some(a),
             Err(_) => return deny(),
         };
@@ -651,7 +673,12 @@ fn authenticate(state: &HostState, conn: &mut Connection, authorization: Option<
             // A challenge is part of the handshake, not a failed attempt.
             Err(Some(format!("Negotiate {b64}")))
         }
-        Ok(ntlm::Leg::Complete) => Ok(()),
+        Ok(ntlm::Leg::Complete(token)) => {
+            if acceptor.wrapping() == ntlm::Wrapping::Spnego {
+                lock(&state.stats).spnego_logons += 1;
+            }
+            Ok(token.map(|t| format!("Negotiate {}", base64::engine::general_purpose::STANDARD.encode(t))))
+        }
         Err(_) => {
             conn.ntlm = None;
             deny()

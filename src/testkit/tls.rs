@@ -43,12 +43,18 @@ impl TestPki {
     }
 
     /// A server configuration with a leaf certificate for `names` (DNS names or IP addresses),
-    /// issued by this CA, or self-signed (untrusted by any client) when `self_signed` is set.
-    pub fn server_config(&self, names: &[String], self_signed: bool) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    /// issued by this CA, or self-signed (untrusted by any client) when `self_signed` is set;
+    /// and the leaf certificate (DER).
+    pub fn server_config(
+        &self,
+        names: &[String],
+        self_signed: bool,
+    ) -> Result<(Arc<rustls::ServerConfig>, Vec<u8>), TlsError> {
         let mut params = CertificateParams::new(names.to_vec())?;
         params.distinguished_name.push(DnType::CommonName, names.first().map_or("localhost", String::as_str));
         let key = KeyPair::generate()?;
         let cert = if self_signed { params.self_signed(&key)? } else { params.signed_by(&key, &self.issuer)? };
+        let leaf = cert.der().to_vec();
         let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -56,6 +62,6 @@ impl TestPki {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(chain, key)?;
-        Ok(Arc::new(config))
+        Ok((Arc::new(config), leaf))
     }
 }
