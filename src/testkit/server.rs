@@ -2,9 +2,10 @@
 //!
 //! Every host answers Enumerate/Pull/Release/Get for the classes of its [`dataset::Host`] the
 //! way Windows Server 2012 does, behind Basic or NTLM (raw or SPNEGO-wrapped, sealed over HTTP,
-//! channel-bound over HTTPS), and can be told to misbehave in one of the ways real fleets do ([`Fault`]). The server runs on its own thread and runtime so
-//! synchronous tests, async tests and child processes can all use it; it stops when the
-//! [`TestServer`] is dropped or its lifetime runs out, whichever comes first.
+//! channel-bound over HTTPS), and can be told to misbehave in one of the ways real fleets do
+//! ([`Fault`]). The server runs on its own thread and runtime so synchronous tests, async tests
+//! and child processes can all use it; it stops when the [`TestServer`] is dropped or its
+//! lifetime runs out, whichever comes first.
 
 use std::collections::BTreeMap;
 use std::io;
