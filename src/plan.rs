@@ -265,6 +265,8 @@ fn endpoint(
         encode_port_in_spn: o.encode_port_in_spn.unwrap_or(false),
         certificate_thumbprint: o.certificate_thumbprint.clone(),
         ca_bundle: o.ca_bundle.clone(),
+        client_certificate: o.client_certificate.clone(),
+        client_key: o.client_key.clone(),
     };
     let dcom_defaults = DcomSettings::default();
     let dcom = DcomSettings {

@@ -144,6 +144,27 @@ fn pypsrp_basic_over_https_receives_every_instance() {
 }
 
 #[test]
+fn pypsrp_client_certificate_over_https_receives_every_instance() {
+    // Certificate authentication only: no Basic, no Negotiate.
+    let host = HostConfig::new("web02.corp.example").seed(12).https(true).basic(false).negotiate(false);
+    let server = TestServer::builder().host(host.certificate_auth(true)).start().expect("server starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = server.client_certificate("cimrun").expect("HTTPS host").expect("certificate issued");
+    let path = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("written");
+        p.to_string_lossy().into_owned()
+    };
+    let (ca, cert, key) = (path("ca.pem", server.ca_pem().expect("CA")), path("c.pem", &cert), path("k.pem", &key));
+    let args = ["--ssl", "--ca", &ca, "--auth", "certificate", "--cert-pem", &cert, "--cert-key-pem", &key];
+    let json = run_peer(&server, 0, &args);
+    assert_all_instances_arrive(&server, 0, &json);
+    let stats = server.stats(0).expect("host");
+    let operations: u64 = stats.requests.values().sum();
+    assert_eq!(stats.certificate_logons, operations, "every request rode on the certificate: {stats:?}");
+}
+
+#[test]
 fn pypsrp_basic_over_http_receives_every_instance_in_small_pages() {
     let server = TestServer::builder()
         .host(HostConfig::new("db02").seed(3).allow_unencrypted(true))

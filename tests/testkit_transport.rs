@@ -206,3 +206,58 @@ async fn ntlm_over_https_is_bound_to_the_server_certificate() {
     let mut t = connect(&via_relay(AuthMechanism::Basic)).await.unwrap();
     assert_eq!(t.exchange(enumerate("Win32_BIOS", 1)).await.unwrap().status, 200);
 }
+
+#[tokio::test]
+async fn client_certificate_over_https() {
+    let host = HostConfig::new("t10").https(true).basic(false).negotiate(false).certificate_auth(true);
+    let server = TestServer::builder().host(host).start().expect("server");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let ca = write("ca.pem", server.ca_pem().unwrap());
+    let settings = |name: &str, cert: &str, key: &str| WsManSettings {
+        use_ssl: true,
+        ca_bundle: Some(ca.clone()),
+        client_certificate: Some(write(&format!("{name}.pem"), cert)),
+        client_key: Some(write(&format!("{name}.key"), key)),
+        ..Default::default()
+    };
+    let with_certificate = |settings: WsManSettings| {
+        let mut e = endpoint(&server, 0, AuthMechanism::Default, "", settings);
+        e.credential = None;
+        e
+    };
+    async fn bios(e: Endpoint) -> Result<u16, cimrun::protocol::Error> {
+        let mut t = connect(&e).await?;
+        Ok(t.exchange(enumerate("Win32_BIOS", 1)).await?.status)
+    }
+
+    // Mapped to the host's account: no credential needed.
+    let (cert, key) = server.client_certificate("cimrun").unwrap().unwrap();
+    assert_eq!(bios(with_certificate(settings("mapped", &cert, &key))).await.unwrap(), 200);
+    assert_eq!(server.stats(0).unwrap().certificate_logons, 1);
+
+    // From the right CA but mapped to another account: refused by WS-Man, after TLS.
+    let (other, other_key) = server.client_certificate("someone-else").unwrap().unwrap();
+    let error = bios(with_certificate(settings("other", &other, &other_key))).await.unwrap_err();
+    assert_eq!((error.category, error.code.as_deref()), (Category::AuthFailed, Some("401")), "{error}");
+
+    // Not from the server's CA: refused in the TLS handshake.
+    let stranger = rcgen::generate_simple_self_signed(vec!["client".to_string()]).unwrap();
+    let pem = (stranger.cert.pem(), stranger.signing_key.serialize_pem());
+    let error = bios(with_certificate(settings("stranger", &pem.0, &pem.1))).await.unwrap_err();
+    assert_eq!(error.category, Category::TlsFailure, "{error}");
+    assert!(error.message.contains("alert"), "the server's TLS alert is named: {error}");
+    assert_eq!(server.stats(0).unwrap().certificate_logons, 1);
+
+    // A key that is not the certificate's is caught before connecting.
+    let error = bios(with_certificate(settings("mismatch", &cert, &other_key))).await.unwrap_err();
+    assert_eq!(error.category, Category::TlsFailure, "{error}");
+    // Over plain HTTP the option is refused: the certificate would never be presented.
+    let plain = WsManSettings { use_ssl: false, ..settings("plain", &cert, &key) };
+    let error = bios(with_certificate(plain)).await.unwrap_err();
+    assert_eq!(error.category, Category::Unsupported, "{error}");
+}

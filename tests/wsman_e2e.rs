@@ -42,12 +42,18 @@ struct Job {
     authentication: &'static str,
     username: String,
     queries: String,
+    credential: bool,
 }
 
 impl Job {
     fn new(options: &str, authentication: &'static str, username: &str) -> Job {
         let queries = CLASSES.iter().map(|c| format!("  - name: {c}\n    class: {c}\n")).collect();
-        Job { options: options.to_string(), authentication, username: username.to_string(), queries }
+        Job { options: options.to_string(), authentication, username: username.to_string(), queries, credential: true }
+    }
+
+    fn without_credential(mut self) -> Job {
+        self.credential = false;
+        self
     }
 
     fn queries(mut self, queries: &str) -> Job {
@@ -56,7 +62,7 @@ impl Job {
     }
 
     fn yaml(&self, port: u16) -> String {
-        format!(
+        let yaml = format!(
             "version: 1\n\
              options:\n  lab:\n{options}\
              credentials:\n  admin:\n    username: '{user}'\n    password: {{ env: {PASSWORD_VAR} }}\n\
@@ -69,7 +75,8 @@ impl Job {
             user = self.username,
             auth = self.authentication,
             queries = self.queries,
-        )
+        );
+        if self.credential { yaml } else { yaml.replace("    credential: admin\n", "") }
     }
 
     /// Runs `cimrun run` with the password; returns the output directory and the exit code.
@@ -181,6 +188,33 @@ fn basic_over_https_with_the_test_ca() {
     for t in tasks(dir.path()) {
         assert_eq!(t["category"], "tls_failure", "{t}");
     }
+}
+
+#[test]
+fn client_certificate_over_https() {
+    let host = host("app03.corp.example").https(true).basic(false).negotiate(false).certificate_auth(true);
+    let server = TestServer::builder().host(host).lifetime(Duration::from_secs(90)).start().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = files.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let (cert, key) = server.client_certificate("cimrun").unwrap().unwrap();
+    let options = format!(
+        "    use_ssl: true\n    ca_bundle: '{}'\n    client_certificate: '{}'\n    client_key: '{}'\n",
+        write("ca.pem", server.ca_pem().unwrap()),
+        write("client.pem", &cert),
+        write("client.key", &key),
+    );
+    let port = server.addr(0).unwrap().port();
+    // No credential: the certificate is the logon.
+    let job = Job::new(&options, "default", "unused").without_credential();
+    let (dir, code) = job.run(port, "");
+    assert_eq!(code, 0);
+    assert_rows_match_dataset(dir.path(), &server);
+    let stats = server.stats(0).unwrap();
+    assert_eq!(stats.certificate_logons, stats.requests.values().sum::<u64>(), "{stats:?}");
 }
 
 // --- the independent pyspnego endpoint ---

@@ -88,6 +88,9 @@ pub struct HostConfig {
     pub negotiate: bool,
     /// WinRM's `AllowUnencrypted`: accept Basic and unsealed bodies over plain HTTP.
     pub allow_unencrypted: bool,
+    /// WinRM's `Auth/Certificate`: over HTTPS, accept a client certificate from the server's CA
+    /// that [`TestServer::client_certificate`] issued for this host's user name.
+    pub certificate_auth: bool,
     /// Added before every HTTP response (simulated round-trip time).
     pub latency: Duration,
     /// Answer in UTF-16LE (with a byte order mark) instead of UTF-8.
@@ -112,6 +115,7 @@ impl HostConfig {
             basic: true,
             negotiate: true,
             allow_unencrypted: true,
+            certificate_auth: false,
             latency: Duration::ZERO,
             max_page: 50,
             utf16: false,
@@ -159,6 +163,12 @@ impl HostConfig {
     /// Accepts Basic and unsealed bodies over plain HTTP or not.
     pub fn allow_unencrypted(mut self, on: bool) -> HostConfig {
         self.allow_unencrypted = on;
+        self
+    }
+
+    /// Accepts client certificate authentication (over HTTPS) or not.
+    pub fn certificate_auth(mut self, on: bool) -> HostConfig {
+        self.certificate_auth = on;
         self
     }
 
@@ -211,6 +221,8 @@ pub struct HostStats {
     pub resets: u64,
     /// NTLM handshakes completed inside SPNEGO (raw NTLM ones are not counted).
     pub spnego_logons: u64,
+    /// Requests authenticated by a client certificate.
+    pub certificate_logons: u64,
 }
 
 impl HostStats {
@@ -260,6 +272,7 @@ impl ServerBuilder {
         raise_fd_limit(self.hosts.len() as u64 * 3 + 256);
         let needs_pki = self.hosts.iter().any(|h| h.https);
         let pki = if needs_pki { Some(TestPki::new()?) } else { None };
+        let certificate_map = CertificateMap::default();
         let mut hosts = Vec::with_capacity(self.hosts.len());
         let mut listeners = Vec::with_capacity(self.hosts.len());
         for config in self.hosts {
@@ -272,7 +285,7 @@ impl ServerBuilder {
                         _ => vec![config.name.clone(), "localhost".into(), addr.ip().to_string()],
                     };
                     let self_signed = config.fault == Some(Fault::UntrustedCertificate);
-                    Some(pki.server_config(&names, self_signed)?)
+                    Some(pki.server_config(&names, self_signed, config.certificate_auth)?)
                 }
                 _ => None,
             };
@@ -287,7 +300,7 @@ impl ServerBuilder {
                 std_listener.set_nonblocking(true).map_err(|e| StartError::Bind(addr, e))?;
                 Some(std_listener)
             };
-            let state = Arc::new(HostState::new(config, addr, channel_bindings));
+            let state = Arc::new(HostState::new(config, addr, channel_bindings, certificate_map.clone()));
             listeners.push((listener, tls, state.clone()));
             hosts.push(state);
         }
@@ -338,8 +351,7 @@ impl ServerBuilder {
             Ok(Err(e)) => return Err(StartError::Runtime(e)),
             Err(_) => return Err(StartError::Runtime(io::Error::other("server thread exited"))),
         }
-        let ca = pki.map(|p| (p.ca_pem().to_string(), p.ca_der().to_vec()));
-        Ok(TestServer { hosts, ca, stop: Some(stop_tx), thread: Some(thread) })
+        Ok(TestServer { hosts, pki, certificate_map, stop: Some(stop_tx), thread: Some(thread) })
     }
 }
 
@@ -377,8 +389,9 @@ pub enum StartError {
 /// A running test server; dropping it stops every host.
 pub struct TestServer {
     hosts: Vec<Arc<HostState>>,
-    /// The CA as PEM and DER.
-    ca: Option<(String, Vec<u8>)>,
+    /// The CA of the HTTPS hosts.
+    pki: Option<TestPki>,
+    certificate_map: CertificateMap,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -433,12 +446,23 @@ impl TestServer {
 
     /// The PEM of the CA that issued the HTTPS hosts' certificates (`None` without HTTPS hosts).
     pub fn ca_pem(&self) -> Option<&str> {
-        self.ca.as_ref().map(|(pem, _)| pem.as_str())
+        self.pki.as_ref().map(TestPki::ca_pem)
     }
 
     /// The same CA, DER-encoded.
     pub fn ca_der(&self) -> Option<&[u8]> {
-        self.ca.as_ref().map(|(_, der)| der.as_slice())
+        self.pki.as_ref().map(TestPki::ca_der)
+    }
+
+    /// Issues a client certificate from the server's CA and maps it to the account `username`,
+    /// as WinRM's certificate mapping does; returns the certificate's PEM and its key's PEM
+    /// (PKCS#8). `None` without HTTPS hosts.
+    pub fn client_certificate(&self, username: &str) -> Option<Result<(String, String), TlsError>> {
+        let pki = self.pki.as_ref()?;
+        Some(pki.client_certificate(username).map(|(pem, key, der)| {
+            lock(&self.certificate_map).insert(der, username.to_string());
+            (pem, key)
+        }))
     }
 }
 
@@ -466,14 +490,24 @@ struct HostState {
     timed_out_sent: AtomicBool,
     /// The SEC_CHANNEL_BINDINGS of the HTTPS certificate, which NTLM responses must match.
     channel_bindings: Option<Vec<u8>>,
+    certificate_map: CertificateMap,
 }
 
+/// Client certificates (DER) the server issued, and the account each one maps to.
+type CertificateMap = Arc<Mutex<std::collections::HashMap<Vec<u8>, String>>>;
+
 impl HostState {
-    fn new(config: HostConfig, addr: SocketAddr, channel_bindings: Option<Vec<u8>>) -> HostState {
+    fn new(
+        config: HostConfig,
+        addr: SocketAddr,
+        channel_bindings: Option<Vec<u8>>,
+        certificate_map: CertificateMap,
+    ) -> HostState {
         HostState {
             config,
             addr,
             channel_bindings,
+            certificate_map,
             stats: Mutex::new(HostStats::default()),
             contexts: Mutex::new(Enumerations::default()),
             timed_out_sent: AtomicBool::new(false),
@@ -497,20 +531,23 @@ async fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig
             match acceptor {
                 Some(acceptor) => {
                     if let Ok(tls_stream) = acceptor.accept(stream).await {
-                        serve(TokioIo::new(tls_stream), state).await;
+                        // rustls verified the chain; the mapping to an account is checked per request.
+                        let client_certificate =
+                            tls_stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+                        serve(TokioIo::new(tls_stream), state, client_certificate).await;
                     }
                 }
-                None => serve(TokioIo::new(stream), state).await,
+                None => serve(TokioIo::new(stream), state, None).await,
             }
         });
     }
 }
 
-async fn serve<IO>(io: IO, state: Arc<HostState>)
+async fn serve<IO>(io: IO, state: Arc<HostState>, client_certificate: Option<Vec<u8>>)
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let connection = Arc::new(Mutex::new(Connection::default()));
+    let connection = Arc::new(Mutex::new(Connection { ntlm: None, client_certificate }));
     let service = service_fn(move |req| {
         let state = state.clone();
         let connection = connection.clone();
@@ -538,9 +575,11 @@ const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 /// What a connection remembers between requests: NTLM authenticates the connection, and its
 /// sealing state (sequence numbers) belongs to it.
-#[derive(Default)]
 struct Connection {
     ntlm: Option<ntlm::Acceptor>,
+    /// The certificate the client presented in the TLS handshake (DER), already verified
+    /// against the server's CA.
+    client_certificate: Option<Vec<u8>>,
 }
 
 /// The answer to an authenticated request, before sealing.
@@ -643,6 +682,20 @@ fn authenticate(
     let Some(value) = authorization else {
         return if conn.ntlm.as_ref().is_some_and(ntlm::Acceptor::is_complete) { Ok(None) } else { deny() };
     };
+    // The https/mutual security profile (DSP0226 Annex C.3.5), written out here rather than
+    // shared with the client, so a typo on either side fails the tests.
+    if value == "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual" {
+        let mapped = conn.client_certificate.as_ref().and_then(|der| lock(&state.certificate_map).get(der).cloned());
+        let accepted = config.https
+            && config.certificate_auth
+            && config.fault != Some(Fault::WrongPassword)
+            && mapped.is_some_and(|user| user.eq_ignore_ascii_case(&config.username));
+        if !accepted {
+            return deny();
+        }
+        lock(&state.stats).certificate_logons += 1;
+        return Ok(None);
+    }
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     let Ok(token) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else { return deny() };
     if scheme.eq_ignore_ascii_case("Basic") {
