@@ -120,6 +120,14 @@ fn written_rows(dir: &Path, query: &str) -> Vec<Json> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+fn assert_same_rows(dir: &Path, query: &str, want: Vec<Json>) {
+    let got = written_rows(dir, query);
+    assert_eq!(got.len(), want.len(), "{query}: row count");
+    for (n, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "{query}: row {n} differs");
+    }
+}
+
 /// Every query's file holds exactly the dataset's instances of its class, row for row.
 fn assert_rows_match_dataset(dir: &Path, server: &TestServer) {
     let host = server.config(0).unwrap().dataset();
@@ -129,12 +137,7 @@ fn assert_rows_match_dataset(dir: &Path, server: &TestServer) {
         assert_eq!(t["status"], "ok", "{t}");
     }
     for class in CLASSES {
-        let want = expected_rows(host.class(class).unwrap(), "127.0.0.1");
-        let got = written_rows(dir, class);
-        assert_eq!(got.len(), want.len(), "{class}: row count");
-        for (n, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(g, w, "{class}: row {n} differs");
-        }
+        assert_same_rows(dir, class, expected_rows(host.class(class).unwrap(), "127.0.0.1"));
     }
 }
 
@@ -215,6 +218,55 @@ fn client_certificate_over_https() {
     assert_rows_match_dataset(dir.path(), &server);
     let stats = server.stats(0).unwrap();
     assert_eq!(stats.certificate_logons, stats.requests.values().sum::<u64>(), "{stats:?}");
+}
+
+#[test]
+fn dmtf_resource_uris_filters_key_only_and_an_explicit_resource_uri() {
+    let server = TestServer::builder()
+        .host(host("omi01").allow_unencrypted(false).basic(false))
+        .lifetime(Duration::from_secs(90))
+        .start()
+        .unwrap();
+    let config = server.config(0).unwrap().clone();
+    let queries = "  - name: services\n    class: Win32_Service\n\
+                   \x20 - name: processes\n    class: Win32_Process\n    properties: [Name, ProcessId]\n    filter: ProcessId < 2000\n\
+                   \x20 - name: service_keys\n    class: Win32_Service\n    key_only: true\n\
+                   \x20 - name: bios\n    class: Win32_BIOS\n    \
+                   resource_uri: http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/Win32_BIOS\n";
+    let job = Job::new("    resource_uri_scheme: dmtf\n", "ntlm", &config.username).queries(queries);
+    let (dir, code) = job.run(server.addr(0).unwrap().port(), &config.password);
+    let tasks = tasks(dir.path());
+    assert_eq!(tasks.len(), 4);
+    for t in &tasks {
+        assert_eq!(t["status"], "ok", "{t}");
+    }
+    assert_eq!(code, 0);
+    let data = config.dataset();
+    let services = data.class("Win32_Service").unwrap();
+    assert_same_rows(dir.path(), "services", expected_rows(services, "127.0.0.1"));
+    assert_same_rows(dir.path(), "bios", expected_rows(data.class("Win32_BIOS").unwrap(), "127.0.0.1"));
+
+    // The server filtered and projected: the rows are the dataset's, selected the same way.
+    let condition = cimrun::wql::parse_condition("ProcessId < 2000").unwrap();
+    let processes = data.class("Win32_Process").unwrap();
+    let names = vec!["Name".to_string(), "ProcessId".to_string()];
+    let selected: Vec<Instance> = processes.iter().filter(|i| condition.matches(i)).map(|i| i.project(&names)).collect();
+    assert!(!selected.is_empty() && selected.len() < processes.len(), "the filter must select some, not all");
+    let mut writer = NdjsonWriter::new(Vec::new(), &names);
+    for i in &selected {
+        writer.write_row("127.0.0.1", i).unwrap();
+    }
+    let want = String::from_utf8(writer.finish().unwrap()).unwrap();
+    assert_same_rows(dir.path(), "processes", want.lines().map(|l| serde_json::from_str(l).unwrap()).collect());
+
+    // EnumerateEPR: each service as its key, nothing else.
+    let keys: Vec<Json> =
+        services.iter().map(|s| serde_json::json!({"PSComputerName": "127.0.0.1", "Name": s.get("Name").unwrap().to_string()})).collect();
+    assert_same_rows(dir.path(), "service_keys", keys);
+
+    // Three queries went out with DMTF URIs and `__cimnamespace`; the explicit URI did not.
+    let stats = server.stats(0).unwrap();
+    assert_eq!((stats.count("Enumerate"), stats.dmtf_requests), (4, 3), "{stats:?}");
 }
 
 // --- the independent pyspnego endpoint ---

@@ -223,6 +223,8 @@ pub struct HostStats {
     pub spnego_logons: u64,
     /// Requests authenticated by a client certificate.
     pub certificate_logons: u64,
+    /// Enumerate and Get requests that addressed a DMTF resource URI (`…/cim-schema/2/…`).
+    pub dmtf_requests: u64,
 }
 
 impl HostStats {
@@ -759,7 +761,14 @@ async fn answer(state: &HostState, body: &[u8]) -> Result<Answer, ResetConnectio
             return Ok(Answer::Soap(StatusCode::BAD_REQUEST, render::fault(&f, None, &state.config.name)));
         }
     };
-    *lock(&state.stats).requests.entry(request.operation.as_str()).or_insert(0) += 1;
+    {
+        let mut stats = lock(&state.stats);
+        *stats.requests.entry(request.operation.as_str()).or_insert(0) += 1;
+        let dmtf = request.resource_uri.as_deref().is_some_and(|u| u.starts_with(ops::DMTF_URI_PREFIX));
+        if dmtf && matches!(request.operation, Operation::Enumerate | Operation::Get) {
+            stats.dmtf_requests += 1;
+        }
+    }
     let is_data_op = matches!(request.operation, Operation::Enumerate | Operation::Pull | Operation::Get);
     if is_data_op && let Some(answer) = injected(state, &request, state.config.fault.as_ref()).await? {
         return Ok(answer);
