@@ -163,7 +163,15 @@ fn ntlm_with_message_encryption_over_http() {
     let operations: u64 = stats.requests.values().sum();
     assert_eq!(stats.sealed_requests, operations, "every request sealed: {stats:?}");
     assert!(stats.count("Pull") >= 20, "{stats:?}");
-    assert_eq!(stats.open_contexts, 0);
+    assert_eq!((stats.open_contexts, stats.spnego_logons), (0, 0));
+
+    // PowerShell's default, Negotiate: the same rows through NTLM inside SPNEGO.
+    let (dir, code) = Job::new("    protocol: wsman\n", "default", &config.username).run(port, &config.password);
+    assert_eq!(code, 0);
+    assert_rows_match_dataset(dir.path(), &server);
+    let stats = server.stats(0).unwrap();
+    assert_eq!(stats.sealed_requests, stats.requests.values().sum::<u64>(), "{stats:?}");
+    assert_eq!((stats.open_contexts, stats.spnego_logons), (0, 1));
 }
 
 #[test]
