@@ -87,16 +87,17 @@ impl HttpTransport {
         let https = settings.use_ssl;
         let refuse = |message: String| Error::new(Category::Unsupported, message);
 
+        let certificate = settings.client_certificate.is_some();
+        if certificate && endpoint.authentication != AuthMechanism::Default {
+            return Err(refuse(format!(
+                "a client certificate authenticates the session by itself; {:?} authentication cannot be combined with it",
+                endpoint.authentication
+            )));
+        }
         let auth = match endpoint.authentication {
-            _ if settings.client_certificate.is_some() => {
+            AuthMechanism::Default if certificate => {
                 if !https {
                     return Err(refuse("client certificate authentication needs HTTPS (use_ssl)".into()));
-                }
-                if endpoint.authentication != AuthMechanism::Default {
-                    return Err(refuse(format!(
-                        "a client certificate authenticates the session by itself; {:?} authentication cannot be combined with it",
-                        endpoint.authentication
-                    )));
                 }
                 AuthPlan::Header(CLIENT_CERTIFICATE_AUTHORIZATION.to_string())
             }
