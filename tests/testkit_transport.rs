@@ -261,8 +261,7 @@ async fn client_certificate_over_https() {
     let error = bios(with_certificate(plain)).await.unwrap_err();
     assert_eq!(error.category, Category::Unsupported, "{error}");
     // And a certificate does not mix with another mechanism.
-    let mut basic = endpoint(&server, 0, AuthMechanism::Basic, "P@ssw0rd!", settings("basic", &cert, &key));
-    basic.authentication = AuthMechanism::Basic;
+    let basic = endpoint(&server, 0, AuthMechanism::Basic, "P@ssw0rd!", settings("basic", &cert, &key));
     let error = bios(basic).await.unwrap_err();
     assert_eq!(error.category, Category::Unsupported, "{error}");
 }
