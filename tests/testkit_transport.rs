@@ -180,7 +180,9 @@ async fn tls_relay(upstream: std::net::SocketAddr, ca_der: Vec<u8>) -> std::net:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ntlm_over_https_is_bound_to_the_server_certificate() {
-    let server = TestServer::builder().host(HostConfig::new("t9").https(true)).start().expect("server");
+    // Strict: a logon without bindings would be refused too, so success shows ours sends them.
+    let host = HostConfig::new("t9").https(true).require_channel_bindings(true);
+    let server = TestServer::builder().host(host).start().expect("server");
     let mut bundle = tempfile::NamedTempFile::new().unwrap();
     bundle.write_all(server.ca_pem().unwrap().as_bytes()).unwrap();
     let trusted = WsManSettings { use_ssl: true, ca_bundle: Some(bundle.path().to_path_buf()), ..Default::default() };

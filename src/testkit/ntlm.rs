@@ -52,18 +52,22 @@ pub(crate) struct Acceptor {
     context: Context,
     /// A SEC_CHANNEL_BINDINGS structure the client's NTLM response must match (HTTPS).
     channel_bindings: Option<Vec<u8>>,
+    /// Refuse a response without bindings too (WinRM's CbtHardeningLevel=Strict).
+    require_bindings: bool,
     complete: bool,
 }
 
 const SERVER_NAME: &str = "WSMAN-TEST";
 
 impl Acceptor {
-    /// An acceptor that admits `username` with `password`, for tokens in `wrapping`.
+    /// An acceptor that admits `username` with `password`, for tokens in `wrapping`. Bindings
+    /// a client sends must match `channel_bindings`; with `require_bindings`, it must send them.
     pub(crate) fn new(
         username: &str,
         password: &str,
         wrapping: Wrapping,
         channel_bindings: Option<Vec<u8>>,
+        require_bindings: bool,
     ) -> Result<Acceptor, String> {
         let identity = AuthIdentity {
             username: Username::parse(username).map_err(|e| format!("bad user name {username:?}: {e}"))?,
@@ -101,7 +105,7 @@ impl Acceptor {
                 Context::Negotiate(Box::new(negotiate), credentials)
             }
         };
-        Ok(Acceptor { context, channel_bindings, complete: false })
+        Ok(Acceptor { context, channel_bindings, require_bindings, complete: false })
     }
 
     /// The token format of this handshake.
@@ -120,6 +124,11 @@ impl Acceptor {
     /// Consumes a client token (NEGOTIATE, then AUTHENTICATE; each SPNEGO-wrapped or not).
     pub(crate) fn step(&mut self, token: &[u8]) -> Result<Leg, String> {
         let cbt = self.channel_bindings.as_deref();
+        // sspi rejects bindings that differ (WinRM's default, Relaxed) but not missing ones,
+        // which Strict also rejects.
+        if cbt.is_some() && self.require_bindings && authenticate_message(token).is_some_and(|m| !carries_channel_bindings(m)) {
+            return Err("the NTLM response carries no channel bindings, which HTTPS requires".into());
+        }
         let (status, output) = match &mut self.context {
             Context::Ntlm(ntlm, creds) => accept(ntlm, creds, token, cbt)?,
             Context::Negotiate(negotiate, creds) => accept(negotiate.as_mut(), creds, token, cbt)?,
@@ -204,4 +213,36 @@ where
         ctx.complete_auth_token(&mut output).map_err(|e| format!("NTLM rejected: {e}"))?;
     }
     Ok((status, output.into_iter().next().map(|b| b.buffer).unwrap_or_default()))
+}
+
+/// The NTLM AUTHENTICATE message in a token, raw or inside SPNEGO (which carries it verbatim).
+fn authenticate_message(token: &[u8]) -> Option<&[u8]> {
+    const SIGNATURE: &[u8] = b"NTLMSSP\0\x03\0\0\0";
+    let at = token.windows(SIGNATURE.len()).position(|w| w == SIGNATURE)?;
+    token.get(at..)
+}
+
+/// Whether an AUTHENTICATE message's NTLMv2 response has a non-zero MsvAvChannelBindings
+/// (MS-NLMP 2.2.1.3, 2.2.2.1, 2.2.2.7).
+fn carries_channel_bindings(message: &[u8]) -> bool {
+    let u16_at = |b: &[u8], i: usize| {
+        b.get(i..i + 2).and_then(|x| <[u8; 2]>::try_from(x).ok()).map(|x| usize::from(u16::from_le_bytes(x)))
+    };
+    let u32_at = |b: &[u8], i: usize| {
+        b.get(i..i + 4).and_then(|x| <[u8; 4]>::try_from(x).ok()).and_then(|x| usize::try_from(u32::from_le_bytes(x)).ok())
+    };
+    // NtChallengeResponseFields: length at 20, offset at 24.
+    let (Some(len), Some(offset)) = (u16_at(message, 20), u32_at(message, 24)) else { return false };
+    let Some(response) = offset.checked_add(len).and_then(|end| message.get(offset..end)) else { return false };
+    // NTProofStr (16 bytes), then the blob's fixed part (28 bytes), then the AV pairs.
+    let mut at = 16 + 28;
+    while let (Some(id), Some(len)) = (u16_at(response, at), u16_at(response, at + 2)) {
+        let Some(value) = response.get(at + 4..at + 4 + len) else { return false };
+        match id {
+            0x0000 => return false,
+            0x000A => return value.iter().any(|&b| b != 0),
+            _ => at += 4 + len,
+        }
+    }
+    false
 }

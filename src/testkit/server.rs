@@ -88,6 +88,10 @@ pub struct HostConfig {
     pub negotiate: bool,
     /// WinRM's `AllowUnencrypted`: accept Basic and unsealed bodies over plain HTTP.
     pub allow_unencrypted: bool,
+    /// WinRM's `CbtHardeningLevel=Strict`: over HTTPS, refuse NTLM responses without channel
+    /// bindings. Bindings that do not match the certificate are refused either way (Relaxed,
+    /// the default).
+    pub require_channel_bindings: bool,
     /// WinRM's `Auth/Certificate`: over HTTPS, accept a client certificate from the server's CA
     /// that [`TestServer::client_certificate`] issued for this host's user name.
     pub certificate_auth: bool,
@@ -116,6 +120,7 @@ impl HostConfig {
             negotiate: true,
             allow_unencrypted: true,
             certificate_auth: false,
+            require_channel_bindings: false,
             latency: Duration::ZERO,
             max_page: 50,
             utf16: false,
@@ -163,6 +168,12 @@ impl HostConfig {
     /// Accepts Basic and unsealed bodies over plain HTTP or not.
     pub fn allow_unencrypted(mut self, on: bool) -> HostConfig {
         self.allow_unencrypted = on;
+        self
+    }
+
+    /// Requires NTLM channel bindings over HTTPS (Strict) or only checks those sent (Relaxed).
+    pub fn require_channel_bindings(mut self, on: bool) -> HostConfig {
+        self.require_channel_bindings = on;
         self
     }
 
@@ -717,7 +728,8 @@ fn authenticate(
             _ => config.password.clone(),
         };
         let bindings = state.channel_bindings.clone();
-        conn.ntlm = match ntlm::Acceptor::new(&config.username, &password, wrapping, bindings) {
+        let strict = config.require_channel_bindings;
+        conn.ntlm = match ntlm::Acceptor::new(&config.username, &password, wrapping, bindings, strict) {
             Ok(a) => Some(a),
             Err(_) => return deny(),
         };
