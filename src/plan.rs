@@ -188,7 +188,7 @@ pub fn build(job: &LoadedJob, selection: &Selection) -> Result<Plan, PlanError> 
             if queries.is_empty() {
                 continue;
             }
-            let endpoint = endpoint(computer.clone(), session, options, run);
+            let endpoint = endpoint(computer.clone(), session, options, run, &job.base_dir);
             hosts.push(HostTask {
                 session: session_name.clone(),
                 computer: Arc::from(display),
@@ -237,6 +237,7 @@ fn endpoint(
     session: &job::SessionSpec,
     options: Option<&OptionSet>,
     run: &job::RunSettings,
+    base_dir: &std::path::Path,
 ) -> Endpoint {
     let default_opts = OptionSet::default();
     let o = options.unwrap_or(&default_opts);
@@ -264,7 +265,10 @@ fn endpoint(
         spn_service: o.spn_service.clone(),
         encode_port_in_spn: o.encode_port_in_spn.unwrap_or(false),
         certificate_thumbprint: o.certificate_thumbprint.clone(),
-        ca_bundle: o.ca_bundle.clone(),
+        // Files named in the job are relative to the job file, as `computers_from` is.
+        ca_bundle: o.ca_bundle.as_ref().map(|p| base_dir.join(p)),
+        client_certificate: o.client_certificate.as_ref().map(|p| base_dir.join(p)),
+        client_key: o.client_key.as_ref().map(|p| base_dir.join(p)),
     };
     let dcom_defaults = DcomSettings::default();
     let dcom = DcomSettings {
@@ -361,6 +365,20 @@ mod tests {
         assert!(glob_match("*", ""));
         assert!(!glob_match("a*b*c", "aXbY"));
         assert!(glob_match("a*b*c", "aXbYc"));
+    }
+
+    #[test]
+    fn certificate_files_are_relative_to_the_job_file() {
+        let text = "version: 1\noptions:\n  tls:\n    use_ssl: true\n    ca_bundle: pki/ca.pem\n    \
+                    client_certificate: pki/me.pem\n    client_key: /etc/cimrun/me.key\n\
+                    sessions:\n  - name: s\n    computers: [srv01]\n    options: tls\n\
+                    queries:\n  - name: os\n    class: Win32_OperatingSystem\n";
+        let job = crate::job::load_str(text, "job.yaml", std::path::Path::new("/srv/jobs"), &[]).unwrap();
+        let plan = build(&job, &Selection::default()).unwrap();
+        let w = &plan.hosts[0].endpoint.wsman;
+        assert_eq!(w.ca_bundle.as_deref(), Some(std::path::Path::new("/srv/jobs/pki/ca.pem")));
+        assert_eq!(w.client_certificate.as_deref(), Some(std::path::Path::new("/srv/jobs/pki/me.pem")));
+        assert_eq!(w.client_key.as_deref(), Some(std::path::Path::new("/etc/cimrun/me.key")));
     }
 
     #[test]

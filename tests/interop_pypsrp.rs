@@ -144,6 +144,27 @@ fn pypsrp_basic_over_https_receives_every_instance() {
 }
 
 #[test]
+fn pypsrp_client_certificate_over_https_receives_every_instance() {
+    // Certificate authentication only: no Basic, no Negotiate.
+    let host = HostConfig::new("web02.corp.example").seed(12).https(true).basic(false).negotiate(false);
+    let server = TestServer::builder().host(host.certificate_auth(true)).start().expect("server starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = server.client_certificate("cimrun").expect("HTTPS host").expect("certificate issued");
+    let path = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("written");
+        p.to_string_lossy().into_owned()
+    };
+    let (ca, cert, key) = (path("ca.pem", server.ca_pem().expect("CA")), path("c.pem", &cert), path("k.pem", &key));
+    let args = ["--ssl", "--ca", &ca, "--auth", "certificate", "--cert-pem", &cert, "--cert-key-pem", &key];
+    let json = run_peer(&server, 0, &args);
+    assert_all_instances_arrive(&server, 0, &json);
+    let stats = server.stats(0).expect("host");
+    let operations: u64 = stats.requests.values().sum();
+    assert_eq!(stats.certificate_logons, operations, "every request rode on the certificate: {stats:?}");
+}
+
+#[test]
 fn pypsrp_basic_over_http_receives_every_instance_in_small_pages() {
     let server = TestServer::builder()
         .host(HostConfig::new("db02").seed(3).allow_unencrypted(true))
@@ -153,14 +174,14 @@ fn pypsrp_basic_over_http_receives_every_instance_in_small_pages() {
     assert_all_instances_arrive(&server, 0, &json);
 }
 
-#[test]
-fn pypsrp_ntlm_with_message_encryption_over_http_receives_every_instance() {
-    // A stock Windows listener: HTTP, AllowUnencrypted=false, so every body must be sealed.
+/// pypsrp with `auth` over HTTP to a stock Windows listener (AllowUnencrypted=false, so every
+/// body must be sealed); returns the host's counters.
+fn sealed_over_http(auth: &str) -> cimrun::testkit::HostStats {
     let server = TestServer::builder()
         .host(HostConfig::new("app03.corp.example").seed(21).allow_unencrypted(false).basic(false))
         .start()
         .expect("server starts");
-    let json = run_peer(&server, 0, &["--auth", "ntlm", "--encryption", "always", "--max-elements", "30"]);
+    let json = run_peer(&server, 0, &["--auth", auth, "--encryption", "always", "--max-elements", "30"]);
     assert_all_instances_arrive(&server, 0, &json);
     // One connection authenticated once: the handshake's 401 challenge is not a failure.
     let stats = server.stats(0).expect("host");
@@ -168,6 +189,18 @@ fn pypsrp_ntlm_with_message_encryption_over_http_receives_every_instance() {
     let operations: u64 = stats.requests.values().sum();
     assert_eq!(stats.sealed_requests, operations, "every request was sealed");
     assert_eq!(stats.connections, 1, "NTLM authenticates one connection");
+    stats
+}
+
+#[test]
+fn pypsrp_ntlm_with_message_encryption_over_http_receives_every_instance() {
+    assert_eq!(sealed_over_http("ntlm").spnego_logons, 0);
+}
+
+#[test]
+fn pypsrp_negotiate_with_message_encryption_over_http_receives_every_instance() {
+    // pyspnego wraps NTLM in SPNEGO (NegTokenInit, then NegTokenResp with a mechListMIC).
+    assert_eq!(sealed_over_http("negotiate").spnego_logons, 1);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use cimrun::protocol::Credential;
-use cimrun::protocol::wsman::auth::{Package, SecurityContext};
+use cimrun::protocol::wsman::auth::{Package, SecurityContext, tls_server_end_point};
 use cimrun::protocol::wsman::encryption::{self, SealProtocol};
 use cimrun::testkit::client::{GET, PULL, context, enumerate, enumerate_with, envelope, pull, release, wsman_code};
 use cimrun::testkit::{Fault, HostConfig, TestServer, fleet_address};
@@ -495,6 +495,33 @@ async fn https_certificates_trusted_untrusted_and_wrong_name() {
     assert!(e.to_string().contains("not valid for name"), "{e}");
 }
 
+/// The certificate a TLS server presents (DER).
+async fn server_certificate(addr: SocketAddr, name: &str, config: Arc<rustls::ClientConfig>) -> Vec<u8> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config).connect(name, stream).await.unwrap();
+    tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).expect("a certificate")
+}
+
+#[tokio::test]
+async fn ntlm_over_https_requires_channel_bindings() {
+    let strict = HostConfig::new("cb1").https(true).require_channel_bindings(true);
+    let server = start([strict, HostConfig::new("cb2").https(true)]);
+    let (addr, config) = (server.addr(0).unwrap(), tls_client_config(server.ca_der().expect("CA")));
+    // Without bindings the logon is refused, as with Windows' CbtHardeningLevel=Strict...
+    let c = connect_tls(addr, "cb1", config.clone()).await.unwrap();
+    assert_eq!(ntlm_handshake(c, "P@ssw0rd!", None).await.2.status, 401);
+    // ...and accepted with Relaxed, WinRM's default.
+    let c = connect_tls(server.addr(1).unwrap(), "cb2", config.clone()).await.unwrap();
+    assert_eq!(ntlm_handshake(c, "P@ssw0rd!", None).await.2.status, 200);
+    // With the tls-server-end-point bindings of the certificate the server presents: accepted.
+    let bindings = tls_server_end_point(&server_certificate(addr, "cb1", config.clone()).await);
+    let c = connect_tls(addr, "cb1", config).await.unwrap();
+    let (mut c, _, r) = ntlm_handshake(c, "P@ssw0rd!", Some(bindings)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(c.post(enumerate("Win32_BIOS", 1)).await.unwrap().status, 200, "HTTPS bodies are not sealed");
+}
+
 #[tokio::test]
 async fn many_hosts_have_their_own_data_and_counters() {
     let server = start((0..20).map(|i| HostConfig::new(format!("node{i:02}")).seed(i)));
@@ -530,11 +557,15 @@ fn server_stops_after_its_lifetime_and_on_drop() {
 
 /// Runs the NTLM handshake (empty POSTs, as WinRM clients do) with cimrun's own client context.
 async fn ntlm_session(addr: SocketAddr, password: &str) -> (Client, SecurityContext, Reply) {
+    ntlm_handshake(connect(addr).await.unwrap(), password, None).await
+}
+
+/// The NTLM handshake on an open connection, with `bindings` (SEC_CHANNEL_BINDINGS) if any.
+async fn ntlm_handshake(mut c: Client, password: &str, bindings: Option<Vec<u8>>) -> (Client, SecurityContext, Reply) {
     let credential = Credential { username: "cimrun".into(), password: SecretString::from(password.to_string()) };
     let mut ctx =
-        SecurityContext::new(Package::Ntlm, &credential, "HTTP/localhost".into(), None, Duration::from_secs(1))
+        SecurityContext::new(Package::Ntlm, &credential, "HTTP/localhost".into(), bindings, Duration::from_secs(1))
             .expect("context");
-    let mut c = connect(addr).await.unwrap();
     let mut input: Option<Vec<u8>> = None;
     loop {
         let step = ctx.step(input.as_deref()).expect("client step");

@@ -86,7 +86,9 @@ pub struct OptionSet {
     pub skip_ca_check: Option<bool>,
     /// WS-Man: accept a certificate whose name does not match the computer. Logged as a warning.
     pub skip_cn_check: Option<bool>,
-    /// WS-Man: do not check certificate revocation.
+    /// WS-Man: do not check certificate revocation. Accepted for compatibility with
+    /// `New-CimSessionOption`, but it changes nothing: cimrun fetches no CRL and no OCSP
+    /// response, so revocation is never checked, with or without this option.
     pub skip_revocation_check: Option<bool>,
     /// WS-Man: allow Basic authentication, or unencrypted bodies, over plain HTTP.
     pub allow_unencrypted: Option<bool>,
@@ -106,8 +108,17 @@ pub struct OptionSet {
     pub encode_port_in_spn: Option<bool>,
     /// WS-Man: the server certificate's SHA-1 or SHA-256 thumbprint (hex), pinned.
     pub certificate_thumbprint: Option<String>,
-    /// WS-Man: a PEM file of CA certificates to trust instead of the system roots.
+    /// WS-Man: a PEM file (relative to the job file) of CA certificates to trust instead of
+    /// the system roots.
     pub ca_bundle: Option<PathBuf>,
+    /// WS-Man: a PEM file (relative to the job file) with a client certificate (and any
+    /// intermediates) that authenticates the session over HTTPS, as WinRM's certificate
+    /// authentication does; needs `use_ssl: true` and `client_key`. The session needs no
+    /// credential, and its `authentication` must be left at `default`.
+    pub client_certificate: Option<PathBuf>,
+    /// WS-Man: a PEM file (relative to the job file) with the private key of
+    /// `client_certificate` (PKCS#8, PKCS#1 or SEC1).
+    pub client_key: Option<PathBuf>,
 
     // --- DCOM only ---
     /// DCOM: impersonation level (default `impersonate`).

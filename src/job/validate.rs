@@ -9,7 +9,7 @@ use super::diag::Collector;
 use super::fail_if;
 use super::hosts;
 use super::load::Dropped;
-use super::model::{HumanDuration, JobFile, PasswordSource, Protocol};
+use super::model::{Authentication, HumanDuration, JobFile, OptionSet, PasswordSource, Protocol};
 use super::yaml::{Node, Pos, Step};
 
 /// Option keys of the WS-Man parameter set of `New-CimSessionOption`.
@@ -28,6 +28,8 @@ const WSMAN_ONLY: &[&str] = &[
     "encode_port_in_spn",
     "certificate_thumbprint",
     "ca_bundle",
+    "client_certificate",
+    "client_key",
 ];
 
 /// Option keys of the DCOM parameter set of `New-CimSessionOption`.
@@ -107,6 +109,10 @@ fn options(job: &JobFile, c: &mut Checker<'_, '_>) {
         for (pos, key) in keys.iter().filter(|(_, k)| foreign.contains(&k.as_str())) {
             c.diags.at(*pos, format!("`{key}` is a {other} option, but option set `{name}` uses protocol {own}"));
         }
+        // In a DCOM set the keys were reported as foreign above.
+        if set.protocol == Protocol::Wsman {
+            client_certificate(set, name, c);
+        }
         if let Some(size) = set.max_envelope_size_kb
             && !(8..=1_048_576).contains(&size)
         {
@@ -115,6 +121,21 @@ fn options(job: &JobFile, c: &mut Checker<'_, '_>) {
                 format!("max_envelope_size_kb must be between 8 and 1048576, found {size}"),
             );
         }
+    }
+}
+
+/// A client certificate needs its key (and the key its certificate), and HTTPS.
+fn client_certificate(set: &OptionSet, name: &str, c: &mut Checker<'_, '_>) {
+    let at = |key| [Step::Key("options"), Step::Key(name), Step::Key(key)];
+    match (&set.client_certificate, &set.client_key) {
+        (Some(_), None) => c.error(&at("client_certificate"), "`client_certificate` needs `client_key`"),
+        (None, Some(_)) => c.error(&at("client_key"), "`client_key` needs `client_certificate`"),
+        (Some(_), Some(_)) if set.use_ssl != Some(true) => {
+            let path = [Step::Key("options"), Step::Key(name)];
+            let pos = c.key_pos(&path, "client_certificate");
+            c.diags.at(pos, "client certificate authentication is HTTPS only: set `use_ssl: true`");
+        }
+        _ => {}
     }
 }
 
@@ -159,6 +180,17 @@ fn sessions(job: &JobFile, base_dir: &Path, c: &mut Checker<'_, '_>) {
             && !c.incomplete("credentials")
         {
             c.error(&at("credential"), undefined("credential", cred, job.credentials.keys()));
+        }
+        let with_certificate = s
+            .options
+            .as_ref()
+            .and_then(|set| job.options.get(set))
+            .is_some_and(|set| set.client_certificate.is_some());
+        if with_certificate && s.authentication.is_some_and(|a| a != Authentication::Default) {
+            c.error(
+                &at("authentication"),
+                "the session's option set authenticates with a client certificate; leave `authentication` at `default`",
+            );
         }
         if s.port == Some(0) {
             c.error(&at("port"), "port must be between 1 and 65535");

@@ -224,6 +224,11 @@ pub struct WsManSettings {
     pub certificate_thumbprint: Option<String>,
     /// PEM file of CA certificates to trust instead of the system roots.
     pub ca_bundle: Option<std::path::PathBuf>,
+    /// PEM file of the client certificate (and any intermediates) that authenticates the
+    /// session over HTTPS instead of a user name and password.
+    pub client_certificate: Option<std::path::PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 impl Default for WsManSettings {
@@ -245,6 +250,8 @@ impl Default for WsManSettings {
             encode_port_in_spn: false,
             certificate_thumbprint: None,
             ca_bundle: None,
+            client_certificate: None,
+            client_key: None,
         }
     }
 }

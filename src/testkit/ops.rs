@@ -52,15 +52,17 @@ struct Target {
     properties: Option<Vec<String>>,
     /// The WHERE condition, if any.
     condition: Option<crate::wql::Expr>,
+    /// The `__cimnamespace` of a DMTF resource URI (OMI's addressing), `None` for a WMI one.
+    dmtf_namespace: Option<String>,
 }
 
-const DMTF_URI_PREFIX: &str = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/";
+pub(crate) const DMTF_URI_PREFIX: &str = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/";
 
 fn target(request: &Request) -> Result<Target, render::Fault> {
     let uri = request.resource_uri.as_deref().unwrap_or_default();
-    let (namespace, class) = if let Some(rest) = uri.strip_prefix(WMI_URI_PREFIX) {
+    let (namespace, class, dmtf) = if let Some(rest) = uri.strip_prefix(WMI_URI_PREFIX) {
         match rest.rsplit_once('/') {
-            Some((ns, class)) => (ns.to_string(), class.to_string()),
+            Some((ns, class)) => (ns.to_string(), class.to_string(), false),
             None => return Err(faults::invalid_namespace()),
         }
     } else if let Some(class) = uri.strip_prefix(DMTF_URI_PREFIX) {
@@ -69,29 +71,35 @@ fn target(request: &Request) -> Result<Target, render::Fault> {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("__cimnamespace"))
             .map_or("root/cimv2".to_string(), |(_, v)| v.clone());
-        (ns, class.to_string())
+        (ns, class.to_string(), true)
     } else {
         return Err(faults::invalid_request(&format!("unknown resource URI {uri}")));
     };
     if !namespace.eq_ignore_ascii_case("root/cimv2") {
         return Err(faults::invalid_namespace());
     }
-    if class != "*" {
-        return Ok(Target { class, properties: None, condition: None });
-    }
+    let dmtf_namespace = dmtf.then_some(namespace);
     let Some(filter) = &request.filter else {
-        return Err(faults::invalid_request("the * resource URI needs a WQL filter"));
+        if class == "*" {
+            return Err(faults::invalid_request("the * resource URI needs a WQL filter"));
+        }
+        return Ok(Target { class, properties: None, condition: None, dmtf_namespace });
     };
     if filter.dialect.as_deref() != Some(DIALECT_WQL) {
         return Err(faults::invalid_request("only the WQL filter dialect is supported"));
     }
-    parse_select(&filter.text).map_err(|e| faults::invalid_query(&e))
+    let target = parse_select(&filter.text).map_err(|e| faults::invalid_query(&e))?;
+    // A filter on a class URI (as OMI takes one) must select from that class.
+    if class != "*" && !class.eq_ignore_ascii_case(&target.class) {
+        return Err(faults::invalid_query(&format!("(the filter selects from {}, not {class})", target.class)));
+    }
+    Ok(Target { dmtf_namespace, ..target })
 }
 
 fn parse_select(text: &str) -> Result<Target, String> {
     let query = crate::wql::parse(text).map_err(|e| format!("({e} at offset {})", e.offset))?;
     let properties = (!query.properties.is_empty()).then_some(query.properties);
-    Ok(Target { class: query.class, properties, condition: query.filter })
+    Ok(Target { class: query.class, properties, condition: query.filter, dmtf_namespace: None })
 }
 
 /// The instances a target selects, projected to its property list.
@@ -115,11 +123,15 @@ fn select(host: &HostConfig, target: &Target) -> Result<Vec<Instance>, render::F
 }
 
 fn item_shape(request: &Request, target: &Target) -> ItemShape {
-    let resource_uri = format!("{WMI_URI_PREFIX}root/cimv2/{}", target.class);
+    // Items and references are addressed the way the request addressed the class.
+    let resource_uri = match target.dmtf_namespace {
+        Some(_) => format!("{DMTF_URI_PREFIX}{}", target.class),
+        None => format!("{WMI_URI_PREFIX}root/cimv2/{}", target.class),
+    };
     let epr = request.enumeration_mode.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("EnumerateEPR"));
     if epr {
         let keys = dataset::key_properties(&target.class).iter().map(|k| k.to_string()).collect();
-        ItemShape::Epr { resource_uri, keys }
+        ItemShape::Epr { resource_uri, keys, namespace: target.dmtf_namespace.clone() }
     } else if target.properties.is_some() {
         ItemShape::Fragment
     } else {
@@ -284,6 +296,20 @@ mod tests {
         let other_dialect = request(&format!("{WMI_URI_PREFIX}root/cimv2/*"), Some(("urn:x", "SELECT * FROM A")));
         assert_eq!(target(&other_dialect).unwrap_err().subcode, "w:SchemaValidationError");
         assert_eq!(target(&request("urn:nothing", None)).unwrap_err().subcode, "w:SchemaValidationError");
+    }
+
+    #[test]
+    fn a_filter_on_a_class_uri_selects_from_that_class() {
+        let wql = "SELECT Name FROM Win32_Process WHERE ProcessId < 100";
+        let t = target(&request(&format!("{DMTF_URI_PREFIX}Win32_Process"), Some((DIALECT_WQL, wql)))).unwrap();
+        assert_eq!((t.class.as_str(), t.properties), ("Win32_Process", Some(vec!["Name".to_string()])));
+        assert!(t.condition.is_some());
+        assert_eq!(t.dmtf_namespace.as_deref(), Some("root/cimv2"));
+        let other = request(&format!("{WMI_URI_PREFIX}root/cimv2/Win32_Service"), Some((DIALECT_WQL, wql)));
+        let fault = target(&other).unwrap_err();
+        assert_eq!(fault.subcode, "w:CannotProcessFilter");
+        let detail = fault.provider.map(|(_, text)| text).unwrap_or_default();
+        assert!(detail.contains("selects from Win32_Process"), "{detail}");
     }
 
     #[test]

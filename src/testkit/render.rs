@@ -26,8 +26,9 @@ pub enum ItemShape {
     Typed { resource_uri: String },
     /// `<w:XmlFragment>` with unqualified children (a property list).
     Fragment,
-    /// `<a:EndpointReference>` with the key selectors (EnumerationMode EnumerateEPR).
-    Epr { resource_uri: String, keys: Vec<String> },
+    /// `<a:EndpointReference>` with the key selectors (EnumerationMode EnumerateEPR), and a
+    /// `__cimnamespace` selector for a DMTF resource URI, as OMI sends.
+    Epr { resource_uri: String, keys: Vec<String>, namespace: Option<String> },
 }
 
 /// Appends one item.
@@ -49,7 +50,7 @@ pub fn item(out: &mut String, inst: &Instance, shape: &ItemShape) {
             properties(out, inst, "", "");
             out.push_str("</w:XmlFragment>");
         }
-        ItemShape::Epr { resource_uri, keys } => {
+        ItemShape::Epr { resource_uri, keys, namespace } => {
             let _ = write!(
                 out,
                 "<a:EndpointReference><a:Address>{ANONYMOUS}</a:Address><a:ReferenceParameters><w:ResourceURI>{}</w:ResourceURI><w:SelectorSet>",
@@ -58,6 +59,9 @@ pub fn item(out: &mut String, inst: &Instance, shape: &ItemShape) {
             for k in keys {
                 let v = inst.get(k).map(|v| v.to_string()).unwrap_or_default();
                 let _ = write!(out, "<w:Selector Name=\"{}\">{}</w:Selector>", escape(k), escape(&v));
+            }
+            if let Some(ns) = namespace {
+                let _ = write!(out, "<w:Selector Name=\"__cimnamespace\">{}</w:Selector>", escape(ns));
             }
             out.push_str("</w:SelectorSet></a:ReferenceParameters></a:EndpointReference>");
         }

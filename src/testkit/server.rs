@@ -1,10 +1,11 @@
 //! The WS-Man test server: many simulated Windows hosts, one listener each, in one process.
 //!
 //! Every host answers Enumerate/Pull/Release/Get for the classes of its [`dataset::Host`] the
-//! way Windows Server 2012 does, behind Basic authentication, and can be told to misbehave in
-//! one of the ways real fleets do ([`Fault`]). The server runs on its own thread and runtime so
-//! synchronous tests, async tests and child processes can all use it; it stops when the
-//! [`TestServer`] is dropped or its lifetime runs out, whichever comes first.
+//! way Windows Server 2012 does, behind Basic or NTLM (raw or SPNEGO-wrapped, sealed over HTTP,
+//! channel-bound over HTTPS), and can be told to misbehave in one of the ways real fleets do
+//! ([`Fault`]). The server runs on its own thread and runtime so synchronous tests, async tests
+//! and child processes can all use it; it stops when the [`TestServer`] is dropped or its
+//! lifetime runs out, whichever comes first.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -30,6 +31,7 @@ use super::ops::{self, Enumerations};
 use super::render;
 use super::request::{self, Operation, Request};
 use super::tls::{TestPki, TlsError};
+use crate::protocol::wsman::auth::tls_server_end_point;
 use crate::protocol::wsman::encryption;
 
 /// A way a host misbehaves, as seen in real fleets.
@@ -81,10 +83,18 @@ pub struct HostConfig {
     pub https: bool,
     /// Accept Basic authentication (over HTTPS, or over HTTP with `allow_unencrypted`).
     pub basic: bool,
-    /// Accept NTLM under the `Negotiate` scheme, with message encryption over HTTP.
+    /// Accept NTLM, raw or SPNEGO-wrapped, under the `Negotiate` scheme, with message
+    /// encryption over HTTP and channel bindings over HTTPS.
     pub negotiate: bool,
     /// WinRM's `AllowUnencrypted`: accept Basic and unsealed bodies over plain HTTP.
     pub allow_unencrypted: bool,
+    /// WinRM's `CbtHardeningLevel=Strict`: over HTTPS, refuse NTLM responses without channel
+    /// bindings. Bindings that do not match the certificate are refused either way (Relaxed,
+    /// the default).
+    pub require_channel_bindings: bool,
+    /// WinRM's `Auth/Certificate`: over HTTPS, accept a client certificate from the server's CA
+    /// that [`TestServer::client_certificate`] issued for this host's user name.
+    pub certificate_auth: bool,
     /// Added before every HTTP response (simulated round-trip time).
     pub latency: Duration,
     /// Answer in UTF-16LE (with a byte order mark) instead of UTF-8.
@@ -109,6 +119,8 @@ impl HostConfig {
             basic: true,
             negotiate: true,
             allow_unencrypted: true,
+            certificate_auth: false,
+            require_channel_bindings: false,
             latency: Duration::ZERO,
             max_page: 50,
             utf16: false,
@@ -159,6 +171,18 @@ impl HostConfig {
         self
     }
 
+    /// Requires NTLM channel bindings over HTTPS (Strict) or only checks those sent (Relaxed).
+    pub fn require_channel_bindings(mut self, on: bool) -> HostConfig {
+        self.require_channel_bindings = on;
+        self
+    }
+
+    /// Accepts client certificate authentication (over HTTPS) or not.
+    pub fn certificate_auth(mut self, on: bool) -> HostConfig {
+        self.certificate_auth = on;
+        self
+    }
+
     /// Sets the per-response latency.
     pub fn latency(mut self, latency: Duration) -> HostConfig {
         self.latency = latency;
@@ -206,6 +230,12 @@ pub struct HostStats {
     pub sealed_requests: u64,
     /// Connections closed on purpose in the middle of a Pull sequence.
     pub resets: u64,
+    /// NTLM handshakes completed inside SPNEGO (raw NTLM ones are not counted).
+    pub spnego_logons: u64,
+    /// Requests authenticated by a client certificate.
+    pub certificate_logons: u64,
+    /// Enumerate and Get requests that addressed a DMTF resource URI (`…/cim-schema/2/…`).
+    pub dmtf_requests: u64,
 }
 
 impl HostStats {
@@ -255,6 +285,7 @@ impl ServerBuilder {
         raise_fd_limit(self.hosts.len() as u64 * 3 + 256);
         let needs_pki = self.hosts.iter().any(|h| h.https);
         let pki = if needs_pki { Some(TestPki::new()?) } else { None };
+        let certificate_map = CertificateMap::default();
         let mut hosts = Vec::with_capacity(self.hosts.len());
         let mut listeners = Vec::with_capacity(self.hosts.len());
         for config in self.hosts {
@@ -267,10 +298,13 @@ impl ServerBuilder {
                         _ => vec![config.name.clone(), "localhost".into(), addr.ip().to_string()],
                     };
                     let self_signed = config.fault == Some(Fault::UntrustedCertificate);
-                    Some(pki.server_config(&names, self_signed)?)
+                    Some(pki.server_config(&names, self_signed, config.certificate_auth)?)
                 }
                 _ => None,
             };
+            // NTLM over HTTPS binds the handshake to this certificate (tls-server-end-point).
+            let channel_bindings = tls.as_ref().map(|(_, der)| tls_server_end_point(der));
+            let tls = tls.map(|(config, _)| config);
             // A refusing host gets a port that nothing listens on.
             let listener = if config.fault == Some(Fault::Refuse) {
                 drop(std_listener);
@@ -279,7 +313,7 @@ impl ServerBuilder {
                 std_listener.set_nonblocking(true).map_err(|e| StartError::Bind(addr, e))?;
                 Some(std_listener)
             };
-            let state = Arc::new(HostState::new(config, addr));
+            let state = Arc::new(HostState::new(config, addr, channel_bindings, certificate_map.clone()));
             listeners.push((listener, tls, state.clone()));
             hosts.push(state);
         }
@@ -330,8 +364,7 @@ impl ServerBuilder {
             Ok(Err(e)) => return Err(StartError::Runtime(e)),
             Err(_) => return Err(StartError::Runtime(io::Error::other("server thread exited"))),
         }
-        let ca = pki.map(|p| (p.ca_pem().to_string(), p.ca_der().to_vec()));
-        Ok(TestServer { hosts, ca, stop: Some(stop_tx), thread: Some(thread) })
+        Ok(TestServer { hosts, pki, certificate_map, stop: Some(stop_tx), thread: Some(thread) })
     }
 }
 
@@ -369,8 +402,9 @@ pub enum StartError {
 /// A running test server; dropping it stops every host.
 pub struct TestServer {
     hosts: Vec<Arc<HostState>>,
-    /// The CA as PEM and DER.
-    ca: Option<(String, Vec<u8>)>,
+    /// The CA of the HTTPS hosts.
+    pki: Option<TestPki>,
+    certificate_map: CertificateMap,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -425,12 +459,23 @@ impl TestServer {
 
     /// The PEM of the CA that issued the HTTPS hosts' certificates (`None` without HTTPS hosts).
     pub fn ca_pem(&self) -> Option<&str> {
-        self.ca.as_ref().map(|(pem, _)| pem.as_str())
+        self.pki.as_ref().map(TestPki::ca_pem)
     }
 
     /// The same CA, DER-encoded.
     pub fn ca_der(&self) -> Option<&[u8]> {
-        self.ca.as_ref().map(|(_, der)| der.as_slice())
+        self.pki.as_ref().map(TestPki::ca_der)
+    }
+
+    /// Issues a client certificate from the server's CA and maps it to the account `username`,
+    /// as WinRM's certificate mapping does; returns the certificate's PEM and its key's PEM
+    /// (PKCS#8). `None` without HTTPS hosts.
+    pub fn client_certificate(&self, username: &str) -> Option<Result<(String, String), TlsError>> {
+        let pki = self.pki.as_ref()?;
+        Some(pki.client_certificate(username).map(|(pem, key, der)| {
+            lock(&self.certificate_map).insert(der, username.to_string());
+            (pem, key)
+        }))
     }
 }
 
@@ -456,13 +501,26 @@ struct HostState {
     stats: Mutex<HostStats>,
     contexts: Mutex<Enumerations>,
     timed_out_sent: AtomicBool,
+    /// The SEC_CHANNEL_BINDINGS of the HTTPS certificate, which NTLM responses must match.
+    channel_bindings: Option<Vec<u8>>,
+    certificate_map: CertificateMap,
 }
 
+/// Client certificates (DER) the server issued, and the account each one maps to.
+type CertificateMap = Arc<Mutex<std::collections::HashMap<Vec<u8>, String>>>;
+
 impl HostState {
-    fn new(config: HostConfig, addr: SocketAddr) -> HostState {
+    fn new(
+        config: HostConfig,
+        addr: SocketAddr,
+        channel_bindings: Option<Vec<u8>>,
+        certificate_map: CertificateMap,
+    ) -> HostState {
         HostState {
             config,
             addr,
+            channel_bindings,
+            certificate_map,
             stats: Mutex::new(HostStats::default()),
             contexts: Mutex::new(Enumerations::default()),
             timed_out_sent: AtomicBool::new(false),
@@ -486,20 +544,23 @@ async fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig
             match acceptor {
                 Some(acceptor) => {
                     if let Ok(tls_stream) = acceptor.accept(stream).await {
-                        serve(TokioIo::new(tls_stream), state).await;
+                        // rustls verified the chain; the mapping to an account is checked per request.
+                        let client_certificate =
+                            tls_stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+                        serve(TokioIo::new(tls_stream), state, client_certificate).await;
                     }
                 }
-                None => serve(TokioIo::new(stream), state).await,
+                None => serve(TokioIo::new(stream), state, None).await,
             }
         });
     }
 }
 
-async fn serve<IO>(io: IO, state: Arc<HostState>)
+async fn serve<IO>(io: IO, state: Arc<HostState>, client_certificate: Option<Vec<u8>>)
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let connection = Arc::new(Mutex::new(Connection::default()));
+    let connection = Arc::new(Mutex::new(Connection { ntlm: None, client_certificate }));
     let service = service_fn(move |req| {
         let state = state.clone();
         let connection = connection.clone();
@@ -527,9 +588,11 @@ const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 /// What a connection remembers between requests: NTLM authenticates the connection, and its
 /// sealing state (sequence numbers) belongs to it.
-#[derive(Default)]
 struct Connection {
     ntlm: Option<ntlm::Acceptor>,
+    /// The certificate the client presented in the TLS handshake (DER), already verified
+    /// against the server's CA.
+    client_certificate: Option<Vec<u8>>,
 }
 
 /// The answer to an authenticated request, before sealing.
@@ -562,17 +625,18 @@ async fn handle(
         Err(_) => return Ok(empty(StatusCode::PAYLOAD_TOO_LARGE)),
     };
     let sealed = encryption::is_encrypted_content_type(content_type.as_deref().unwrap_or_default());
-    let plaintext = {
+    let (plaintext, final_token) = {
         let mut conn = lock(&connection);
-        if let Err(challenge) = authenticate(&state, &mut conn, authorization.as_deref()) {
-            return Ok(unauthorized(&state.config, challenge));
-        }
+        let final_token = match authenticate(&state, &mut conn, authorization.as_deref()) {
+            Ok(token) => token,
+            Err(challenge) => return Ok(unauthorized(&state.config, challenge)),
+        };
         if sealed {
             let unsealed = conn.ntlm.as_mut().filter(|a| a.is_complete()).map(|a| a.unseal_body(&body));
             match unsealed {
                 Some(Ok(plain)) => {
                     lock(&state.stats).sealed_requests += 1;
-                    Bytes::from(plain)
+                    (Bytes::from(plain), final_token)
                 }
                 Some(Err(e)) => {
                     return Ok(soap_fault(&state, &faults::invalid_request(&e), None, StatusCode::BAD_REQUEST));
@@ -585,12 +649,16 @@ async fn handle(
                 lock(&state.stats).unauthorized += 1;
                 return Ok(unauthorized(&state.config, None));
             }
-            body
+            (body, final_token)
         }
     };
-    // The empty POST that carried the last handshake leg.
+    // The empty POST that carried the last handshake leg, with SPNEGO's final token if any.
     if plaintext.is_empty() {
-        return Ok(empty(StatusCode::OK));
+        let mut reply = empty(StatusCode::OK);
+        if let Some(v) = final_token.and_then(|t| http::HeaderValue::from_str(&t).ok()) {
+            reply.headers_mut().append(header::WWW_AUTHENTICATE, v);
+        }
+        return Ok(reply);
     }
     let (status, xml) = match answer(&state, &plaintext).await? {
         Answer::Raw(reply) => return Ok(reply),
@@ -611,35 +679,57 @@ fn header_text(req: &http::Request<Incoming>, name: header::HeaderName) -> Optio
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-/// Checks the request's credentials (or the connection's NTLM session). `Err` means a 401,
-/// carrying the NTLM challenge when the handshake continues.
-fn authenticate(state: &HostState, conn: &mut Connection, authorization: Option<&str>) -> Result<(), Option<String>> {
+/// Checks the request's credentials (or the connection's NTLM session). `Ok` may carry a
+/// final `WWW-Authenticate` value for the 200; `Err` means a 401, carrying the NTLM challenge
+/// when the handshake continues.
+fn authenticate(
+    state: &HostState,
+    conn: &mut Connection,
+    authorization: Option<&str>,
+) -> Result<Option<String>, Option<String>> {
     let config = &state.config;
     let deny = || {
         lock(&state.stats).unauthorized += 1;
         Err(None)
     };
     let Some(value) = authorization else {
-        return if conn.ntlm.as_ref().is_some_and(ntlm::Acceptor::is_complete) { Ok(()) } else { deny() };
+        return if conn.ntlm.as_ref().is_some_and(ntlm::Acceptor::is_complete) { Ok(None) } else { deny() };
     };
+    // The https/mutual security profile (DSP0226 Annex C.3.5), written out here rather than
+    // shared with the client, so a typo on either side fails the tests.
+    if value == "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual" {
+        let mapped = conn.client_certificate.as_ref().and_then(|der| lock(&state.certificate_map).get(der).cloned());
+        let accepted = config.https
+            && config.certificate_auth
+            && config.fault != Some(Fault::WrongPassword)
+            && mapped.is_some_and(|user| user.eq_ignore_ascii_case(&config.username));
+        if !accepted {
+            return deny();
+        }
+        lock(&state.stats).certificate_logons += 1;
+        return Ok(None);
+    }
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     let Ok(token) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else { return deny() };
     if scheme.eq_ignore_ascii_case("Basic") {
         let basic_allowed = config.basic && (config.https || config.allow_unencrypted);
-        return if basic_allowed && basic_matches(config, &token) { Ok(()) } else { deny() };
+        return if basic_allowed && basic_matches(config, &token) { Ok(None) } else { deny() };
     }
     let ntlm_scheme = scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("NTLM");
     if !ntlm_scheme || !config.negotiate {
         return deny();
     }
-    // An NTLM NEGOTIATE message (type 1) starts a new handshake on this connection.
-    if token.starts_with(b"NTLMSSP\0") && token.get(8) == Some(&1) {
+    // An NTLM NEGOTIATE message (type 1), raw or in a SPNEGO NegTokenInit, starts a new
+    // handshake on this connection.
+    if let Some(wrapping) = ntlm::Wrapping::of_first_token(&token) {
         // With WrongPassword the acceptor expects a password no client has.
         let password = match config.fault {
             Some(Fault::WrongPassword) => format!("not-{}", config.password),
             _ => config.password.clone(),
         };
-        conn.ntlm = match ntlm::Acceptor::new(&config.username, &password) {
+        let bindings = state.channel_bindings.clone();
+        let strict = config.require_channel_bindings;
+        conn.ntlm = match ntlm::Acceptor::new(&config.username, &password, wrapping, bindings, strict) {
             Ok(a) => Some(a),
             Err(_) => return deny(),
         };
@@ -651,7 +741,12 @@ fn authenticate(state: &HostState, conn: &mut Connection, authorization: Option<
             // A challenge is part of the handshake, not a failed attempt.
             Err(Some(format!("Negotiate {b64}")))
         }
-        Ok(ntlm::Leg::Complete) => Ok(()),
+        Ok(ntlm::Leg::Complete(token)) => {
+            if acceptor.wrapping() == ntlm::Wrapping::Spnego {
+                lock(&state.stats).spnego_logons += 1;
+            }
+            Ok(token.map(|t| format!("Negotiate {}", base64::engine::general_purpose::STANDARD.encode(t))))
+        }
         Err(_) => {
             conn.ntlm = None;
             deny()
@@ -678,7 +773,14 @@ async fn answer(state: &HostState, body: &[u8]) -> Result<Answer, ResetConnectio
             return Ok(Answer::Soap(StatusCode::BAD_REQUEST, render::fault(&f, None, &state.config.name)));
         }
     };
-    *lock(&state.stats).requests.entry(request.operation.as_str()).or_insert(0) += 1;
+    {
+        let mut stats = lock(&state.stats);
+        *stats.requests.entry(request.operation.as_str()).or_insert(0) += 1;
+        let dmtf = request.resource_uri.as_deref().is_some_and(|u| u.starts_with(ops::DMTF_URI_PREFIX));
+        if dmtf && matches!(request.operation, Operation::Enumerate | Operation::Get) {
+            stats.dmtf_requests += 1;
+        }
+    }
     let is_data_op = matches!(request.operation, Operation::Enumerate | Operation::Pull | Operation::Get);
     if is_data_op && let Some(answer) = injected(state, &request, state.config.fault.as_ref()).await? {
         return Ok(answer);

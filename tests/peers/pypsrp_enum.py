@@ -98,13 +98,18 @@ def main():
     ap.add_argument("--ca", help="PEM CA bundle to verify the server certificate with (default: no check)")
     ap.add_argument("--auth", default="basic")
     ap.add_argument("--encryption", default="auto")
-    ap.add_argument("--user", required=True)
-    ap.add_argument("--password", required=True)
+    ap.add_argument("--user", default=None)
+    ap.add_argument("--password", default=None)
+    ap.add_argument("--cert-pem", help="client certificate (PEM) for --auth certificate")
+    ap.add_argument("--cert-key-pem", help="its private key (PEM)")
     ap.add_argument("--max-elements", type=int, default=20)
     ap.add_argument("--class", dest="classes", action="append", default=[],
                     help="Class, or Class:Prop1,Prop2[:condition] for a WQL query")
     ap.add_argument("--get", action="append", default=[], help="Class:Key=Value for a WS-Transfer Get")
     args = ap.parse_args()
+    extra = {}
+    if args.auth == "certificate":
+        extra = {"certificate_pem": args.cert_pem, "certificate_key_pem": args.cert_key_pem}
     wsman = WSMan(
         args.host,
         port=args.port,
@@ -118,6 +123,7 @@ def main():
         read_timeout=20,
         operation_timeout=10,
         no_proxy=True,
+        **extra,
     )
     result = {"classes": {}, "get": {}, "requests": 0}
     with wsman:

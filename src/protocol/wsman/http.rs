@@ -351,9 +351,7 @@ impl Connection {
         read_timeout: Duration,
     ) -> Result<Reply, Error> {
         let exchange = async {
-            self.sender.ready().await.map_err(|e| {
-                Error::new(Category::ConnectionFailed, format!("connection lost: {e}"))
-            })?;
+            self.sender.ready().await.map_err(|e| hyper_error(&e))?;
             let response: Response<hyper::body::Incoming> = self
                 .sender
                 .send_request(request)
@@ -497,7 +495,32 @@ fn tls_error(addr: &str, e: &std::io::Error) -> Error {
     Error::new(category, format!("TLS handshake with {addr}: {e}"))
 }
 
+/// The description of a TLS alert the peer sent, found in an error's source chain.
+fn received_alert(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::AlertReceived(description)) = tls {
+            return Some(format!("{description:?}"));
+        }
+        next = err.source();
+    }
+    None
+}
+
 fn hyper_error(e: &hyper::Error) -> Error {
+    // With TLS 1.3 a server that refuses the client certificate says so after the client's
+    // side of the handshake is done: the alert arrives under the first request.
+    if let Some(alert) = received_alert(e) {
+        return Error::new(
+            Category::TlsFailure,
+            format!("the server ended the TLS session with the alert {alert} (a client certificate it does not accept?)"),
+        );
+    }
     if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
         Error::new(
             Category::ProtocolError,

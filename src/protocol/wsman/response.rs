@@ -173,7 +173,10 @@ fn item_instance(item: &Elem, expect: &Expect<'_>) -> Result<Instance, Error> {
         return Ok(inst);
     }
     let class = if item.is(NS_WSMAN, "XmlFragment") { expect.class } else { item.local.as_str() };
-    instance(item, class, schema::class(class), expect.arrays, &expect.limits)
+    // A class enumeration also returns instances of subclasses (Win32_TerminalService among
+    // Win32_Service); one we do not know still has every property of the class queried.
+    let schema = schema::class(class).or_else(|| schema::class(expect.class));
+    instance(item, class, schema, expect.arrays, &expect.limits)
 }
 
 fn class_of_uri(uri: &str) -> Option<&str> {
@@ -641,6 +644,18 @@ mod tests {
         let p = page(body, &expect("C", &[]));
         assert!(p.items.is_empty());
         assert!(p.end_of_sequence);
+    }
+
+    #[test]
+    fn an_unknown_subclass_is_typed_by_the_class_queried() {
+        let body = r#"<n:PullResponse><n:Items><p:Win32_TerminalService xmlns:p="http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/Win32_TerminalService"><p:AcceptStop>true</p:AcceptStop><p:ProcessId>1720</p:ProcessId><p:TotalSessions>3</p:TotalSessions></p:Win32_TerminalService></n:Items></n:PullResponse>"#;
+        let p = page(body, &expect("Win32_Service", &[]));
+        let i = &p.items[0];
+        assert_eq!(i.class_name, "Win32_TerminalService");
+        assert_eq!(i.get("AcceptStop"), Some(&Value::Bool(true)));
+        assert_eq!(i.get("ProcessId"), Some(&Value::UInt32(1720)));
+        // A property only the subclass has stays text.
+        assert_eq!(i.get("TotalSessions"), Some(&Value::String("3".into())));
     }
 
     #[test]

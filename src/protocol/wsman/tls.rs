@@ -17,7 +17,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -91,13 +91,47 @@ pub fn client_config(settings: &WsManSettings) -> Result<Arc<ClientConfig>, Erro
         settings.skip_cn_check,
         pin,
     );
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(Category::TlsFailure, format!("TLS configuration: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let config = match client_identity(settings)? {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| {
+            Error::new(Category::TlsFailure, format!("client certificate and key do not fit together: {e}"))
+        })?,
+        None => builder.with_no_client_auth(),
+    };
     Ok(Arc::new(config))
+}
+
+/// The client certificate chain and private key of the settings, read from their PEM files.
+pub fn client_identity(
+    settings: &WsManSettings,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, Error> {
+    let (cert, key) = match (&settings.client_certificate, &settings.client_key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => {
+            return Err(Error::new(
+                Category::Unsupported,
+                "client certificate authentication needs both a certificate and its key",
+            ));
+        }
+    };
+    let file_error = |path: &Path, e: &dyn std::fmt::Display| {
+        Error::new(Category::TlsFailure, format!("client certificate {}: {e}", path.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| file_error(cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(cert, &e))?;
+    if chain.is_empty() {
+        return Err(file_error(cert, &"no certificate in the file"));
+    }
+    // PKCS#8, PKCS#1 (RSA) or SEC1 (EC), whichever the file holds first.
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, &e))?;
+    Ok(Some((chain, key)))
 }
 
 /// The TLS side of an HTTPS endpoint: rustls, and with the `native-tls` feature the platform
@@ -180,6 +214,18 @@ pub mod legacy {
             // Turning off the chain check turns off the library's name check with it.
             builder.danger_accept_invalid_certs(skip_chain);
             builder.danger_accept_invalid_hostnames(skip_name);
+            if let (Some(cert), Some(key)) = (&settings.client_certificate, &settings.client_key) {
+                let read = |path: &Path| {
+                    std::fs::read(path).map_err(|e| {
+                        Error::new(Category::TlsFailure, format!("client certificate {}: {e}", path.display()))
+                    })
+                };
+                // The platform libraries take a PKCS#8 key only.
+                let identity = native_tls::Identity::from_pkcs8(&read(cert)?, &read(key)?).map_err(|e| {
+                    Error::new(Category::TlsFailure, format!("client certificate {}: {e}", cert.display()))
+                })?;
+                builder.identity(identity);
+            }
             if let Some(path) = &settings.ca_bundle {
                 builder.disable_built_in_roots(true);
                 for cert in read_pem_certificates(path)? {

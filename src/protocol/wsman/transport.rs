@@ -46,9 +46,15 @@ pub fn connector() -> super::WsManConnector {
     super::WsManConnector::new(std::sync::Arc::new(connect))
 }
 
+/// The `Authorization` value of client certificate authentication: the `https/mutual` security
+/// profile (DSP0226 Annex C.3.5, MS-WSMV 2.2.4.4). The certificate itself is presented in the
+/// TLS handshake.
+pub const CLIENT_CERTIFICATE_AUTHORIZATION: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual";
+
 enum AuthPlan {
-    /// The `Authorization` header sent with every request.
-    Basic(String),
+    /// The `Authorization` header sent with every request: Basic credentials, or the
+    /// client-certificate profile.
+    Header(String),
     Sspi(Package),
 }
 
@@ -81,7 +87,20 @@ impl HttpTransport {
         let https = settings.use_ssl;
         let refuse = |message: String| Error::new(Category::Unsupported, message);
 
+        let certificate = settings.client_certificate.is_some();
+        if certificate && endpoint.authentication != AuthMechanism::Default {
+            return Err(refuse(format!(
+                "a client certificate authenticates the session by itself; {:?} authentication cannot be combined with it",
+                endpoint.authentication
+            )));
+        }
         let auth = match endpoint.authentication {
+            AuthMechanism::Default if certificate => {
+                if !https {
+                    return Err(refuse("client certificate authentication needs HTTPS (use_ssl)".into()));
+                }
+                AuthPlan::Header(CLIENT_CERTIFICATE_AUTHORIZATION.to_string())
+            }
             AuthMechanism::Basic => {
                 if !https && !settings.allow_unencrypted {
                     return Err(refuse(
@@ -93,7 +112,7 @@ impl HttpTransport {
                     .credential
                     .as_ref()
                     .ok_or_else(|| refuse("Basic authentication needs a credential".into()))?;
-                AuthPlan::Basic(basic_authorization(credential))
+                AuthPlan::Header(basic_authorization(credential))
             }
             AuthMechanism::Default | AuthMechanism::Negotiate => AuthPlan::Sspi(Package::Negotiate),
             AuthMechanism::Ntlm => AuthPlan::Sspi(Package::Ntlm),
@@ -276,7 +295,7 @@ impl HttpTransport {
     /// Seals (when required) and frames one envelope.
     fn envelope_request(&mut self, envelope: &str) -> Result<Request<Full<Bytes>>, Error> {
         let basic = match &self.auth {
-            AuthPlan::Basic(header) => Some(header.clone()),
+            AuthPlan::Header(header) => Some(header.clone()),
             AuthPlan::Sspi(_) => None,
         };
         if !self.seal {
@@ -299,11 +318,14 @@ impl HttpTransport {
     /// Turns an HTTP reply into the plaintext reply, unsealing and verifying it.
     fn open_reply(&mut self, reply: Reply) -> Result<HttpReply, Error> {
         if reply.status == 401 {
-            return Err(Error::new(
-                Category::AuthFailed,
-                "HTTP 401 on an authenticated connection",
-            )
-            .with_code("401"));
+            let message = match &self.auth {
+                AuthPlan::Header(h) if h == CLIENT_CERTIFICATE_AUTHORIZATION => {
+                    "the server refused the client certificate (HTTP 401): is it mapped to an account?"
+                }
+                AuthPlan::Header(_) => "the server refused the credentials (HTTP 401)",
+                AuthPlan::Sspi(_) => "HTTP 401 on an authenticated connection",
+            };
+            return Err(Error::new(Category::AuthFailed, message).with_code("401"));
         }
         let content_type = reply
             .headers
