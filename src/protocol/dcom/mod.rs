@@ -14,6 +14,7 @@ pub mod activation;
 pub mod calls;
 mod cursor;
 pub mod ndr;
+pub mod ntlm;
 pub mod objref;
 pub mod orpc;
 pub mod remunknown;
