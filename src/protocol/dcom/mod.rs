@@ -18,6 +18,7 @@ pub mod ntlm;
 pub mod objref;
 pub mod orpc;
 pub mod remunknown;
+pub mod rpc;
 pub mod wmio;
 
 use super::{Category, Error};

@@ -484,7 +484,10 @@ mod tests {
 
     #[test]
     fn ntowfv2_matches_ms_nlmp_4_2_4_1_1() {
-        assert_eq!(nt_owf_v2("Password", "User", "Domain").to_vec(), hex("0c 86 8a 40 3b fd 7a 93 a3 00 1e f2 2e f0 2e 3f"));
+        assert_eq!(
+            nt_owf_v2("Password", "User", "Domain").to_vec(),
+            hex("0c 86 8a 40 3b fd 7a 93 a3 00 1e f2 2e f0 2e 3f")
+        );
     }
 
     #[test]
@@ -547,7 +550,7 @@ mod tests {
         ch
     }
 
-    fn field<'a>(msg: &'a [u8], at: usize) -> &'a [u8] {
+    fn field(msg: &[u8], at: usize) -> &[u8] {
         let len = u16::from_le_bytes([msg[at], msg[at + 1]]) as usize;
         let off = u32::from_le_bytes(msg[at + 4..at + 8].try_into().unwrap()) as usize;
         &msg[off..off + len]
