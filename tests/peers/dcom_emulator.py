@@ -1,0 +1,503 @@
+"""A DCOM/WMI server emulator on loopback, built on impacket's structures and NTLM primitives.
+
+It speaks connection-oriented DCE/RPC with NTLM at packet integrity or privacy and answers the
+calls a WMI query makes: IRemoteSCMActivator::RemoteCreateInstance on the activation port, then
+on the object port IWbemLevel1Login::NTLMLogin, IWbemServices::ExecQuery,
+IEnumWbemClassObject::Next and IRemUnknown::RemRelease. Objects come from the recorded
+Win32_UTCTime instance in testdata (a real Windows encoding).
+
+It checks what a Windows server checks: the NTLMv2 proof against the password, the MIC, and the
+signature of every request fragment (after unsealing at privacy); any failure is logged and
+answered with an access-denied fault. Every event goes to the JSON log (--log), which the tests
+read to confirm what was verified.
+
+Usage: dcom_emulator.py --testdata DIR --log FILE [--user U --domain D --password P]
+                        [--lifetime SECONDS] [--max-frag N] [--rows N] [--corrupt-signature K]
+Prints {"activation_port": A, "object_port": B} on one line once listening, and exits by itself
+after --lifetime seconds.
+"""
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+
+from Cryptodome.Cipher import ARC4
+from impacket import ntlm
+from impacket.dcerpc.v5.dcom.wmi import (
+    CLSID_WbemLevel1Login,
+    IEnumWbemClassObject_Next,
+    IID_IEnumWbemClassObject,
+    IID_IWbemLevel1Login,
+    IID_IWbemServices,
+    IWbemLevel1Login_NTLMLogin,
+    IWbemServices_ExecQuery,
+)
+from impacket.dcerpc.v5.dcomrt import (
+    CLSID_ActivationPropertiesOut,
+    IID_IActivationPropertiesOut,
+    OBJREF_CUSTOM,
+    OBJREF_STANDARD,
+    RemoteCreateInstance,
+    RemoteCreateInstanceResponse,
+    RemRelease,
+)
+from impacket.dcerpc.v5.dtypes import NULL
+from impacket.dcerpc.v5.rpcrt import SEC_TRAILER
+from impacket.uuid import uuidtup_to_bin
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wmio_activation_impacket import reply_blob  # noqa: E402
+
+IID_REMOTE_SCM_ACTIVATOR = uuidtup_to_bin(("000001A0-0000-0000-C000-000000000046", "0.0"))[:16]
+IID_REM_UNKNOWN = uuidtup_to_bin(("00000131-0000-0000-C000-000000000046", "0.0"))[:16]
+IID_REM_UNKNOWN2 = uuidtup_to_bin(("00000143-0000-0000-C000-000000000046", "0.0"))[:16]
+NDR = uuidtup_to_bin(("8a885d04-1ceb-11c9-9fe8-08002b104860", "2.0"))
+
+REQUEST, RESPONSE, FAULT, BIND, BIND_ACK, BIND_NAK, ALTER, ALTER_RESP, AUTH3 = 0, 2, 3, 11, 12, 13, 14, 15, 16
+FIRST, LAST, OBJECT = 0x01, 0x02, 0x80
+ACCESS_DENIED, OP_RNG_ERROR, UNK_IF, BAD_STUB_DATA = 0x5, 0x1C010002, 0x1C010003, 0x6F7
+WBEM_S_FALSE, WBEM_E_INVALID_NAMESPACE, WBEM_E_INVALID_CLASS = 1, 0x8004100E, 0x80041010
+OXID = 0x0102030405060708
+
+LOCK = threading.Lock()
+LOG = {"connections": []}
+
+
+def write_log(path):
+    with LOCK:
+        data = json.dumps(LOG, indent=1)
+    tmp = f"{path}.{threading.get_ident()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def hmac_md5(key, data):
+    return hmac.new(key, data, hashlib.md5).digest()
+
+
+def av_pairs(data):
+    out = {}
+    while len(data) >= 4:
+        kind, length = struct.unpack("<HH", data[:4])
+        if kind == 0:
+            break
+        out[kind] = data[4 : 4 + length]
+        data = data[4 + length :]
+    return out
+
+
+class Objects:
+    """IPIDs handed out, and what each stands for."""
+
+    def __init__(self):
+        self.next = 1
+        self.by_ipid = {}
+
+    def add(self, kind, state=None):
+        ipid = struct.pack("<I", self.next) + b"\xee" * 12
+        self.next += 1
+        self.by_ipid[ipid] = [kind, state, 1]
+        return ipid
+
+
+class Conn:
+    def __init__(self, sock, server, role):
+        self.sock = sock
+        self.server = server
+        self.role = role
+        self.contexts = {}
+        self.flags = 0
+        self.level = 0
+        self.auth_ok = False
+        self.session = None
+        self.max_send = server.max_frag
+        self.send_seq = 0
+        self.recv_seq = 0
+        self.pending = {}
+        self.rec = {"role": role, "binds": [], "alter_contexts": [], "requests": [], "verified_signatures": 0,
+                    "bad_signatures": 0, "fragments_in": 0, "fragments_out": 0, "auth": None}
+        with LOCK:
+            LOG["connections"].append(self.rec)
+
+    def recv_exact(self, n):
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+    def run(self):
+        try:
+            while True:
+                head = self.recv_exact(16)
+                frag_len = struct.unpack("<H", head[8:10])[0]
+                pdu = head + self.recv_exact(frag_len - 16)
+                self.handle(pdu)
+                write_log(self.server.log)
+        except (EOFError, ConnectionError, OSError):
+            pass
+        finally:
+            self.sock.close()
+            write_log(self.server.log)
+
+    # --- framing -------------------------------------------------------------------------
+
+    def header(self, ptype, flags, frag_len, auth_len, call_id):
+        return struct.pack("<BBBB4sHHI", 5, 0, ptype, flags, b"\x10\x00\x00\x00", frag_len, auth_len, call_id)
+
+    def send(self, data):
+        # The log is complete before the client sees the answer it may check the log after.
+        write_log(self.server.log)
+        self.sock.sendall(data)
+
+    def trailer(self, pdu):
+        auth_len = struct.unpack("<H", pdu[10:12])[0]
+        trailer = SEC_TRAILER(pdu[len(pdu) - auth_len - 8 : len(pdu) - auth_len])
+        return trailer, pdu[len(pdu) - auth_len :]
+
+    def context_items(self, pdu):
+        n = pdu[24]
+        items, off = [], 28
+        for _ in range(n):
+            ctx_id, n_ts = struct.unpack("<HB", pdu[off : off + 3])
+            iid = pdu[off + 4 : off + 20]
+            syntaxes = [pdu[off + 24 + 20 * i : off + 44 + 20 * i] for i in range(n_ts)]
+            items.append((ctx_id, iid, syntaxes))
+            off += 24 + 20 * n_ts
+        return items
+
+    def context_reply(self, ptype, call_id, items, token=None):
+        body = struct.pack("<HHI", self.max_send, self.server.max_frag, 0x53F0)
+        port = b"%d\x00" % self.sock.getsockname()[1]
+        body += struct.pack("<H", len(port)) + port
+        body += b"\x00" * ((4 - (16 + len(body)) % 4) % 4)
+        body += struct.pack("<BBH", len(items), 0, 0)
+        for ctx_id, iid, syntaxes in items:
+            if NDR in syntaxes:
+                self.contexts[ctx_id] = iid
+                body += struct.pack("<HH", 0, 0) + NDR
+            else:
+                body += struct.pack("<HH", 2, 2) + b"\x00" * 20
+        auth = b""
+        if token is not None:
+            pad = (4 - (16 + len(body)) % 4) % 4
+            body += b"\x00" * pad
+            auth = struct.pack("<BBBBI", 10, self.level, pad, 0, 0x10000) + token
+        total = 16 + len(body) + len(auth)
+        self.send(self.header(ptype, FIRST | LAST, total, len(token or b""), call_id) + body + auth)
+
+    # --- NTLM acceptance -------------------------------------------------------------------
+
+    def challenge(self, negotiate):
+        self.negotiate = negotiate
+        asked = struct.unpack("<I", negotiate[12:16])[0]
+        offered = (ntlm.NTLMSSP_NEGOTIATE_UNICODE | ntlm.NTLMSSP_NEGOTIATE_SIGN | ntlm.NTLMSSP_NEGOTIATE_SEAL
+                   | ntlm.NTLMSSP_NEGOTIATE_NTLM | ntlm.NTLMSSP_NEGOTIATE_ALWAYS_SIGN
+                   | ntlm.NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY | ntlm.NTLMSSP_NEGOTIATE_TARGET_INFO
+                   | ntlm.NTLMSSP_NEGOTIATE_VERSION | ntlm.NTLMSSP_NEGOTIATE_128 | ntlm.NTLMSSP_NEGOTIATE_KEY_EXCH
+                   | ntlm.NTLMSSP_NEGOTIATE_56)
+        flags = (asked & offered) | ntlm.NTLMSSP_NEGOTIATE_TARGET_INFO
+        self.server_challenge = os.urandom(8)
+        name = self.server.domain.encode("utf-16le")
+        info = struct.pack("<HH", 2, len(name)) + name
+        info += struct.pack("<HH", 1, 12) + "EMULAT".encode("utf-16le")
+        # A timestamp obliges the client to send a MIC (MS-NLMP 3.1.5.1.2), as Windows does.
+        info += struct.pack("<HHQ", 7, 8, int((time.time() + 11644473600) * 10**7)) + b"\x00" * 4
+        fixed = 56
+        msg = b"NTLMSSP\x00" + struct.pack("<I", 2)
+        msg += struct.pack("<HHI", len(name), len(name), fixed) + struct.pack("<I", flags)
+        msg += self.server_challenge + b"\x00" * 8
+        msg += struct.pack("<HHI", len(info), len(info), fixed + len(name)) + b"\x0a\x00\x61\x4a\x00\x00\x00\x0f"
+        msg += name + info
+        self.challenge_msg = msg
+        return msg
+
+    def authenticate(self, token):
+        msg = ntlm.NTLMAuthChallengeResponse()
+        msg.fromString(token)
+        user = msg["user_name"].decode("utf-16le")
+        domain = msg["domain_name"].decode("utf-16le")
+        flags = msg["flags"]
+        nt = msg["ntlm"]
+        rec = {"user": user, "domain": domain, "flags": flags, "proof": "bad", "mic": "absent"}
+        self.rec["auth"] = rec
+        owf = ntlm.NTOWFv2(self.server.user, self.server.password, self.server.domain)
+        if user.upper() != self.server.user.upper() or domain.upper() != self.server.domain.upper():
+            rec["proof"] = "unknown user"
+            return
+        proof, temp = nt[:16], nt[16:]
+        if len(nt) < 48 or hmac_md5(owf, self.server_challenge + temp) != proof:
+            return
+        rec["proof"] = "ok"
+        base = hmac_md5(owf, proof)
+        if flags & ntlm.NTLMSSP_NEGOTIATE_KEY_EXCH:
+            exported = ARC4.new(base).decrypt(msg["session_key"])
+        else:
+            exported = base
+        pairs = av_pairs(temp[28:])
+        if 6 in pairs and struct.unpack("<I", pairs[6])[0] & 2:
+            zeroed = token[:72] + b"\x00" * 16 + token[88:]
+            good = hmac_md5(exported, self.negotiate + self.challenge_msg + zeroed) == token[72:88]
+            rec["mic"] = "ok" if good else "bad"
+            if not good:
+                return
+        else:
+            # Our challenge carries a timestamp, so a MIC is mandatory.
+            rec["mic"] = "missing"
+            return
+        self.flags = flags
+        self.client_sign = ntlm.SIGNKEY(flags, exported, "Client")
+        self.server_sign = ntlm.SIGNKEY(flags, exported, "Server")
+        self.client_seal = ARC4.new(ntlm.SEALKEY(flags, exported, "Client")).encrypt
+        self.server_seal = ARC4.new(ntlm.SEALKEY(flags, exported, "Server")).encrypt
+        self.auth_ok = True
+
+    # --- PDUs ----------------------------------------------------------------------------
+
+    def handle(self, pdu):
+        ptype, flags = pdu[2], pdu[3]
+        call_id = struct.unpack("<I", pdu[12:16])[0]
+        auth_len = struct.unpack("<H", pdu[10:12])[0]
+        if ptype in (BIND, ALTER):
+            items = self.context_items(pdu)
+            record = [{"iid": iid.hex(), "ndr": NDR in s} for _, iid, s in items]
+            client_max_recv = struct.unpack("<H", pdu[18:20])[0]
+            if ptype == BIND:
+                self.max_send = min(client_max_recv, self.server.max_frag)
+                self.rec["binds"].append(record)
+                if auth_len:
+                    trailer, token = self.trailer(pdu)
+                    if trailer["auth_type"] != 10:
+                        nak = struct.pack("<HB", 8, 0)
+                        self.send(self.header(BIND_NAK, FIRST | LAST, 16 + len(nak), 0, call_id) + nak)
+                        return
+                    self.level = trailer["auth_level"]
+                    self.rec["level"] = self.level
+                    self.context_reply(BIND_ACK, call_id, items, self.challenge(token))
+                else:
+                    self.context_reply(BIND_ACK, call_id, items)
+            else:
+                self.rec["alter_contexts"].append(record)
+                self.context_reply(ALTER_RESP, call_id, items)
+        elif ptype == AUTH3:
+            _, token = self.trailer(pdu)
+            self.authenticate(token)
+        elif ptype == REQUEST:
+            self.request(pdu, flags, call_id, auth_len)
+
+    def request(self, pdu, flags, call_id, auth_len):
+        self.rec["fragments_in"] += 1
+        ctx_id, opnum = struct.unpack("<HH", pdu[20:24])
+        start = 24
+        obj = None
+        if flags & OBJECT:
+            obj, start = pdu[24:40], 40
+        if self.level >= 5:
+            if not self.auth_ok or not auth_len:
+                self.fault(call_id, ACCESS_DENIED)
+                return
+            trailer, signature = self.trailer(pdu)
+            end = len(pdu) - auth_len - 8
+            plain = pdu[:start]
+            body = pdu[start:end]
+            if self.level == 6:
+                body = self.client_seal(body)
+            plain += body + pdu[end : len(pdu) - auth_len]
+            expected = ntlm.MAC(self.flags, self.client_seal, self.client_sign, self.recv_seq, plain).getData()
+            self.recv_seq += 1
+            if expected != signature:
+                self.rec["bad_signatures"] += 1
+                self.fault(call_id, ACCESS_DENIED)
+                return
+            self.rec["verified_signatures"] += 1
+            stub = body[: len(body) - trailer["auth_pad_len"]]
+        else:
+            stub = pdu[start:]
+        self.pending[call_id] = self.pending.get(call_id, b"") + stub
+        if not flags & LAST:
+            return
+        stub = self.pending.pop(call_id)
+        self.rec["requests"].append({"opnum": opnum, "iid": self.contexts.get(ctx_id, b"").hex(),
+                                     "stub_len": len(stub), "ipid": obj.hex() if obj else None})
+        try:
+            result = self.dispatch(self.contexts.get(ctx_id), opnum, obj, stub)
+        except Exception as e:  # a stub impacket cannot decode: what Windows faults as bad stub data
+            self.rec.setdefault("errors", []).append(repr(e))
+            result = BAD_STUB_DATA
+        if isinstance(result, int):
+            self.fault(call_id, result)
+        else:
+            self.respond(call_id, ctx_id, result)
+
+    def fault(self, call_id, status):
+        body = struct.pack("<IHBBII", 0, 0, 0, 0, status, 0)
+        self.send(self.header(FAULT, FIRST | LAST | 0x20, 16 + len(body), 0, call_id) + body)
+
+    def respond(self, call_id, ctx_id, stub):
+        signed = self.level >= 5
+        room = self.max_send - 24 - (8 + 16 if signed else 0)
+        room -= room % 16
+        chunks = [stub[i : i + room] for i in range(0, len(stub), room)] or [b""]
+        for i, chunk in enumerate(chunks):
+            flags = (FIRST if i == 0 else 0) | (LAST if i == len(chunks) - 1 else 0)
+            body = struct.pack("<IHBB", len(stub) - i * room, ctx_id, 0, 0)
+            if not signed:
+                self.send(self.header(RESPONSE, flags, 24 + len(chunk), 0, call_id) + body + chunk)
+                continue
+            pad = (16 - len(chunk) % 16) % 16
+            data = chunk + b"\x00" * pad
+            frag_len = 24 + len(data) + 8 + 16
+            trailer = struct.pack("<BBBBI", 10, self.level, pad, 0, 0x10000)
+            plain = self.header(RESPONSE, flags, frag_len, 16, call_id) + body + data + trailer
+            sealed = self.server_seal(data) if self.level == 6 else data
+            signature = ntlm.MAC(self.flags, self.server_seal, self.server_sign, self.send_seq, plain).getData()
+            self.send_seq += 1
+            self.rec["fragments_out"] += 1
+            if self.server.corrupt == self.rec["fragments_out"]:
+                signature = signature[:8] + bytes([signature[8] ^ 1]) + signature[9:]
+            self.send(plain[:24] + sealed + trailer + signature)
+
+    # --- calls ---------------------------------------------------------------------------
+
+    def objref(self, iid, ipid):
+        ref = OBJREF_STANDARD()
+        ref["iid"] = iid
+        ref["std"]["flags"] = 0
+        ref["std"]["cPublicRefs"] = 5
+        ref["std"]["oxid"] = OXID
+        ref["std"]["oid"] = int.from_bytes(ipid[:4], "little")
+        ref["std"]["ipid"] = ipid
+        # An empty resolver address: the client already holds the OXID's bindings.
+        ref["saResAddr"] = struct.pack("<HH", 4, 2) + b"\x00" * 8
+        return ref.getData()
+
+    @staticmethod
+    def pointer(data):
+        return struct.pack("<III", 0x20000, len(data), len(data)) + data + b"\x00" * ((4 - len(data) % 4) % 4)
+
+    @staticmethod
+    def orpcthat():
+        """ORPCTHAT with no flags and no extensions."""
+        return struct.pack("<II", 0, 0)
+
+    def dispatch(self, iid, opnum, ipid, stub):
+        objects = self.server.objects
+        if iid == IID_REMOTE_SCM_ACTIVATOR and opnum == 4 and self.role == "activation":
+            call = RemoteCreateInstance(stub)
+            self.rec["activation_objref"] = b"".join(call["pActProperties"]["abData"])[:40].hex()
+            login = objects.add("login")
+            binding = "127.0.0.1[%d]" % self.server.object_port
+            blob, _ = reply_blob(self.objref(IID_IWbemLevel1Login[:16], login), binding)
+            custom = OBJREF_CUSTOM()
+            custom["iid"] = IID_IActivationPropertiesOut[:16]
+            custom["clsid"] = CLSID_ActivationPropertiesOut
+            custom["cbExtension"] = 0
+            custom["ObjectReferenceSize"] = len(blob) + 8
+            custom["pObjectData"] = blob
+            resp = RemoteCreateInstanceResponse()
+            resp["ORPCthat"]["flags"] = 0
+            resp["ORPCthat"]["extensions"] = NULL
+            data = custom.getData()
+            resp["ppActProperties"]["ulCntData"] = len(data)
+            resp["ppActProperties"]["abData"] = list(data)
+            resp["ErrorCode"] = 0
+            return resp.getData()
+        if self.role != "object":
+            return UNK_IF
+        entry = objects.by_ipid.get(ipid)
+        if iid == IID_IWbemLevel1Login[:16] and opnum == 6 and entry and entry[0] == "login":
+            call = IWbemLevel1Login_NTLMLogin(stub)
+            namespace = call["wszNetworkResource"].rstrip("\x00").replace("\\", "/").lower()
+            if namespace not in ("//./root/cimv2", "root/cimv2"):
+                return self.orpcthat() + struct.pack("<II", 0, WBEM_E_INVALID_NAMESPACE)
+            services = objects.add("services")
+            return self.orpcthat() + self.pointer(self.objref(IID_IWbemServices[:16], services)) + struct.pack("<I", 0)
+        if iid == IID_IWbemServices[:16] and opnum == 20 and entry and entry[0] == "services":
+            call = IWbemServices_ExecQuery(stub)
+            query = call["strQuery"]["asData"].rstrip("\x00")
+            m = re.match(r"(?i)\s*select\s+\*\s+from\s+(\w+)\s*$", query)
+            if not m or m.group(1).lower() != "win32_utctime":
+                return self.orpcthat() + struct.pack("<II", 0, WBEM_E_INVALID_CLASS)
+            enum = objects.add("enum", {"left": self.server.rows, "flags": call["lFlags"]})
+            return self.orpcthat() + self.pointer(self.objref(IID_IEnumWbemClassObject[:16], enum)) + struct.pack("<I", 0)
+        if iid == IID_IEnumWbemClassObject[:16] and opnum == 4 and entry and entry[0] == "enum":
+            call = IEnumWbemClassObject_Next(stub)
+            n = min(call["uCount"], entry[1]["left"])
+            entry[1]["left"] -= n
+            out = self.orpcthat() + struct.pack("<III", call["uCount"], 0, n)
+            out += b"".join(struct.pack("<I", 0x20004 + 4 * i) for i in range(n))
+            for _ in range(n):
+                obj = self.server.instance
+                out += struct.pack("<II", len(obj), len(obj)) + obj + b"\x00" * ((4 - len(obj) % 4) % 4)
+            out += struct.pack("<II", n, 0 if n == call["uCount"] else WBEM_S_FALSE)
+            return out
+        if iid in (IID_REM_UNKNOWN, IID_REM_UNKNOWN2) and opnum == 5:
+            call = RemRelease(stub)
+            for ref in call["InterfaceRefs"]:
+                objects.by_ipid.pop(ref["ipid"], None)
+            return self.orpcthat() + struct.pack("<I", 0)
+        if iid not in (IID_IWbemLevel1Login[:16], IID_IWbemServices[:16], IID_IEnumWbemClassObject[:16]):
+            return UNK_IF
+        return OP_RNG_ERROR
+
+
+class Server:
+    def __init__(self, args):
+        self.user, self.domain, self.password = args.user, args.domain, args.password
+        self.max_frag = args.max_frag
+        self.rows = args.rows
+        self.corrupt = args.corrupt_signature
+        self.log = args.log
+        self.objects = Objects()
+        self.instance = open(os.path.join(args.testdata, "fixture_0.objref.bin"), "rb").read()
+        self.listeners = {}
+        for role in ("activation", "object"):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen(8)
+            self.listeners[role] = s
+        self.object_port = self.listeners["object"].getsockname()[1]
+
+    def serve(self, role):
+        listener = self.listeners[role]
+        while True:
+            sock, _ = listener.accept()
+            sock.settimeout(30)
+            threading.Thread(target=Conn(sock, self, role).run, daemon=True).start()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--testdata", required=True)
+    p.add_argument("--log", required=True)
+    p.add_argument("--user", default="alice")
+    p.add_argument("--domain", default="LAB")
+    p.add_argument("--password", default="Secret-123")
+    p.add_argument("--lifetime", type=float, default=30)
+    p.add_argument("--max-frag", type=int, default=5840)
+    p.add_argument("--rows", type=int, default=5)
+    p.add_argument("--corrupt-signature", type=int, default=0)
+    args = p.parse_args()
+    server = Server(args)
+    write_log(args.log)
+    for role in server.listeners:
+        threading.Thread(target=server.serve, args=(role,), daemon=True).start()
+    ports = {f"{role}_port": s.getsockname()[1] for role, s in server.listeners.items()}
+    print(json.dumps(ports), flush=True)
+    time.sleep(args.lifetime)
+    write_log(args.log)
+
+
+if __name__ == "__main__":
+    main()
