@@ -12,12 +12,15 @@ use cimrun::protocol::dcom::activation::{
     self, ActivationReply, ActivationRequest, IID_IREMOTE_SCM_ACTIVATOR, RemoteCreateInstance,
 };
 use cimrun::protocol::dcom::calls::{
-    CLSID_WBEM_LEVEL1_LOGIN, EnumNext, EnumNextReply, ExecQuery, IID_IENUM_WBEM_CLASS_OBJECT, IID_IWBEM_LEVEL1_LOGIN,
-    IID_IWBEM_SERVICES, InterfaceReply, NtlmLogin,
+    CLSID_WBEM_LEVEL1_LOGIN, EnumNext, EnumNextReply, ExecQuery, GetSmartEnum, IID_IENUM_WBEM_CLASS_OBJECT,
+    IID_IWBEM_FETCH_SMART_ENUM, IID_IWBEM_LEVEL1_LOGIN, IID_IWBEM_SERVICES, IID_IWBEM_WCO_SMART_ENUM, InterfaceReply,
+    NtlmLogin, SmartNext, SmartNextReply,
 };
 use cimrun::protocol::dcom::objref::ObjRef;
 use cimrun::protocol::dcom::orpc::{InterfacePointer, OrpcThis, StatusReply};
-use cimrun::protocol::dcom::remunknown::{IID_IREM_UNKNOWN2, RemInterfaceRef, RemRelease};
+use cimrun::protocol::dcom::remunknown::{
+    IID_IREM_UNKNOWN2, RemInterfaceRef, RemQueryInterface, RemQueryInterfaceReply, RemRelease,
+};
 use cimrun::protocol::dcom::rpc::AuthLevel;
 use cimrun::protocol::dcom::wmio;
 use dcom_emulator::{Emulator, PASSWORD, Wire};
@@ -53,7 +56,20 @@ fn activate(emu: &Emulator, level: AuthLevel, max_frag: u16) -> (u16, [u8; 16], 
     (port, login, reply.ipid_rem_unknown, scm)
 }
 
+/// How the test reads the enumerator.
+#[derive(Clone, Copy, PartialEq)]
+enum Reader {
+    /// IEnumWbemClassObject::Next, half the rows per call.
+    Next,
+    /// IWbemWCOSmartEnum::Next in batches of this many.
+    Smart(u32),
+}
+
 fn query(level: AuthLevel, max_frag: u16, rows: u32, wql: &str) -> (Emulator, usize, usize) {
+    query_with(level, max_frag, rows, wql, Reader::Next)
+}
+
+fn query_with(level: AuthLevel, max_frag: u16, rows: u32, wql: &str, reader: Reader) -> (Emulator, usize, usize) {
     let rows_arg = rows.to_string();
     let frag_arg = max_frag.to_string();
     let emu = Emulator::start(&["--rows", &rows_arg, "--max-frag", &frag_arg]);
@@ -78,6 +94,11 @@ fn query(level: AuthLevel, max_frag: u16, rows: u32, wql: &str) -> (Emulator, us
     assert_eq!(reply.hresult, 0);
     let enumerator = ipid(reply.interface.as_ref().unwrap());
 
+    let ctx_rem = obj.alter(IID_IREM_UNKNOWN2).unwrap();
+    if let Reader::Smart(batch) = reader {
+        assert_eq!(smart_enum(&mut obj, ctx_rem, rem_unknown, enumerator, batch), rows as usize);
+        return release(emu, obj, scm, ctx_rem, rem_unknown, [services, enumerator]);
+    }
     let ctx = obj.alter(IID_IENUM_WBEM_CLASS_OBJECT).unwrap();
     let batch = rows.div_ceil(2);
     let mut seen = 0;
@@ -97,14 +118,65 @@ fn query(level: AuthLevel, max_frag: u16, rows: u32, wql: &str) -> (Emulator, us
         assert_eq!((reply.hresult, reply.objects.len()), (0, batch as usize));
     }
     assert_eq!(seen, rows as usize);
+    release(emu, obj, scm, ctx_rem, rem_unknown, [services, enumerator])
+}
 
-    let ctx = obj.alter(IID_IREM_UNKNOWN2).unwrap();
-    let refs = [services, enumerator].map(|ipid| RemInterfaceRef { ipid, public_refs: 5, private_refs: 0 }).to_vec();
+fn release(
+    emu: Emulator,
+    mut obj: Wire,
+    scm: Wire,
+    ctx: u16,
+    rem_unknown: [u8; 16],
+    ipids: [[u8; 16]; 2],
+) -> (Emulator, usize, usize) {
+    let refs = ipids.map(|ipid| RemInterfaceRef { ipid, public_refs: 5, private_refs: 0 }).to_vec();
     let call = RemRelease { orpc: OrpcThis::new(CID), refs };
     let reply =
         StatusReply::decode(&obj.call(ctx, RemRelease::OPNUM, Some(rem_unknown), &call.encode()).unwrap()).unwrap();
     assert_eq!(reply.hresult, 0);
     (emu, scm.fragments_sent, obj.fragments_sent)
+}
+
+/// IWbemFetchSmartEnum from the enumerator, then WBEMDATA batches through one class cache.
+fn smart_enum(obj: &mut Wire, ctx_rem: u16, rem_unknown: [u8; 16], enumerator: [u8; 16], batch: u32) -> usize {
+    let call = RemQueryInterface {
+        orpc: OrpcThis::new(CID),
+        ipid: enumerator,
+        refs: 5,
+        iids: vec![IID_IWBEM_FETCH_SMART_ENUM],
+    };
+    let stub = obj.call(ctx_rem, RemQueryInterface::OPNUM, Some(rem_unknown), &call.encode()).unwrap();
+    let reply = RemQueryInterfaceReply::decode(&stub).unwrap();
+    assert_eq!((reply.hresult, reply.results.len(), reply.results[0].hresult), (0, 1, 0));
+    let fetch = reply.results[0].std.ipid;
+
+    let ctx = obj.alter(IID_IWBEM_FETCH_SMART_ENUM).unwrap();
+    let stub = obj.call(ctx, GetSmartEnum::OPNUM, Some(fetch), &GetSmartEnum { orpc: OrpcThis::new(CID) }.encode());
+    let reply = InterfaceReply::decode(&stub.unwrap()).unwrap();
+    let smart = ipid(reply.interface.as_ref().unwrap());
+
+    let ctx = obj.alter(IID_IWBEM_WCO_SMART_ENUM).unwrap();
+    let mut cache = wmio::packet::ClassCache::new();
+    let mut seen = 0;
+    loop {
+        let call = SmartNext { orpc: OrpcThis::new(CID), proxy_guid: [0x77; 16], timeout: 5000, count: batch };
+        let reply =
+            SmartNextReply::decode(&obj.call(ctx, SmartNext::OPNUM, Some(smart), &call.encode()).unwrap()).unwrap();
+        if reply.returned > 0 {
+            let objects = wmio::packet::decode_object_array(&reply.buffer, &mut cache).unwrap();
+            assert_eq!(objects.len(), reply.returned as usize);
+            for o in &objects {
+                assert_eq!(o.class.name, "Win32_UTCTime");
+                assert!(o.instance.is_some());
+            }
+        }
+        seen += reply.returned as usize;
+        if reply.hresult == WBEM_S_FALSE {
+            break;
+        }
+    }
+    assert_eq!(cache.len(), 1, "the class came once");
+    seen
 }
 
 fn check_log(emu: &Emulator, level: AuthLevel, sent: [usize; 2]) -> Vec<serde_json::Value> {
@@ -191,4 +263,15 @@ fn an_unknown_operation_faults_as_unsupported() {
     };
     let reply = InterfaceReply::decode(&obj.call(0, NtlmLogin::OPNUM, Some(login), &call.encode()).unwrap()).unwrap();
     assert_eq!((reply.hresult, reply.interface), (0x8004_100E, None));
+}
+
+#[test]
+fn smart_enum_batches_send_the_class_once() {
+    let (emu, scm, obj) = query_with(AuthLevel::Privacy, 5840, 25, "SELECT * FROM Win32_UTCTime", Reader::Smart(10));
+    let conns = check_log(&emu, AuthLevel::Privacy, [scm, obj]);
+    let requests: Vec<u64> =
+        conns[1]["requests"].as_array().unwrap().iter().map(|r| r["opnum"].as_u64().unwrap()).collect();
+    // NTLMLogin, ExecQuery, RemQueryInterface, GetSmartEnum, 3 batches (10, 10, 5), RemRelease.
+    assert_eq!(requests, [6, 20, 3, 3, 3, 3, 3, 5]);
+    assert_eq!(conns[1]["noclass_objects"].as_u64(), Some(24));
 }

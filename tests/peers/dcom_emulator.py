@@ -3,7 +3,9 @@
 It speaks connection-oriented DCE/RPC with NTLM at packet integrity or privacy and answers the
 calls a WMI query makes: IRemoteSCMActivator::RemoteCreateInstance on the activation port, then
 on the object port IWbemLevel1Login::NTLMLogin, IWbemServices::ExecQuery,
-IEnumWbemClassObject::Next and IRemUnknown::RemRelease. Objects come from the recorded
+IEnumWbemClassObject::Next, IRemUnknown::RemQueryInterface (for IWbemFetchSmartEnum),
+IWbemFetchSmartEnum::GetSmartEnum, IWbemWCOSmartEnum::Next (WBEMDATA batches that send the class
+once per client proxy GUID) and IRemUnknown::RemRelease. Objects come from the recorded
 Win32_UTCTime instance in testdata (a real Windows encoding).
 
 It checks what a Windows server checks: the NTLMv2 proof against the password, the MIC, and the
@@ -35,8 +37,11 @@ from impacket.dcerpc.v5.dcom.wmi import (
     CLSID_WbemLevel1Login,
     IEnumWbemClassObject_Next,
     IID_IEnumWbemClassObject,
+    IID_IWbemFetchSmartEnum,
     IID_IWbemLevel1Login,
     IID_IWbemServices,
+    IID_IWbemWCOSmartEnum,
+    IWbemFetchSmartEnum_GetSmartEnum,
     IWbemLevel1Login_NTLMLogin,
     IWbemServices_ExecQuery,
 )
@@ -47,6 +52,7 @@ from impacket.dcerpc.v5.dcomrt import (
     OBJREF_STANDARD,
     RemoteCreateInstance,
     RemoteCreateInstanceResponse,
+    RemQueryInterface,
     RemRelease,
 )
 from impacket.dcerpc.v5.dtypes import NULL
@@ -93,6 +99,41 @@ def av_pairs(data):
         out[kind] = data[4 : 4 + length]
         data = data[4 + length :]
     return out
+
+
+def pad_to(buf, n):
+    return buf + b"\x00" * ((n - len(buf) % n) % n)
+
+
+def split_instance(unit):
+    """An MS-WMIO encoding unit's object block, and the same block without its ClassPart
+    (what WBEMOBJECT_INSTANCE_NOCLASS carries)."""
+    block = unit[8:]
+    pos = 1
+    if block[0] & 0x04:  # decorated: server and namespace as encoded strings
+        for _ in range(2):
+            wide = block[pos] == 1
+            pos += 1
+            if wide:
+                while block[pos : pos + 2] != b"\x00\x00":
+                    pos += 2
+                pos += 2
+            else:
+                pos = block.index(b"\x00", pos) + 1
+    class_len = struct.unpack("<I", block[pos : pos + 4])[0]
+    return block, block[:pos] + block[pos + class_len :]
+
+
+def wbemdata(objects):
+    """A WBEMDATA object array (MS-WMI 2.2.14) of (class GUID, object block, with class?)."""
+    body = b""
+    for class_id, data, with_class in objects:
+        inner = struct.pack("<II", 0x18, len(data)) + class_id + data
+        body += struct.pack("<IIB", 9, len(inner), 2 if with_class else 3) + inner
+    header3 = struct.pack("<III", 12, len(body), len(objects))
+    header2 = struct.pack("<II", 8, len(header3) + len(body))
+    rest = header2 + header3 + body
+    return struct.pack("<I", 0) + b"WBEMDATA" + struct.pack("<IIIBB", 0x1A, len(rest), 0, 1, 0) + rest
 
 
 class Objects:
@@ -442,12 +483,54 @@ class Conn:
                 out += struct.pack("<II", len(obj), len(obj)) + obj + b"\x00" * ((4 - len(obj) % 4) % 4)
             out += struct.pack("<II", n, 0 if n == call["uCount"] else WBEM_S_FALSE)
             return out
+        if iid in (IID_REM_UNKNOWN, IID_REM_UNKNOWN2) and opnum == 3:
+            call = RemQueryInterface(stub)
+            target = objects.by_ipid.get(call["ripid"])
+            out = pad_to(self.orpcthat() + struct.pack("<II", 0x20000, call["cIids"]), 8)
+            for asked in call["iids"]:
+                asked = asked["Data"] if not isinstance(asked, bytes) else asked
+                if target and target[0] == "enum" and asked == IID_IWbemFetchSmartEnum[:16]:
+                    fetch = objects.add("fetch", target[1])
+                    std = struct.pack("<IIQQ", 0, 5, OXID, int.from_bytes(fetch[:4], "little")) + fetch
+                    out = pad_to(pad_to(out, 8) + struct.pack("<I", 0), 8) + std
+                else:
+                    out = pad_to(pad_to(out, 8) + struct.pack("<I", 0x80004002), 8) + b"\x00" * 40
+            return out + struct.pack("<I", 0)
+        if iid == IID_IWbemFetchSmartEnum[:16] and opnum == 3 and entry and entry[0] == "fetch":
+            IWbemFetchSmartEnum_GetSmartEnum(stub)
+            smart = objects.add("smart", entry[1])
+            self.rec["smart_enums"] = self.rec.get("smart_enums", 0) + 1
+            return self.orpcthat() + self.pointer(self.objref(IID_IWbemWCOSmartEnum[:16], smart)) + struct.pack("<I", 0)
+        if iid == IID_IWbemWCOSmartEnum[:16] and opnum == 3 and entry and entry[0] == "smart":
+            # proxyGUID is a top-level [in] REFGUID, a reference pointer: the GUID travels without
+            # a referent id (C706 14.3.11.3). impacket's IWbemWCOSmartEnum_Next declares it as a
+            # unique pointer, so its decoder is not used here.
+            proxy = stub[32:48]
+            timeout, count = struct.unpack("<iI", stub[48:56])
+            call = {"uCount": count}
+            n = min(call["uCount"], entry[1]["left"])
+            entry[1]["left"] -= n
+            sent = self.server.proxies.setdefault(proxy, set())
+            with_class, without = self.server.blocks
+            batch = []
+            for _ in range(n):
+                first = self.server.class_id not in sent
+                sent.add(self.server.class_id)
+                batch.append((self.server.class_id, with_class if first else without, first))
+            self.rec["noclass_objects"] = self.rec.get("noclass_objects", 0) + sum(1 for b in batch if not b[2])
+            buf = wbemdata(batch) if n else b""
+            hresult = 0 if n == call["uCount"] else WBEM_S_FALSE
+            out = self.orpcthat() + struct.pack("<II", n, len(buf))
+            out += struct.pack("<II", 0x20000, len(buf)) + pad_to(buf, 4) if buf else struct.pack("<I", 0)
+            return out + struct.pack("<I", hresult)
         if iid in (IID_REM_UNKNOWN, IID_REM_UNKNOWN2) and opnum == 5:
             call = RemRelease(stub)
             for ref in call["InterfaceRefs"]:
                 objects.by_ipid.pop(ref["ipid"], None)
             return self.orpcthat() + struct.pack("<I", 0)
-        if iid not in (IID_IWbemLevel1Login[:16], IID_IWbemServices[:16], IID_IEnumWbemClassObject[:16]):
+        known = (IID_IWbemLevel1Login, IID_IWbemServices, IID_IEnumWbemClassObject, IID_IWbemFetchSmartEnum,
+                 IID_IWbemWCOSmartEnum)
+        if iid not in [k[:16] for k in known] + [IID_REM_UNKNOWN, IID_REM_UNKNOWN2]:
             return UNK_IF
         return OP_RNG_ERROR
 
@@ -461,6 +544,10 @@ class Server:
         self.log = args.log
         self.objects = Objects()
         self.instance = open(os.path.join(args.testdata, "fixture_0.objref.bin"), "rb").read()
+        # The encoding unit inside the OBJREF_CUSTOM (48 bytes of OBJREF header before it).
+        self.blocks = split_instance(self.instance[48:])
+        self.class_id = os.urandom(16)
+        self.proxies = {}
         self.listeners = {}
         for role in ("activation", "object"):
             s = socket.socket()
