@@ -376,6 +376,7 @@ class Conn:
         except Exception as e:  # a stub impacket cannot decode: what Windows faults as bad stub data
             self.rec.setdefault("errors", []).append(repr(e))
             result = BAD_STUB_DATA
+        self.rec["live_objects"] = len(self.server.objects.by_ipid)
         if isinstance(result, int):
             self.fault(call_id, result)
         else:

@@ -19,7 +19,10 @@ pub mod objref;
 pub mod orpc;
 pub mod remunknown;
 pub mod rpc;
+pub mod session;
 pub mod wmio;
+
+pub use session::DcomConnector;
 
 use super::{Category, Error};
 
