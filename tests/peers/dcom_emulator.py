@@ -150,19 +150,30 @@ class Objects:
         return ipid
 
 
+class SecContext:
+    """One NTLM security context: its handshake, keys and sequence numbers."""
+
+    def __init__(self, ctx_id, level):
+        self.ctx_id = ctx_id
+        self.level = level
+        self.flags = 0
+        self.auth_ok = False
+        self.send_seq = 0
+        self.recv_seq = 0
+
+
 class Conn:
     def __init__(self, sock, server, role):
         self.sock = sock
         self.server = server
         self.role = role
         self.contexts = {}
-        self.flags = 0
-        self.level = 0
-        self.auth_ok = False
+        # Security contexts by auth_context_id: cimrun keeps one per association, impacket
+        # makes one per interface (an NTLM handshake inside each alter_context).
+        self.contexts_by_auth = {}
+        self.sc = SecContext(0, 0)
         self.session = None
         self.max_send = server.max_frag
-        self.send_seq = 0
-        self.recv_seq = 0
         self.pending = {}
         self.rec = {"role": role, "binds": [], "alter_contexts": [], "requests": [], "verified_signatures": 0,
                     "bad_signatures": 0, "fragments_in": 0, "fragments_out": 0, "auth": None}
@@ -234,14 +245,14 @@ class Conn:
         if token is not None:
             pad = (4 - (16 + len(body)) % 4) % 4
             body += b"\x00" * pad
-            auth = struct.pack("<BBBBI", 10, self.level, pad, 0, 0x10000) + token
+            auth = struct.pack("<BBBBI", 10, self.sc.level, pad, 0, self.sc.ctx_id) + token
         total = 16 + len(body) + len(auth)
         self.send(self.header(ptype, FIRST | LAST, total, len(token or b""), call_id) + body + auth)
 
     # --- NTLM acceptance -------------------------------------------------------------------
 
     def challenge(self, negotiate):
-        self.negotiate = negotiate
+        self.sc.negotiate = negotiate
         asked = struct.unpack("<I", negotiate[12:16])[0]
         offered = (ntlm.NTLMSSP_NEGOTIATE_UNICODE | ntlm.NTLMSSP_NEGOTIATE_SIGN | ntlm.NTLMSSP_NEGOTIATE_SEAL
                    | ntlm.NTLMSSP_NEGOTIATE_NTLM | ntlm.NTLMSSP_NEGOTIATE_ALWAYS_SIGN
@@ -249,19 +260,22 @@ class Conn:
                    | ntlm.NTLMSSP_NEGOTIATE_VERSION | ntlm.NTLMSSP_NEGOTIATE_128 | ntlm.NTLMSSP_NEGOTIATE_KEY_EXCH
                    | ntlm.NTLMSSP_NEGOTIATE_56)
         flags = (asked & offered) | ntlm.NTLMSSP_NEGOTIATE_TARGET_INFO
-        self.server_challenge = os.urandom(8)
+        self.sc.server_challenge = os.urandom(8)
         name = self.server.domain.encode("utf-16le")
         info = struct.pack("<HH", 2, len(name)) + name
         info += struct.pack("<HH", 1, 12) + "EMULAT".encode("utf-16le")
+        # Windows also names itself and its domain in DNS form; impacket's client needs both.
+        for kind, text in ((4, self.server.domain.lower() + ".test"), (3, "emulat." + self.server.domain.lower() + ".test")):
+            info += struct.pack("<HH", kind, 2 * len(text)) + text.encode("utf-16le")
         # A timestamp obliges the client to send a MIC (MS-NLMP 3.1.5.1.2), as Windows does.
         info += struct.pack("<HHQ", 7, 8, int((time.time() + 11644473600) * 10**7)) + b"\x00" * 4
         fixed = 56
         msg = b"NTLMSSP\x00" + struct.pack("<I", 2)
         msg += struct.pack("<HHI", len(name), len(name), fixed) + struct.pack("<I", flags)
-        msg += self.server_challenge + b"\x00" * 8
+        msg += self.sc.server_challenge + b"\x00" * 8
         msg += struct.pack("<HHI", len(info), len(info), fixed + len(name)) + b"\x0a\x00\x61\x4a\x00\x00\x00\x0f"
         msg += name + info
-        self.challenge_msg = msg
+        self.sc.challenge_msg = msg
         return msg
 
     def authenticate(self, token):
@@ -278,7 +292,7 @@ class Conn:
             rec["proof"] = "unknown user"
             return
         proof, temp = nt[:16], nt[16:]
-        if len(nt) < 48 or hmac_md5(owf, self.server_challenge + temp) != proof:
+        if len(nt) < 48 or hmac_md5(owf, self.sc.server_challenge + temp) != proof:
             return
         rec["proof"] = "ok"
         base = hmac_md5(owf, proof)
@@ -289,20 +303,18 @@ class Conn:
         pairs = av_pairs(temp[28:])
         if 6 in pairs and struct.unpack("<I", pairs[6])[0] & 2:
             zeroed = token[:72] + b"\x00" * 16 + token[88:]
-            good = hmac_md5(exported, self.negotiate + self.challenge_msg + zeroed) == token[72:88]
+            good = hmac_md5(exported, self.sc.negotiate + self.sc.challenge_msg + zeroed) == token[72:88]
             rec["mic"] = "ok" if good else "bad"
             if not good:
                 return
-        else:
-            # Our challenge carries a timestamp, so a MIC is mandatory.
-            rec["mic"] = "missing"
-            return
-        self.flags = flags
-        self.client_sign = ntlm.SIGNKEY(flags, exported, "Client")
-        self.server_sign = ntlm.SIGNKEY(flags, exported, "Server")
-        self.client_seal = ARC4.new(ntlm.SEALKEY(flags, exported, "Client")).encrypt
-        self.server_seal = ARC4.new(ntlm.SEALKEY(flags, exported, "Server")).encrypt
-        self.auth_ok = True
+        # Without the MIC flag there is no MIC to check: MS-NLMP makes it a SHOULD, Windows
+        # accepts its absence, and impacket's client sends none. The log says "absent".
+        self.sc.flags = flags
+        self.sc.client_sign = ntlm.SIGNKEY(flags, exported, "Client")
+        self.sc.server_sign = ntlm.SIGNKEY(flags, exported, "Server")
+        self.sc.client_seal = ARC4.new(ntlm.SEALKEY(flags, exported, "Client")).encrypt
+        self.sc.server_seal = ARC4.new(ntlm.SEALKEY(flags, exported, "Server")).encrypt
+        self.sc.auth_ok = True
 
     # --- PDUs ----------------------------------------------------------------------------
 
@@ -314,25 +326,28 @@ class Conn:
             items = self.context_items(pdu)
             record = [{"iid": iid.hex(), "ndr": NDR in s} for _, iid, s in items]
             client_max_recv = struct.unpack("<H", pdu[18:20])[0]
+            kind = BIND_ACK if ptype == BIND else ALTER_RESP
             if ptype == BIND:
                 self.max_send = min(client_max_recv, self.server.max_frag)
                 self.rec["binds"].append(record)
-                if auth_len:
-                    trailer, token = self.trailer(pdu)
-                    if trailer["auth_type"] != 10:
-                        nak = struct.pack("<HB", 8, 0)
-                        self.send(self.header(BIND_NAK, FIRST | LAST, 16 + len(nak), 0, call_id) + nak)
-                        return
-                    self.level = trailer["auth_level"]
-                    self.rec["level"] = self.level
-                    self.context_reply(BIND_ACK, call_id, items, self.challenge(token))
-                else:
-                    self.context_reply(BIND_ACK, call_id, items)
             else:
                 self.rec["alter_contexts"].append(record)
-                self.context_reply(ALTER_RESP, call_id, items)
+            if not auth_len:
+                self.context_reply(kind, call_id, items)
+                return
+            trailer, token = self.trailer(pdu)
+            if trailer["auth_type"] != 10:
+                nak = struct.pack("<HB", 8, 0)
+                self.send(self.header(BIND_NAK, FIRST | LAST, 16 + len(nak), 0, call_id) + nak)
+                return
+            self.sc = SecContext(trailer["auth_ctx_id"], trailer["auth_level"])
+            self.contexts_by_auth[self.sc.ctx_id] = self.sc
+            self.rec["level"] = self.sc.level
+            self.rec["security_contexts"] = len(self.contexts_by_auth)
+            self.context_reply(kind, call_id, items, self.challenge(token))
         elif ptype == AUTH3:
-            _, token = self.trailer(pdu)
+            trailer, token = self.trailer(pdu)
+            self.sc = self.contexts_by_auth.get(trailer["auth_ctx_id"], SecContext(0, 0))
             self.authenticate(token)
         elif ptype == REQUEST:
             self.request(pdu, flags, call_id, auth_len)
@@ -344,19 +359,21 @@ class Conn:
         obj = None
         if flags & OBJECT:
             obj, start = pdu[24:40], 40
-        if self.level >= 5:
-            if not self.auth_ok or not auth_len:
+        if auth_len:
+            self.sc = self.contexts_by_auth.get(self.trailer(pdu)[0]["auth_ctx_id"], SecContext(0, 0))
+        if self.contexts_by_auth:
+            if not self.sc.auth_ok or not auth_len:
                 self.fault(call_id, ACCESS_DENIED)
                 return
             trailer, signature = self.trailer(pdu)
             end = len(pdu) - auth_len - 8
             plain = pdu[:start]
             body = pdu[start:end]
-            if self.level == 6:
-                body = self.client_seal(body)
+            if self.sc.level == 6:
+                body = self.sc.client_seal(body)
             plain += body + pdu[end : len(pdu) - auth_len]
-            expected = ntlm.MAC(self.flags, self.client_seal, self.client_sign, self.recv_seq, plain).getData()
-            self.recv_seq += 1
+            expected = ntlm.MAC(self.sc.flags, self.sc.client_seal, self.sc.client_sign, self.sc.recv_seq, plain).getData()
+            self.sc.recv_seq += 1
             if expected != signature:
                 self.rec["bad_signatures"] += 1
                 self.fault(call_id, ACCESS_DENIED)
@@ -387,7 +404,7 @@ class Conn:
         self.send(self.header(FAULT, FIRST | LAST | 0x20, 16 + len(body), 0, call_id) + body)
 
     def respond(self, call_id, ctx_id, stub):
-        signed = self.level >= 5
+        signed = self.sc.level >= 5
         room = self.max_send - 24 - (8 + 16 if signed else 0)
         room -= room % 16
         chunks = [stub[i : i + room] for i in range(0, len(stub), room)] or [b""]
@@ -400,11 +417,11 @@ class Conn:
             pad = (16 - len(chunk) % 16) % 16
             data = chunk + b"\x00" * pad
             frag_len = 24 + len(data) + 8 + 16
-            trailer = struct.pack("<BBBBI", 10, self.level, pad, 0, 0x10000)
+            trailer = struct.pack("<BBBBI", 10, self.sc.level, pad, 0, self.sc.ctx_id)
             plain = self.header(RESPONSE, flags, frag_len, 16, call_id) + body + data + trailer
-            sealed = self.server_seal(data) if self.level == 6 else data
-            signature = ntlm.MAC(self.flags, self.server_seal, self.server_sign, self.send_seq, plain).getData()
-            self.send_seq += 1
+            sealed = self.sc.server_seal(data) if self.sc.level == 6 else data
+            signature = ntlm.MAC(self.sc.flags, self.sc.server_seal, self.sc.server_sign, self.sc.send_seq, plain).getData()
+            self.sc.send_seq += 1
             self.rec["fragments_out"] += 1
             if self.server.corrupt == self.rec["fragments_out"]:
                 signature = signature[:8] + bytes([signature[8] ^ 1]) + signature[9:]
@@ -562,6 +579,7 @@ class Server:
         while True:
             sock, _ = listener.accept()
             sock.settimeout(30)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=Conn(sock, self, role).run, daemon=True).start()
 
 
