@@ -145,3 +145,12 @@ async fn impacket_passes_against_the_same_emulator_and_we_need_10x_fewer_round_t
     );
     assert!(ours * 10 <= theirs, "cimrun {ours} round trips, impacket {theirs}");
 }
+
+#[tokio::test]
+async fn a_com_5_6_server_gets_a_5_6_activation() {
+    let emu = Emulator::start(&["--com-minor", "6"]);
+    let mut session = DcomConnector::default().open(&endpoint(emu.activation_port, PASSWORD)).await.unwrap();
+    assert_eq!(run(&mut session, &QuerySpec::class("Win32_UTCTime")).await.unwrap().concat().len(), 5);
+    session.close().await.unwrap();
+    assert_eq!(emu.connections()[0]["com_versions"], serde_json::json!([7, 6]));
+}

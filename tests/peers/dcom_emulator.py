@@ -15,6 +15,7 @@ read to confirm what was verified.
 
 Usage: dcom_emulator.py --testdata DIR --log FILE [--user U --domain D --password P]
                         [--lifetime SECONDS] [--max-frag N] [--rows N] [--corrupt-signature K]
+                        [--com-minor 6]
 Prints {"activation_port": A, "object_port": B} on one line once listening, and exits by itself
 after --lifetime seconds.
 """
@@ -72,6 +73,7 @@ FIRST, LAST, OBJECT = 0x01, 0x02, 0x80
 ACCESS_DENIED, OP_RNG_ERROR, UNK_IF, BAD_STUB_DATA = 0x5, 0x1C010002, 0x1C010003, 0x6F7
 WBEM_S_FALSE, WBEM_E_INVALID_NAMESPACE, WBEM_E_INVALID_CLASS = 1, 0x8004100E, 0x80041010
 OXID = 0x0102030405060708
+RPC_E_VERSION_MISMATCH = 0x80010110
 
 LOCK = threading.Lock()
 LOG = {"connections": []}
@@ -455,6 +457,11 @@ class Conn:
         if iid == IID_REMOTE_SCM_ACTIVATOR and opnum == 4 and self.role == "activation":
             call = RemoteCreateInstance(stub)
             self.rec["activation_objref"] = b"".join(call["pActProperties"]["abData"])[:40].hex()
+            minor = call["ORPCthis"]["version"]["MinorVersion"]
+            self.rec.setdefault("com_versions", []).append(minor)
+            if minor > self.server.com_minor:
+                # What a server older than the client's COM version answers (MS-DCOM 3.2.4.1.1).
+                return self.orpcthat() + struct.pack("<II", 0, RPC_E_VERSION_MISMATCH)
             login = objects.add("login")
             binding = "127.0.0.1[%d]" % self.server.object_port
             blob, _ = reply_blob(self.objref(IID_IWbemLevel1Login[:16], login), binding)
@@ -559,6 +566,7 @@ class Server:
         self.max_frag = args.max_frag
         self.rows = args.rows
         self.corrupt = args.corrupt_signature
+        self.com_minor = args.com_minor
         self.log = args.log
         self.objects = Objects()
         self.instance = open(os.path.join(args.testdata, "fixture_0.objref.bin"), "rb").read()
@@ -594,6 +602,7 @@ def main():
     p.add_argument("--max-frag", type=int, default=5840)
     p.add_argument("--rows", type=int, default=5)
     p.add_argument("--corrupt-signature", type=int, default=0)
+    p.add_argument("--com-minor", type=int, default=7, help="highest COM minor version (5.x) accepted")
     args = p.parse_args()
     server = Server(args)
     write_log(args.log)
