@@ -154,3 +154,25 @@ async fn a_com_5_6_server_gets_a_5_6_activation() {
     session.close().await.unwrap();
     assert_eq!(emu.connections()[0]["com_versions"], serde_json::json!([7, 6]));
 }
+
+#[tokio::test]
+async fn an_abandoned_enumeration_is_released_by_the_next_operation() {
+    use futures::StreamExt;
+    let emu = Emulator::start(&["--rows", "30"]);
+    let mut session = DcomConnector { batch: 10 }.open(&endpoint(emu.activation_port, PASSWORD)).await.unwrap();
+    let query = QuerySpec::class("Win32_UTCTime");
+    {
+        let mut stream = session.enumerate(&query);
+        assert_eq!(stream.next().await.unwrap().unwrap().len(), 10);
+    }
+    // Dropped after one page: the enumerator, fetcher and smart enumerator are still held.
+    let live = || emu.connections()[1]["live_objects"].as_u64().unwrap();
+    assert_eq!(live(), 5, "login, services, enumerator, fetcher, smart enumerator");
+    assert_eq!(run(&mut session, &query).await.unwrap().concat().len(), 30);
+    session.close().await.unwrap();
+    assert_eq!(live(), 0);
+    let opnums: Vec<u64> =
+        emu.connections()[1]["requests"].as_array().unwrap().iter().map(|r| r["opnum"].as_u64().unwrap()).collect();
+    // The second ExecQuery comes after the release of the first enumeration's objects.
+    assert_eq!(opnums[..7], [6, 20, 3, 3, 3, 5, 20]);
+}

@@ -591,6 +591,20 @@ mod tests {
         assert!(nt.windows(8).any(|w| w == [6, 0, 4, 0, 2, 0, 0, 0]));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_challenges_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let client = NtlmClient::new("d\\u", "p", "w", true);
+            let nonces = Nonces { client_challenge: [1; 8], session_key: [2; 16] };
+            let _ = client.authenticate(&data, nonces, 0);
+            // The same bytes behind a valid header, so the field decoders run on them.
+            let mut framed = spec_challenge(&data);
+            let _ = client.authenticate(&framed, nonces, 0);
+            framed.truncate(data.len() % framed.len());
+            let _ = client.authenticate(&framed, nonces, 0);
+        }
+    }
+
     #[test]
     fn weak_or_malformed_challenges_fail_as_auth_errors() {
         let client = NtlmClient::new("u", "p", "W", true);

@@ -776,6 +776,20 @@ mod tests {
 
     proptest! {
         #[test]
+        fn fragments_fit_the_negotiated_size(len in 0usize..20_000, max in 1024u16..6000, object in any::<bool>()) {
+            let (mut conn, mut server) = bound(AuthLevel::Privacy, max);
+            let stub: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let (_, pdus) = conn.request(1, 2, object.then_some([5; 16]), &stub).unwrap();
+            let mut received = Vec::new();
+            for pdu in &pdus {
+                prop_assert!(pdu.len() <= conn.max_xmit_frag() as usize);
+                let h = Header::decode(pdu).unwrap();
+                received.extend(open_pdu(Some(&mut server), AuthLevel::Privacy, &h, pdu, if object { 24 } else { 8 }).unwrap());
+            }
+            prop_assert_eq!(received, stub);
+        }
+
+        #[test]
         fn arbitrary_input_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200), cut in 0usize..64) {
             let _ = Header::decode(&data);
             let (mut conn, _) = bound(AuthLevel::Privacy, 4096);
