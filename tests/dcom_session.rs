@@ -176,3 +176,21 @@ async fn an_abandoned_enumeration_is_released_by_the_next_operation() {
     // The second ExecQuery comes after the release of the first enumeration's objects.
     assert_eq!(opnums[..7], [6, 20, 3, 3, 3, 5, 20]);
 }
+
+#[test]
+fn aiowmi_passes_against_the_same_emulator() {
+    let emu = Emulator::start(&["--rows", "7"]);
+    let port = emu.activation_port.to_string();
+    let got = dcom_peer::run("dcom_aiowmi_client.py", [port.as_str(), "alice", PASSWORD, "LAB"]);
+    assert_eq!(got["rows"].as_u64(), Some(7), "{got:?}");
+    assert_eq!(got["first"]["Year"].as_u64(), Some(2021));
+    let conns = emu.connections();
+    for conn in &conns {
+        assert_eq!(conn["auth"]["proof"].as_str(), Some("ok"));
+        assert_eq!(conn["bad_signatures"].as_u64(), Some(0));
+    }
+    // aiowmi reads through SmartEnum, one object per IWbemWCOSmartEnum::Next.
+    let opnums: Vec<u64> =
+        conns[1]["requests"].as_array().unwrap().iter().map(|r| r["opnum"].as_u64().unwrap()).collect();
+    assert_eq!(opnums[..4], [6, 20, 3, 3]);
+}

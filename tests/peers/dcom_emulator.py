@@ -135,7 +135,8 @@ def wbemdata(objects):
     header3 = struct.pack("<III", 12, len(body), len(objects))
     header2 = struct.pack("<II", 8, len(header3) + len(body))
     rest = header2 + header3 + body
-    return struct.pack("<I", 0) + b"WBEMDATA" + struct.pack("<IIIBB", 0x1A, len(rest), 0, 1, 0) + rest
+    # bVersion 1, bPacketType 1: an IWbemWCOSmartEnum::Next object array (MS-WMI 2.2.14).
+    return struct.pack("<I", 0) + b"WBEMDATA" + struct.pack("<IIIBB", 0x1A, len(rest), 0, 1, 1) + rest
 
 
 class Objects:
@@ -143,7 +144,8 @@ class Objects:
 
     def __init__(self):
         self.next = 1
-        self.by_ipid = {}
+        # The OXID's IRemUnknown, at the IPID the activation reply names (wmio_activation_impacket).
+        self.by_ipid = {bytes(range(16)): ["remunknown", None, 1]}
 
     def add(self, kind, state=None):
         ipid = struct.pack("<I", self.next) + b"\xee" * 12
@@ -395,7 +397,7 @@ class Conn:
         except Exception as e:  # a stub impacket cannot decode: what Windows faults as bad stub data
             self.rec.setdefault("errors", []).append(repr(e))
             result = BAD_STUB_DATA
-        self.rec["live_objects"] = len(self.server.objects.by_ipid)
+        self.rec["live_objects"] = sum(1 for o in self.server.objects.by_ipid.values() if o[0] != "remunknown")
         if isinstance(result, int):
             self.fault(call_id, result)
         else:
@@ -454,6 +456,16 @@ class Conn:
 
     def dispatch(self, iid, opnum, ipid, stub):
         objects = self.server.objects
+        # An ORPC call goes to the object its IPID names; the presentation context need not be
+        # the interface's (aiowmi calls ExecQuery on the context it bound for the login), and
+        # Windows dispatches by IPID, so the emulator does too.
+        known = objects.by_ipid.get(ipid)
+        if known:
+            by_kind = {"login": IID_IWbemLevel1Login, "services": IID_IWbemServices, "enum": IID_IEnumWbemClassObject,
+                       "fetch": IID_IWbemFetchSmartEnum, "smart": IID_IWbemWCOSmartEnum, "remunknown": IID_REM_UNKNOWN2}
+            if iid != by_kind[known[0]][:16]:
+                self.rec["context_not_the_interface"] = self.rec.get("context_not_the_interface", 0) + 1
+            iid = by_kind[known[0]][:16]
         if iid == IID_REMOTE_SCM_ACTIVATOR and opnum == 4 and self.role == "activation":
             call = RemoteCreateInstance(stub)
             self.rec["activation_objref"] = b"".join(call["pActProperties"]["abData"])[:40].hex()
