@@ -194,3 +194,19 @@ fn aiowmi_passes_against_the_same_emulator() {
         conns[1]["requests"].as_array().unwrap().iter().map(|r| r["opnum"].as_u64().unwrap()).collect();
     assert_eq!(opnums[..4], [6, 20, 3, 3]);
 }
+
+#[tokio::test]
+async fn without_smart_enum_the_session_reads_the_enumerator_in_batches() {
+    let emu = Emulator::start(&["--rows", "30", "--no-smart-enum"]);
+    let mut session = DcomConnector { batch: 10 }.open(&endpoint(emu.activation_port, PASSWORD)).await.unwrap();
+    let pages = run(&mut session, &QuerySpec::class("Win32_UTCTime")).await.unwrap();
+    // The fourth Next returns nothing but WBEM_S_FALSE: no empty page for it.
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 10]);
+    assert_eq!(pages[0][0].class_name, "Win32_UTCTime");
+    session.close().await.unwrap();
+    let object = &emu.connections()[1];
+    let opnums: Vec<u64> =
+        object["requests"].as_array().unwrap().iter().map(|r| r["opnum"].as_u64().unwrap()).collect();
+    assert_eq!(opnums, [6, 20, 3, 4, 4, 4, 4, 5, 5]);
+    assert_eq!(object["live_objects"].as_u64(), Some(0));
+}

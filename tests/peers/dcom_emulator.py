@@ -15,7 +15,7 @@ read to confirm what was verified.
 
 Usage: dcom_emulator.py --testdata DIR --log FILE [--user U --domain D --password P]
                         [--lifetime SECONDS] [--max-frag N] [--rows N] [--corrupt-signature K]
-                        [--com-minor 6]
+                        [--com-minor 6] [--no-smart-enum]
 Prints {"activation_port": A, "object_port": B} on one line once listening, and exits by itself
 after --lifetime seconds.
 """
@@ -526,7 +526,8 @@ class Conn:
             out = pad_to(self.orpcthat() + struct.pack("<II", 0x20000, call["cIids"]), 8)
             for asked in call["iids"]:
                 asked = asked["Data"] if not isinstance(asked, bytes) else asked
-                if target and target[0] == "enum" and asked == IID_IWbemFetchSmartEnum[:16]:
+                smart_ok = not self.server.no_smart_enum
+                if target and target[0] == "enum" and asked == IID_IWbemFetchSmartEnum[:16] and smart_ok:
                     fetch = objects.add("fetch", target[1])
                     std = struct.pack("<IIQQ", 0, 5, OXID, int.from_bytes(fetch[:4], "little")) + fetch
                     out = pad_to(pad_to(out, 8) + struct.pack("<I", 0), 8) + std
@@ -579,6 +580,7 @@ class Server:
         self.rows = args.rows
         self.corrupt = args.corrupt_signature
         self.com_minor = args.com_minor
+        self.no_smart_enum = args.no_smart_enum
         self.log = args.log
         self.objects = Objects()
         self.instance = open(os.path.join(args.testdata, "fixture_0.objref.bin"), "rb").read()
@@ -615,6 +617,7 @@ def main():
     p.add_argument("--rows", type=int, default=5)
     p.add_argument("--corrupt-signature", type=int, default=0)
     p.add_argument("--com-minor", type=int, default=7, help="highest COM minor version (5.x) accepted")
+    p.add_argument("--no-smart-enum", action="store_true", help="enumerators have no IWbemFetchSmartEnum")
     args = p.parse_args()
     server = Server(args)
     write_log(args.log)

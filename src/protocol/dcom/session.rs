@@ -18,8 +18,9 @@ use tokio::net::TcpStream;
 
 use super::activation::{self, ActivationReply, ActivationRequest, IID_IREMOTE_SCM_ACTIVATOR, RemoteCreateInstance};
 use super::calls::{
-    CLSID_WBEM_LEVEL1_LOGIN, ExecQuery, GetSmartEnum, IID_IWBEM_FETCH_SMART_ENUM, IID_IWBEM_LEVEL1_LOGIN,
-    IID_IWBEM_SERVICES, IID_IWBEM_WCO_SMART_ENUM, InterfaceReply, NtlmLogin, SmartNext, SmartNextReply,
+    CLSID_WBEM_LEVEL1_LOGIN, EnumNext, EnumNextReply, ExecQuery, GetSmartEnum, IID_IENUM_WBEM_CLASS_OBJECT,
+    IID_IWBEM_FETCH_SMART_ENUM, IID_IWBEM_LEVEL1_LOGIN, IID_IWBEM_SERVICES, IID_IWBEM_WCO_SMART_ENUM, InterfaceReply,
+    NtlmLogin, SmartNext, SmartNextReply,
 };
 use super::ntlm::{Nonces, NtlmClient};
 use super::objref::ObjRef;
@@ -27,6 +28,7 @@ use super::orpc::{ComVersion, InterfacePointer, OrpcThis, StatusReply};
 use super::remunknown::{IID_IREM_UNKNOWN2, RemInterfaceRef, RemQueryInterface, RemQueryInterfaceReply, RemRelease};
 use super::rpc::{self, AuthLevel, Connection, SyntaxId};
 use super::wmio::packet::{ClassCache, decode_object_array};
+use super::wmio::{DecodedObject, decode_encoding_unit};
 use crate::protocol::{Category, Connector, Endpoint, Error, Page, QuerySpec, Session};
 
 /// The endpoint mapper and activation port.
@@ -38,6 +40,8 @@ pub const DEFAULT_BATCH: u32 = 500;
 const CALL_MARGIN: Duration = Duration::from_secs(10);
 const WBEM_S_FALSE: u32 = 1;
 const WBEM_S_TIMEDOUT: u32 = 0x0004_0004;
+/// E_NOINTERFACE: the enumerator has no IWbemFetchSmartEnum.
+const E_NOINTERFACE: u32 = 0x8000_4002;
 /// RPC_E_VERSION_MISMATCH: the server does not speak the COM version we asked for.
 const RPC_E_VERSION_MISMATCH: u32 = 0x8001_0110;
 
@@ -312,9 +316,9 @@ impl DcomSession {
         Ok(ipid)
     }
 
-    /// ExecQuery, then the enumerator's SmartEnum: the IPIDs of the enumerator, the fetcher
-    /// and the smart enumerator (all to release).
-    async fn start(&mut self, query: &QuerySpec) -> Result<[[u8; 16]; 3], Error> {
+    /// ExecQuery, then the enumerator's SmartEnum, or the enumerator itself when the server
+    /// has no SmartEnum for it.
+    async fn start(&mut self, query: &QuerySpec) -> Result<Reader, Error> {
         self.release_pending().await;
         let services = self.services(&query.namespace).await?;
         let call = ExecQuery::wql(self.orpc(), &query.wql.to_string());
@@ -333,6 +337,7 @@ impl DcomSession {
         let reply = RemQueryInterfaceReply::decode(&stub)?;
         let fetch = match reply.results.first() {
             Some(r) if reply.hresult == 0 && r.hresult == 0 => r.std.ipid,
+            Some(r) if r.hresult == E_NOINTERFACE => return Ok(Reader::Plain { enumerator }),
             Some(r) => return Err(wbem_error(r.hresult, "QueryInterface for IWbemFetchSmartEnum")),
             None => return Err(wbem_error(reply.hresult, "QueryInterface for IWbemFetchSmartEnum")),
         };
@@ -345,29 +350,45 @@ impl DcomSession {
         }
         let smart = std_ipid(reply.interface.as_ref(), "IWbemWCOSmartEnum")?;
         self.unreleased.push(smart);
-        Ok([enumerator, fetch, smart])
+        Ok(Reader::Smart { smart, proxy: causality(), cache: ClassCache::new() })
     }
 
     /// One batch: the instances and whether the enumeration is over.
-    async fn next_batch(
-        &mut self,
-        smart: [u8; 16],
-        proxy: [u8; 16],
-        cache: &mut ClassCache,
-    ) -> Result<(Page, bool), Error> {
-        let call = SmartNext { orpc: self.orpc(), proxy_guid: proxy, timeout: self.timeout_ms, count: self.batch };
-        let stub = self.chan.call(IID_IWBEM_WCO_SMART_ENUM, SmartNext::OPNUM, Some(smart), &call.encode()).await?;
-        let reply = SmartNextReply::decode(&stub)?;
-        let done = match reply.hresult {
+    async fn next_batch(&mut self, reader: &mut Reader) -> Result<(Page, bool), Error> {
+        let (objects, returned, hresult, what) = match reader {
+            Reader::Smart { smart, proxy, cache } => {
+                let call =
+                    SmartNext { orpc: self.orpc(), proxy_guid: *proxy, timeout: self.timeout_ms, count: self.batch };
+                let stub =
+                    self.chan.call(IID_IWBEM_WCO_SMART_ENUM, SmartNext::OPNUM, Some(*smart), &call.encode()).await?;
+                let reply = SmartNextReply::decode(&stub)?;
+                let objects = if reply.returned == 0 { Vec::new() } else { decode_object_array(&reply.buffer, cache)? };
+                (objects, reply.returned, reply.hresult, "IWbemWCOSmartEnum::Next")
+            }
+            Reader::Plain { enumerator } => {
+                let call = EnumNext { orpc: self.orpc(), timeout: self.timeout_ms as u32, count: self.batch };
+                let stub = self
+                    .chan
+                    .call(IID_IENUM_WBEM_CLASS_OBJECT, EnumNext::OPNUM, Some(*enumerator), &call.encode())
+                    .await?;
+                let reply = EnumNextReply::decode(&stub)?;
+                let objects = reply.objects.iter().map(decode_class_object).collect::<Result<Vec<_>, _>>()?;
+                (objects, reply.returned, reply.hresult, "IEnumWbemClassObject::Next")
+            }
+        };
+        let done = match hresult {
             0 => false,
             WBEM_S_FALSE => true,
-            // The server had nothing within our timeout: ask again (the call deadline still bounds us).
+            // Nothing came within the operation timeout, as New-CimSession's OperationTimeoutSec.
+            WBEM_S_TIMEDOUT if objects.is_empty() => {
+                return Err(Error::new(Category::TimedOut, format!("{what}: no objects within the operation timeout"))
+                    .with_code("0x00040004"));
+            }
             WBEM_S_TIMEDOUT => false,
-            other => return Err(wbem_error(other, "IWbemWCOSmartEnum::Next")),
+            other => return Err(wbem_error(other, what)),
         };
-        let objects = if reply.returned == 0 { Vec::new() } else { decode_object_array(&reply.buffer, cache)? };
-        if objects.len() != reply.returned as usize {
-            return Err(protocol(format!("{} objects in a batch announced as {}", objects.len(), reply.returned)));
+        if objects.len() != returned as usize {
+            return Err(protocol(format!("{} objects in a batch announced as {returned}", objects.len())));
         }
         Ok((objects.into_iter().map(|o| o.into_instance()).collect(), done))
     }
@@ -423,34 +444,60 @@ async fn activate(scm: &mut Channel) -> Result<(ActivationReply, ComVersion), Er
     Err(last.unwrap_or_else(|| protocol("activation failed")))
 }
 
+/// How an enumeration's batches are read.
+enum Reader {
+    /// `IWbemWCOSmartEnum::Next`: WBEMDATA batches, each class sent once per proxy GUID.
+    Smart { smart: [u8; 16], proxy: [u8; 16], cache: ClassCache },
+    /// `IEnumWbemClassObject::Next`, for servers with no SmartEnum: each object carries its class.
+    Plain { enumerator: [u8; 16] },
+}
+
+/// An `IWbemClassObject` as `IEnumWbemClassObject::Next` returns it: an MS-WMIO encoding unit
+/// in an OBJREF_CUSTOM.
+fn decode_class_object(pointer: &InterfacePointer) -> Result<DecodedObject, Error> {
+    match pointer.objref()? {
+        ObjRef::Custom { object_data, .. } => Ok(decode_encoding_unit(&object_data)?),
+        ObjRef::Standard { .. } => Err(protocol("an IWbemClassObject came as a standard OBJREF")),
+    }
+}
+
 /// Where an enumeration stands.
 enum Phase {
     Start,
-    Batches { smart: [u8; 16], proxy: [u8; 16], cache: ClassCache },
+    Batches(Reader),
     Done,
 }
 
 impl Session for DcomSession {
     fn enumerate<'a>(&'a mut self, query: &'a QuerySpec) -> BoxStream<'a, Result<Page, Error>> {
         let stream = futures::stream::unfold((self, Phase::Start), move |(session, phase)| async move {
-            let (smart, proxy, mut cache) = match phase {
+            let mut reader = match phase {
                 Phase::Done => return None,
                 Phase::Start => match session.start(query).await {
-                    Ok([_, _, smart]) => (smart, causality(), ClassCache::new()),
+                    Ok(reader) => reader,
                     Err(e) => {
                         session.release_pending().await;
                         return Some((Err(e), (session, Phase::Done)));
                     }
                 },
-                Phase::Batches { smart, proxy, cache } => (smart, proxy, cache),
+                Phase::Batches(reader) => reader,
             };
-            match session.next_batch(smart, proxy, &mut cache).await {
-                Ok((page, true)) => {
-                    session.release_pending().await;
-                    Some((Ok(page), (session, Phase::Done)))
+            // An empty batch is not a page; a server that keeps sending them is broken.
+            let mut empty = 0;
+            loop {
+                match session.next_batch(&mut reader).await {
+                    Ok((page, true)) => {
+                        session.release_pending().await;
+                        return if page.is_empty() { None } else { Some((Ok(page), (session, Phase::Done))) };
+                    }
+                    Ok((page, false)) if page.is_empty() && empty < 3 => empty += 1,
+                    Ok((page, false)) if page.is_empty() => {
+                        let e = protocol("the server keeps answering empty batches without ending");
+                        return Some((Err(e), (session, Phase::Done)));
+                    }
+                    Ok((page, false)) => return Some((Ok(page), (session, Phase::Batches(reader)))),
+                    Err(e) => return Some((Err(e), (session, Phase::Done))),
                 }
-                Ok((page, false)) => Some((Ok(page), (session, Phase::Batches { smart, proxy, cache }))),
-                Err(e) => Some((Err(e), (session, Phase::Done))),
             }
         });
         Box::pin(stream)
