@@ -13,7 +13,7 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} for the tests" >&2
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pypsrp, spnego, impacket' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pypsrp, spnego, impacket, aiowmi' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
 fi

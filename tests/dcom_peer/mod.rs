@@ -17,7 +17,7 @@ where
     S: AsRef<OsStr>,
 {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = std::env::var_os("CIMRUN_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python"));
+    let python = python();
     let out =
         Command::new(&python).arg(root.join("tests/peers").join(script)).args(args).output().unwrap_or_else(|e| {
             panic!("cannot run {} (set CIMRUN_PYTHON to a python with impacket): {e}", python.display())
@@ -27,4 +27,11 @@ where
         Ok(Value::Object(map)) => map,
         other => panic!("{script} printed no JSON object: {other:?}"),
     }
+}
+
+/// The interpreter: CIMRUN_PYTHON, or `.venv/bin/python` in the crate root.
+pub fn python() -> PathBuf {
+    std::env::var_os("CIMRUN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
 }

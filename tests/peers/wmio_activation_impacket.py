@@ -128,7 +128,7 @@ def request_blob():
     return blob.getData()
 
 
-def reply_blob(objref):
+def reply_blob(objref, binding="WIN-HOST[49667]"):
     props = PropsOutInfo()
     props["cIfs"] = 1
     iid = IID()
@@ -146,7 +146,7 @@ def reply_blob(objref):
     scm["pdwReserved"] = 0
     reply = scm["remoteReply"]
     reply["Oxid"] = 0x0102030405060708
-    units = [7] + [ord(c) for c in "WIN-HOST[49667]"] + [0, 0]
+    units = [7] + [ord(c) for c in binding] + [0, 0]
     offset = len(units)
     units += [10, 0xFFFF, 0, 0]
     reply["pdsaOxidBindings"]["wNumEntries"] = len(units)
@@ -179,7 +179,7 @@ def reply_blob(objref):
         "ipid": bytes(range(16)).hex(),
         "authn_hint": 5,
         "version": [5, 7],
-        "bindings": [[7, "WIN-HOST[49667]"]],
+        "bindings": [[7, binding]],
         "security": [[10, ""]],
         "iid": IID_IWbemLevel1Login[:16].hex(),
         "objref": objref.hex(),

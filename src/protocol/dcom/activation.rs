@@ -20,6 +20,8 @@ pub const CLSID_ACTIVATION_PROPERTIES_IN: [u8; 16] = guid(0x0000_01A2, 0, 0, COM
 pub const CLSID_ACTIVATION_PROPERTIES_OUT: [u8; 16] = guid(0x0000_01A3, 0, 0, COM_SUFFIX);
 /// `{000001A2-…}` is also the IID the blob is marshaled as (`IActivationPropertiesIn`).
 pub const IID_IACTIVATION_PROPERTIES_IN: [u8; 16] = guid(0x0000_01A2, 0, 0, COM_SUFFIX);
+/// `IRemoteSCMActivator` `{000001A0-0000-0000-C000-000000000046}`, served on port 135.
+pub const IID_IREMOTE_SCM_ACTIVATOR: [u8; 16] = guid(0x0000_01A0, 0, 0, COM_SUFFIX);
 pub const CLSID_INSTANTIATION_INFO: [u8; 16] = guid(0x0000_01AB, 0, 0, COM_SUFFIX);
 pub const CLSID_ACTIVATION_CONTEXT_INFO: [u8; 16] = guid(0x0000_01A5, 0, 0, COM_SUFFIX);
 pub const CLSID_SERVER_LOCATION_INFO: [u8; 16] = guid(0x0000_01A4, 0, 0, COM_SUFFIX);

@@ -9,15 +9,25 @@
 //! - [`objref`]: the OBJREF marshaling of interface pointers, as `IWbemClassObject` arrives.
 //! - [`ndr`], [`orpc`], [`calls`], [`remunknown`], [`activation`]: NDR 2.0 and the stubs of
 //!   the ORPC calls a query makes, from remote activation to releasing references.
+//! - [`ntlm`]: NTLMv2 (MS-NLMP) with the session security DCE/RPC signs and seals with.
+//! - [`rpc`]: connection-oriented DCE/RPC: bind, auth3, alter_context, fragmented calls
+//!   signed (packet integrity) or sealed (packet privacy), faults as protocol errors.
+//! - [`session`]: [`DcomConnector`], the only part that does I/O: activation, the object
+//!   exporter, login, ExecQuery and SmartEnum batches, with a deadline per network step.
 
 pub mod activation;
 pub mod calls;
 mod cursor;
 pub mod ndr;
+pub mod ntlm;
 pub mod objref;
 pub mod orpc;
 pub mod remunknown;
+pub mod rpc;
+pub mod session;
 pub mod wmio;
+
+pub use session::DcomConnector;
 
 use super::{Category, Error};
 

@@ -94,8 +94,12 @@ impl ObjRef {
             FLAGS_CUSTOM => {
                 let clsid = c.guid("OBJREF_CUSTOM.clsid")?;
                 c.skip(4, "OBJREF_CUSTOM.cbExtension")?;
-                // MS-DCOM calls this field reserved; WMI puts the size of pObjectData in it.
+                // MS-DCOM calls this field reserved: WMI puts the size of pObjectData in it,
+                // impacket that size plus 8 (the field and cbExtension) in activation
+                // properties, and 0 leaves pObjectData running to the end.
                 let size = c.u32("OBJREF_CUSTOM.size")? as usize;
+                let rest = c.remaining();
+                let size = if size == 0 || size == rest + 8 { rest } else { size };
                 let object_data = c.bytes(size, "OBJREF_CUSTOM.pObjectData")?.to_vec();
                 Ok(ObjRef::Custom { iid, clsid, object_data })
             }
@@ -250,5 +254,18 @@ mod tests {
         assert!(matches!(ObjRef::decode(&handler), Err(DecodeError::Invalid { what: "OBJREF.flags", .. })));
         let custom = ObjRef::Custom { iid: [3; 16], clsid: [4; 16], object_data: vec![1, 2, 3] }.encode();
         assert!(ObjRef::decode(&custom[..custom.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn custom_size_conventions() {
+        let mut custom = ObjRef::Custom { iid: [3; 16], clsid: [4; 16], object_data: vec![1, 2, 3] }.encode();
+        for size in [0u32, 3 + 8] {
+            custom[44..48].copy_from_slice(&size.to_le_bytes());
+            let Ok(ObjRef::Custom { object_data, .. }) = ObjRef::decode(&custom) else { panic!("size {size}") };
+            assert_eq!(object_data, [1, 2, 3]);
+        }
+        custom[44..48].copy_from_slice(&2u32.to_le_bytes());
+        let Ok(ObjRef::Custom { object_data, .. }) = ObjRef::decode(&custom) else { panic!("size 2") };
+        assert_eq!(object_data, [1, 2]);
     }
 }

@@ -1,10 +1,15 @@
 //! `IRemUnknown` (MS-DCOM 3.1.1.5.6): asking an object for another interface, and releasing
 //! references so the server can free the objects a query created.
 
-use super::DecodeError;
 use super::ndr::{NdrReader, NdrWriter};
 use super::objref::StdObjRef;
 use super::orpc::{OrpcThat, OrpcThis};
+use super::{DecodeError, guid};
+
+/// `IRemUnknown` `{00000131-0000-0000-C000-000000000046}`.
+pub const IID_IREM_UNKNOWN: [u8; 16] = guid(0x0000_0131, 0, 0, [0xC0, 0, 0, 0, 0, 0, 0, 0x46]);
+/// `IRemUnknown2` `{00000143-0000-0000-C000-000000000046}`, what the activation's IPID answers to.
+pub const IID_IREM_UNKNOWN2: [u8; 16] = guid(0x0000_0143, 0, 0, [0xC0, 0, 0, 0, 0, 0, 0, 0x46]);
 
 /// `RemQueryInterface` (opnum 3).
 #[derive(Debug, Clone, PartialEq, Eq)]
