@@ -275,7 +275,7 @@ fn connectors() -> Connectors {
     Connectors {
         local: Arc::new(protocol::local::LocalConnector),
         wsman: Some(Arc::new(protocol::wsman::transport::connector())),
-        dcom: None,
+        dcom: Some(Arc::new(protocol::dcom::DcomConnector::default())),
     }
 }
 

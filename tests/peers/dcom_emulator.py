@@ -504,7 +504,9 @@ class Conn:
         if iid == IID_IWbemServices[:16] and opnum == 20 and entry and entry[0] == "services":
             call = IWbemServices_ExecQuery(stub)
             query = call["strQuery"]["asData"].rstrip("\x00")
-            m = re.match(r"(?i)\s*select\s+\*\s+from\s+(\w+)\s*$", query)
+            # `SELECT *` or a property list; the emulator always returns whole objects, as a
+            # WMI provider may (unselected properties are then simply not read by the client).
+            m = re.match(r"(?i)\s*select\s+(?:\*|\w+(?:\s*,\s*\w+)*)\s+from\s+(\w+)\s*$", query)
             if not m or m.group(1).lower() != "win32_utctime":
                 return self.orpcthat() + struct.pack("<II", 0, WBEM_E_INVALID_CLASS)
             enum = objects.add("enum", {"left": self.server.rows, "flags": call["lFlags"]})
