@@ -273,6 +273,30 @@ fn connectors() -> Connectors {
     }
 }
 
+/// Certificate checks turned off are the job's choice, but whoever reads the results should
+/// find it in the log: one warning per session (not per computer, which would bury it).
+fn warn_skipped_tls_checks<'a>(sessions: impl IntoIterator<Item = (&'a str, &'a Endpoint)>) {
+    let mut warned = std::collections::HashSet::new();
+    for (session, e) in sessions {
+        let w = &e.wsman;
+        if e.protocol != ProtocolKind::WsMan || !w.use_ssl || !(w.skip_ca_check || w.skip_cn_check) {
+            continue;
+        }
+        if warned.insert(session.to_string()) {
+            let skipped: Vec<&str> =
+                [(w.skip_ca_check, "skip_ca_check"), (w.skip_cn_check, "skip_cn_check")]
+                    .into_iter()
+                    .filter_map(|(on, name)| on.then_some(name))
+                    .collect();
+            warn!(
+                session = %session,
+                "TLS certificate checks are off ({}): the servers' identity is not verified",
+                skipped.join(", ")
+            );
+        }
+    }
+}
+
 /// Resolves the credentials the plan uses, once each.
 fn resolve_credentials(loaded: &LoadedJob, plan: &plan::Plan) -> Result<HashMap<String, Credential>, String> {
     let mut out = HashMap::new();
@@ -316,6 +340,7 @@ async fn run_job(loaded: LoadedJob, args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    warn_skipped_tls_checks(plan.hosts.iter().map(|h| (&*h.session, &h.endpoint)));
     let credentials = match resolve_credentials(&loaded, &plan) {
         Ok(c) => c,
         Err(e) => {
@@ -486,6 +511,7 @@ async fn query(args: QueryArgs) -> i32 {
         }
     }
     let display = computer.clone().unwrap_or_else(|| plan::LOCALHOST.to_string());
+    warn_skipped_tls_checks([(display.as_str(), &endpoint)]);
     let conns = connectors();
     let connector: &Arc<dyn Connector> = match endpoint.protocol {
         ProtocolKind::Local => &conns.local,
