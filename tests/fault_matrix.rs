@@ -65,18 +65,21 @@ fn matrix() -> Vec<Case> {
     ]
 }
 
+/// Serves `hosts` on consecutive fleet addresses from `base`, each on a free port.
+fn start(hosts: impl Iterator<Item = HostConfig>, base: u16) -> TestServer {
+    TestServer::builder()
+        .hosts(hosts.enumerate().map(|(i, c)| c.bind(SocketAddr::new(fleet_address(base + i as u16), 0))))
+        .lifetime(Duration::from_secs(60))
+        .worker_threads(2)
+        .start()
+        .expect("server")
+}
+
 /// Runs the matrix with `throttle` and checks everything; `base` spaces the addresses of the
 /// two runs apart so they never share a listener.
 fn run_matrix(throttle: usize, base: u16) {
     let cases = matrix();
-    let server = TestServer::builder()
-        .hosts(cases.iter().enumerate().map(|(i, c)| {
-            c.config.clone().bind(SocketAddr::new(fleet_address(base + i as u16), 0))
-        }))
-        .lifetime(Duration::from_secs(60))
-        .worker_threads(2)
-        .start()
-        .expect("server");
+    let server = start(cases.iter().map(|c| c.config.clone()), base);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let sessions = cases
@@ -179,4 +182,56 @@ fn every_fault_has_its_category_and_nothing_healthy_is_lost() {
 #[test]
 fn a_throttle_below_the_host_count_gives_the_same_outcome() {
     run_matrix(4, 3100);
+}
+
+/// Replies built to exceed the parser's limits, or to expand XML entities, end as
+/// `protocol_error` for their host only, quickly and without the memory they ask for.
+#[test]
+fn hostile_replies_hit_the_parser_limits_end_to_end() {
+    use cimrun::testkit::Hostile;
+    let kinds = [
+        ("oversized", Hostile::OversizedBody, "exceeds"),
+        ("deep", Hostile::DeepNesting, "deeper than"),
+        ("many-properties", Hostile::ManyProperties, "more than"),
+        ("long-string", Hostile::LongString, "string limit"),
+        ("long-array", Hostile::LongArray, "array"),
+        ("entities", Hostile::EntityExpansion, ""),
+    ];
+    let mut configs = vec![HostConfig::new("healthy.corp.example").seed(1)];
+    configs.extend(kinds.iter().map(|(name, kind, _)| HostConfig::new(*name).fault(Fault::Hostile(*kind))));
+    let server = start(configs.into_iter(), 3180);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let mut sessions = vec![SessionDef { name: "healthy".into(), host: 0, transport: Transport::HttpBasic }];
+    sessions.extend(
+        kinds.iter().enumerate().map(|(i, (name, _, _))| SessionDef { name: name.to_string(), host: i + 1, transport: Transport::HttpBasic }),
+    );
+    let mut job = JobDef::new(sessions, &[("services", "Win32_Service")]);
+    job.operation_timeout = "10s";
+    job.task_timeout = "20s";
+    let job_path = job.write(&server, dir.path());
+    let (output, elapsed) = support::run_bounded(support::cimrun_run(&job_path, &out, &[]), Duration::from_secs(40));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let tasks = support::tasks_by_session(&out.join("run.json"));
+    assert_eq!(support::category(&tasks[&("healthy".into(), "services".into())]), "ok");
+    let mut wrong = Vec::new();
+    for (name, _, says) in kinds {
+        let t = &tasks[&(name.to_string(), "services".to_string())];
+        let message = t.message.clone().unwrap_or_default();
+        if support::category(t) != "protocol_error" || !message.contains(says) || t.attempts != 1 {
+            wrong.push(format!("{name}: {} attempts {}: {message}", support::category(t), t.attempts));
+        }
+        assert!(!message.contains("lollollol"), "entities never expand: {message}");
+    }
+    assert!(wrong.is_empty(), "{}\n{stderr}", wrong.join("\n"));
+    // SAFETY: getrusage only writes the struct passed by pointer.
+    let max_rss_kb = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u.ru_maxrss
+    };
+    eprintln!("hostile replies: {elapsed:?}, largest child RSS {max_rss_kb} KiB");
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
 }
