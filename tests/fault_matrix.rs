@@ -170,6 +170,8 @@ fn run_matrix(throttle: usize, base: u16) {
     let name = leftovers[0].file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     assert!(name.starts_with(&format!(".{reset_ip}.ndjson.tmp-")), "{leftovers:?}");
     assert!(leftovers[0].starts_with(out.join("services")), "{leftovers:?}");
+    let basic = &tasks[&("bad-password-basic".to_string(), "services".to_string())];
+    assert!(basic.message.as_deref().is_some_and(|m| m.contains("wrong user name or password")), "{basic:?}");
     let cut = &tasks[&("reset".to_string(), "services".to_string())];
     assert!(cut.message.as_deref().is_some_and(|m| m.contains("unfinished temporary file")), "{cut:?}");
 }

@@ -299,11 +299,14 @@ impl HttpTransport {
     /// Turns an HTTP reply into the plaintext reply, unsealing and verifying it.
     fn open_reply(&mut self, reply: Reply) -> Result<HttpReply, Error> {
         if reply.status == 401 {
-            return Err(Error::new(
-                Category::AuthFailed,
-                "HTTP 401 on an authenticated connection",
-            )
-            .with_code("401"));
+            // Basic has no handshake: its first 401 is the verdict on the credential.
+            let message = match self.auth {
+                AuthPlan::Basic(_) => {
+                    "Basic authentication rejected by the server (wrong user name or password?)"
+                }
+                _ => "HTTP 401 on an authenticated connection",
+            };
+            return Err(Error::new(Category::AuthFailed, message).with_code("401"));
         }
         let content_type = reply
             .headers
