@@ -355,10 +355,10 @@ fn writer_loop(
                         fail(&mut output_error, e.to_string());
                     }
                 }
-                for rec in &records {
-                    if let Err(e) = report.record(rec) {
-                        fail(&mut output_error, format!("cannot write run.json: {e}"));
-                    }
+                // Flushed per host: a killed run's temporary report then lists what it finished.
+                let written = records.iter().try_for_each(|rec| report.record(rec)).and_then(|()| report.flush());
+                if let Err(e) = written {
+                    fail(&mut output_error, format!("cannot write run.json: {e}"));
                 }
             }
         }

@@ -139,12 +139,16 @@ fn sigint_stops_cleanly_and_a_retry_completes_the_rest() {
     let retried = support::tasks_by_session(&out2.join("run.json"));
     assert!(retried.values().all(|t| t.status == Status::Ok));
 
-    // Both runs together: every instance of every host and query exactly once.
+    assert_once_across(&server, &[&out, &out2]);
+}
+
+/// Both runs' outputs together hold every instance of every host and query exactly once.
+fn assert_once_across(server: &TestServer, outs: &[&Path]) {
     for i in 0..HOSTS {
         for (query, class) in QUERIES {
             let mut got = Vec::new();
-            for o in [&out, &out2] {
-                let file = output_of(o, &server, i, query);
+            for o in outs {
+                let file = output_of(o, server, i, query);
                 got.extend(support::row_keys(&support::ndjson_rows(o, |p| o.join(p) == file), class));
             }
             got.sort();
@@ -160,13 +164,15 @@ fn sigterm_stops_cleanly_with_143() {
 }
 
 #[test]
-fn sigkill_leaves_no_truncated_final_file() {
+fn sigkill_leaves_no_truncated_final_file_and_its_report_drives_the_retry() {
     let server = slow_fleet(3240, Duration::from_millis(40));
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let job = job(&server, dir.path(), 3);
     let child = support::cimrun_run(&job, &out, &[]).spawn().expect("cimrun starts");
-    wait_for_pulls(&server, 20);
+    // Host 0 is done and the others are part-way; its end reaches the report a moment later.
+    wait_until(&server, |s| s.count("Enumerate") == 2 && s.open_contexts == 0 && s.count("Pull") > 0);
+    std::thread::sleep(Duration::from_millis(100));
     signal(&child, libc::SIGKILL);
     let (output, _) = support::wait_bounded(child, Duration::from_secs(5));
     assert_eq!(output.status.code(), None, "killed by the signal");
@@ -177,6 +183,42 @@ fn sigkill_leaves_no_truncated_final_file() {
         .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(".tmp-")))
         .count();
     assert!(temps >= 1, "the unfinished files are temporary files");
+
+    // The killed run's temporary report lists what it finished; the retry does the rest.
+    let partial = std::fs::read_dir(&out)
+        .expect("out")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| cimrun::report::is_partial(p))
+        .expect("the temporary report");
+    let done = cimrun::report::read_partial(&partial).expect("partial report");
+    assert!(done.iter().any(|t| t.status == Status::Ok), "some tasks were recorded done: {done:?}");
+    let out2 = dir.path().join("out2");
+    let retry = support::cimrun_run(&job, &out2, &["--retry-failed", partial.to_str().expect("utf-8")]);
+    let (output, _) = support::run_bounded(retry, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let retried = support::tasks_by_session(&out2.join("run.json"));
+    assert_eq!(retried.len() + done.iter().filter(|t| t.status == Status::Ok).count(), HOSTS * QUERIES.len());
+    assert_once_across(&server, &[&out, &out2]);
+}
+
+#[test]
+fn a_killed_runs_report_is_refused_when_outputs_are_shared_by_all_computers() {
+    let server = slow_fleet(3280, Duration::ZERO);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sessions = vec![SessionDef { name: "s0".into(), host: 0, transport: Transport::HttpBasic }];
+    let mut job = JobDef::new(sessions, QUERIES);
+    job.sinks = vec![("csv".into(), "{{query}}.csv".into())];
+    let job_path = job.write(&server, dir.path());
+    let partial = dir.path().join(".run.json.tmp-20260101T000000Z-000000");
+    std::fs::write(&partial, "{\"cimrun\":\"0\",\n\"tasks\": [").expect("write");
+    let retry = support::cimrun_run(&job_path, &dir.path().join("out"), &["--retry-failed", partial.to_str().expect("utf-8")]);
+    let (output, _) = support::run_bounded(retry, Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("run the whole job again"), "{stderr}");
+    assert_eq!(server.stats(0).expect("host").connections, 0);
 }
 
 #[test]

@@ -130,6 +130,15 @@ impl SinkSet {
         PathRenderer::new(specs.iter().map(|s| s.path.as_str()), &vars).map(|_| ())
     }
 
+    /// Whether every sink's file is named after the computer, so each is completed when its
+    /// host ends (without sinks, the default `{{query}}.csv` is shared by all hosts).
+    pub fn all_per_computer(specs: &[SinkSpec]) -> bool {
+        let vars = RunVars { run_id: "run".to_string(), date: "date".to_string() };
+        !specs.is_empty()
+            && PathRenderer::new(specs.iter().map(|s| s.path.as_str()), &vars)
+                .is_ok_and(|r| (0..specs.len()).all(|i| r.template(i).is_some_and(|t| t.uses_computer)))
+    }
+
     /// Compiles the path templates and prepares `out_dir` (created if missing, and checked to
     /// be writable, so a run that cannot write fails before contacting any host). With no
     /// specs, each query is written as `{{query}}.csv`.
