@@ -97,6 +97,7 @@ fn run_matrix(throttle: usize, base: u16) {
 
     // Each host's worst case is its task deadline (8 s); with `throttle` hosts at a time the
     // slow ones queue behind each other, so the bound grows with the number of waves.
+    eprintln!("fault matrix, throttle {throttle}: {} hosts in {elapsed:?}", cases.len());
     let waves = cases.len().div_ceil(throttle) as u64;
     let bound = Duration::from_secs(9 * waves.min(3) + 4);
     assert!(elapsed < bound, "the run took {elapsed:?} (bound {bound:?})\n{stderr}");
