@@ -21,7 +21,7 @@ fn host(name: &str, i: u16, transport: Transport) -> HostConfig {
     match transport {
         Transport::HttpNtlm => c.allow_unencrypted(false),
         Transport::Https | Transport::HttpsSkipChecks => c.https(true),
-        Transport::HttpBasic => c,
+        Transport::HttpBasic | Transport::HttpBasicNotAllowed => c,
     }
 }
 
@@ -63,6 +63,7 @@ fn the_password_appears_nowhere_even_at_trace_level() {
         ("https", Https, None),
         ("bad-ntlm", HttpNtlm, Some(Fault::WrongPassword)),
         ("bad-basic", HttpBasic, Some(Fault::WrongPassword)),
+        ("basic-in-clear", HttpBasicNotAllowed, None),
     ];
     let server = TestServer::builder()
         .hosts(plan.iter().enumerate().map(|(i, (name, t, fault))| {
@@ -99,9 +100,15 @@ fn the_password_appears_nowhere_even_at_trace_level() {
     // The run really happened: data from the good hosts, auth failures from the bad ones.
     let tasks = support::tasks_by_session(&out.join("run.json"));
     for ((session, query), t) in &tasks {
-        let want = if session.starts_with("bad-") { "auth_failed" } else { "ok" };
+        let want = match session.as_str() {
+            s if s.starts_with("bad-") => "auth_failed",
+            // Basic over plain HTTP without allow_unencrypted is refused before connecting.
+            "basic-in-clear" => "unsupported",
+            _ => "ok",
+        };
         assert_eq!(support::category(t), want, "{session} {query}");
     }
+    assert_eq!(server.stats(5).expect("host").connections, 0, "nothing was sent to basic-in-clear");
     assert!(stderr.lines().count() > 100, "trace logging is on: {} lines", stderr.lines().count());
     assert!(stderr.contains("TRACE"), "trace lines from the dependencies too");
 

@@ -22,6 +22,8 @@ pub enum Transport {
     HttpNtlm,
     /// Plain HTTP with Basic (`allow_unencrypted`).
     HttpBasic,
+    /// Plain HTTP with Basic but without `allow_unencrypted`: refused before anything is sent.
+    HttpBasicNotAllowed,
     /// HTTPS with Basic, the test CA trusted through `ca_bundle`.
     Https,
     /// HTTPS with Basic and both certificate checks skipped.
@@ -83,6 +85,7 @@ impl JobDef {
             let (options, auth) = match s.transport {
                 Transport::HttpNtlm => ("http_ntlm", "ntlm"),
                 Transport::HttpBasic => ("http_basic", "basic"),
+                Transport::HttpBasicNotAllowed => ("http_ntlm", "basic"),
                 Transport::Https => ("https", "basic"),
                 Transport::HttpsSkipChecks => ("https_skip", "basic"),
             };
