@@ -134,24 +134,41 @@ pub fn cimrun_run(job: &Path, out: &Path, extra: &[&str]) -> Command {
 }
 
 /// Waits for a child for at most `limit`, killing it past that (the test then fails).
+/// Its stdout and stderr are read meanwhile: a child blocked on a full pipe would never end.
 pub fn wait_bounded(mut child: Child, limit: Duration) -> (Output, Duration) {
+    use std::io::Read;
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
     let t0 = Instant::now();
-    loop {
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(_)) => break,
+            Ok(Some(status)) => break status,
             Ok(None) if t0.elapsed() > limit => {
                 let _ = child.kill();
-                let out = child.wait_with_output().expect("wait");
-                panic!(
-                    "cimrun did not finish within {limit:?}\nstderr:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let _ = child.wait();
+                let err = stderr.join().unwrap_or_default();
+                panic!("cimrun did not finish within {limit:?}\nstderr:\n{}", String::from_utf8_lossy(&err));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => panic!("wait: {e}"),
         }
-    }
-    (child.wait_with_output().expect("output"), t0.elapsed())
+    };
+    let elapsed = t0.elapsed();
+    let output = Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
+    (output, elapsed)
 }
 
 /// Runs a command to its end within `limit`.
