@@ -279,6 +279,30 @@ fn connectors() -> Connectors {
     }
 }
 
+/// Certificate checks turned off are the job's choice, but whoever reads the results should
+/// find it in the log: one warning per session (not per computer, which would bury it).
+fn warn_skipped_tls_checks<'a>(sessions: impl IntoIterator<Item = (&'a str, &'a Endpoint)>) {
+    let mut warned = std::collections::HashSet::new();
+    for (session, e) in sessions {
+        let w = &e.wsman;
+        if e.protocol != ProtocolKind::WsMan || !w.use_ssl || !(w.skip_ca_check || w.skip_cn_check) {
+            continue;
+        }
+        if warned.insert(session.to_string()) {
+            let skipped: Vec<&str> =
+                [(w.skip_ca_check, "skip_ca_check"), (w.skip_cn_check, "skip_cn_check")]
+                    .into_iter()
+                    .filter_map(|(on, name)| on.then_some(name))
+                    .collect();
+            warn!(
+                session = %session,
+                "TLS certificate checks are off ({}): the servers' identity is not verified",
+                skipped.join(", ")
+            );
+        }
+    }
+}
+
 /// Resolves the credentials the plan uses, once each.
 fn resolve_credentials(loaded: &LoadedJob, plan: &plan::Plan) -> Result<HashMap<String, Credential>, String> {
     let mut out = HashMap::new();
@@ -299,20 +323,9 @@ async fn run_job(loaded: LoadedJob, args: RunArgs) -> i32 {
     let t0 = Instant::now();
     let mut select = selection(&args.select);
     if let Some(previous) = &args.retry_failed {
-        match crate::report::read(previous) {
-            Ok((tasks, _)) => {
-                let only: std::collections::HashSet<_> = tasks
-                    .into_iter()
-                    .filter(|t| t.status != Status::Ok)
-                    .map(|t| (t.session, t.computer, t.query))
-                    .collect();
-                eprintln!("cimrun: retrying {} failed or cancelled tasks from {}", only.len(), previous.display());
-                select.only = Some(only);
-            }
-            Err(e) => {
-                eprintln!("cimrun: error: cannot read {}: {e}", previous.display());
-                return EXIT_USAGE;
-            }
+        match retry_selection(&loaded, &select, previous) {
+            Ok(only) => select.only = Some(only),
+            Err(code) => return code,
         }
     }
     let plan = match plan::build(&loaded, &select) {
@@ -322,6 +335,7 @@ async fn run_job(loaded: LoadedJob, args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    warn_skipped_tls_checks(plan.hosts.iter().map(|h| (&*h.session, &h.endpoint)));
     let credentials = match resolve_credentials(&loaded, &plan) {
         Ok(c) => c,
         Err(e) => {
@@ -378,6 +392,60 @@ async fn run_job(loaded: LoadedJob, args: RunArgs) -> i32 {
         eprintln!("cimrun: error: {e}");
     }
     outcome.exit_code
+}
+
+/// The tasks `--retry-failed` runs again. From a finished run.json: those not ok. From the
+/// temporary report a killed run leaves: every task of the job not recorded ok, which is
+/// sound only when each output file is completed with its host (named after the computer).
+fn retry_selection(
+    loaded: &LoadedJob,
+    select: &Selection,
+    previous: &std::path::Path,
+) -> Result<std::collections::HashSet<(String, String, String)>, i32> {
+    let cannot_read = |e: std::io::Error| {
+        eprintln!("cimrun: error: cannot read {}: {e}", previous.display());
+        if !previous.exists() {
+            eprintln!("cimrun: a run that was killed leaves its report as .run.json.tmp-<run id> beside it; pass that file");
+        }
+        EXIT_USAGE
+    };
+    let key = |t: crate::report::TaskRecord| (t.session, t.computer, t.query);
+    if !crate::report::is_partial(previous) {
+        let (tasks, _) = crate::report::read(previous).map_err(cannot_read)?;
+        let only: std::collections::HashSet<_> = tasks.into_iter().filter(|t| t.status != Status::Ok).map(key).collect();
+        eprintln!("cimrun: retrying {} failed or cancelled tasks from {}", only.len(), previous.display());
+        return Ok(only);
+    }
+    if !sink::SinkSet::all_per_computer(&loaded.file.sinks) {
+        eprintln!(
+            "cimrun: error: {} is the report of a run that did not finish; its output files shared by all computers were never completed, so run the whole job again",
+            previous.display()
+        );
+        return Err(EXIT_USAGE);
+    }
+    let done: std::collections::HashSet<_> = crate::report::read_partial(previous)
+        .map_err(cannot_read)?
+        .into_iter()
+        .filter(|t| t.status == Status::Ok)
+        .map(key)
+        .collect();
+    let plan = plan::build(loaded, select).map_err(|e| {
+        eprintln!("{}: error: {e}", loaded.path.display());
+        EXIT_USAGE
+    })?;
+    let only: std::collections::HashSet<_> = plan
+        .hosts
+        .iter()
+        .flat_map(|h| h.queries.iter().map(move |q| (h.session.to_string(), h.computer.to_string(), q.name.clone())))
+        .filter(|k| !done.contains(k))
+        .collect();
+    eprintln!(
+        "cimrun: retrying {} tasks the unfinished run {} did not complete ({} were ok)",
+        only.len(),
+        previous.display(),
+        done.len()
+    );
+    Ok(only)
 }
 
 /// First Ctrl-C / SIGTERM: stop starting hosts, close sessions, finalize outputs.
@@ -492,6 +560,7 @@ async fn query(args: QueryArgs) -> i32 {
         }
     }
     let display = computer.clone().unwrap_or_else(|| plan::LOCALHOST.to_string());
+    warn_skipped_tls_checks([(display.as_str(), &endpoint)]);
     let conns = connectors();
     let connector: &Arc<dyn Connector> = match endpoint.protocol {
         ProtocolKind::Local => &conns.local,

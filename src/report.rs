@@ -155,6 +155,8 @@ impl ReportWriter {
         // Reopen the header object to append the streamed array and the trailer.
         let head = head.strip_suffix('}').unwrap_or(&head);
         write!(out, "{head},\n\"tasks\": [")?;
+        // On disk at once: a run killed before any host ends still leaves a readable report.
+        out.flush()?;
         Ok(ReportWriter { out, tmp, path, first: true, summary: Summary::default(), failed_hosts: Default::default() })
     }
 
@@ -168,6 +170,12 @@ impl ReportWriter {
         let sep = if self.first { "\n" } else { ",\n" };
         self.first = false;
         write!(self.out, "{sep}  {line}")
+    }
+
+    /// Pushes the records so far to the temporary file, so a run killed later leaves them
+    /// readable by [`read_partial`].
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 
     /// The totals so far.
@@ -203,6 +211,26 @@ pub fn read(path: &Path) -> io::Result<(Vec<TaskRecord>, Summary)> {
     Ok((doc.tasks, doc.summary))
 }
 
+/// Reads the records of a report that was never finished: the temporary file a killed run
+/// leaves (`.run.json.tmp-RUNID`). Records are one a line; a last line cut short is skipped.
+pub fn read_partial(path: &Path) -> io::Result<Vec<TaskRecord>> {
+    let text = std::fs::read_to_string(path)?;
+    let (_, tasks) = text
+        .split_once("\"tasks\": [")
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a cimrun run report"))?;
+    Ok(tasks
+        .lines()
+        .map(|l| l.trim().trim_end_matches(','))
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+/// Whether `path` names the temporary report of an unfinished run.
+pub fn is_partial(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".run.json.tmp-"))
+}
+
 /// Builds a failure record's category from a protocol error category.
 pub fn category(c: Category) -> Option<String> {
     Some(c.as_str().to_string())
@@ -211,6 +239,35 @@ pub fn category(c: Category) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_cut_anywhere_reads_back_its_whole_records() {
+        let tmpdir = tempfile::tempdir().unwrap();
+        let dir = tmpdir.path();
+        let info = RunInfo { cimrun: "0", run_id: "r1".into(), job: "j".into(), started: "t".into() };
+        let mut w = ReportWriter::create(dir, &info).unwrap();
+        let recs = [rec(Status::Ok, None, 3), rec(Status::Failed, Some("timed_out"), 0), rec(Status::Ok, None, 1)];
+        for r in &recs {
+            w.record(r).unwrap();
+        }
+        w.flush().unwrap();
+        let tmp = dir.join(".run.json.tmp-r1");
+        assert!(is_partial(&tmp) && !is_partial(&dir.join("run.json")));
+        let full = std::fs::read(&tmp).unwrap();
+        for cut in 0..=full.len() {
+            std::fs::write(&tmp, &full[..cut]).unwrap();
+            let got = read_partial(&tmp);
+            let whole = full[..cut].split(|b| *b == b'\n').filter(|l| l.ends_with(b"}") || l.ends_with(b"},")).count();
+            match got {
+                Ok(got) => {
+                    assert_eq!(got.len(), whole, "cut at {cut}");
+                    assert_eq!(got[..], recs[..got.len()]);
+                }
+                Err(_) => assert!(!String::from_utf8_lossy(&full[..cut]).contains("\"tasks\": ["), "cut at {cut}"),
+            }
+        }
+        drop(w);
+    }
 
     fn rec(status: Status, category: Option<&str>, rows: u64) -> TaskRecord {
         TaskRecord {

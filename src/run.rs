@@ -305,6 +305,9 @@ fn writer_loop(
     let mut output_error: Option<String> = None;
     // Keys whose rows could not all be written: their records must not say ok.
     let mut broken: std::collections::HashSet<(Arc<str>, Arc<str>, String)> = Default::default();
+    // A host's records wait for its end, so that run.json calls a task ok only once the
+    // host's files are complete, and a query that stopped part-way can take its files back.
+    let mut held: HashMap<(Arc<str>, Arc<str>), Vec<TaskRecord>> = HashMap::new();
     let fail = |output_error: &mut Option<String>, msg: String| {
         if output_error.is_none() {
             tracing::error!("output failed, stopping the run: {msg}");
@@ -342,20 +345,59 @@ fn writer_loop(
                     rec.category = report::category(Category::OutputError);
                     rec.message = output_error.clone();
                 }
-                if let Err(e) = report.record(&rec) {
-                    fail(&mut output_error, format!("cannot write run.json: {e}"));
-                }
+                held.entry((k.0, k.1)).or_default().push(rec);
             }
             Msg::HostDone { session, computer } => {
+                let mut records = held.remove(&(session.clone(), computer.clone())).unwrap_or_default();
                 if output_error.is_none() {
+                    abandon_unfinished(&mut sinks, &session, &computer, &mut records);
                     if let Err(e) = sinks.task_done(&session, &computer) {
                         fail(&mut output_error, e.to_string());
                     }
                 }
+                // Flushed per host: a killed run's temporary report then lists what it finished.
+                let written = records.iter().try_for_each(|rec| report.record(rec)).and_then(|()| report.flush());
+                if let Err(e) = written {
+                    fail(&mut output_error, format!("cannot write run.json: {e}"));
+                }
             }
         }
     }
+    // Hosts that never started (cancelled) or never reported their end.
+    for rec in held.into_values().flatten() {
+        if let Err(e) = report.record(&rec) {
+            fail(&mut output_error, format!("cannot write run.json: {e}"));
+        }
+    }
     (sinks, report, output_error)
+}
+
+/// Gives up the per-computer files of every query of a host that stopped after writing rows
+/// (failed or interrupted): a final file never holds part of a result, so a rerun with
+/// `--retry-failed` adds each instance exactly once. Records are updated to match: a stopped
+/// query kept no rows, and an ok query whose rows shared a given-up file takes its status.
+fn abandon_unfinished(sinks: &mut SinkSet, session: &str, computer: &str, records: &mut [TaskRecord]) {
+    let stopped: Vec<usize> =
+        (0..records.len()).filter(|&i| records[i].status != Status::Ok && records[i].rows > 0).collect();
+    for i in stopped {
+        let Some(lost) = sinks.abandon(session, computer, &records[i].query) else { continue };
+        let (status, category, query) = (records[i].status, records[i].category.clone(), records[i].query.clone());
+        discard_rows(&mut records[i], None);
+        for rec in records.iter_mut().filter(|r| r.status == Status::Ok && lost.contains(&r.query)) {
+            rec.status = status;
+            rec.category = category.clone();
+            discard_rows(rec, Some(&query));
+        }
+    }
+}
+
+fn discard_rows(rec: &mut TaskRecord, shared_with: Option<&str>) {
+    let why = match shared_with {
+        Some(q) => format!("its output file also held {q}, which did not finish"),
+        None => rec.message.clone().unwrap_or_default(),
+    };
+    rec.message = Some(format!("{why}; the {} rows received are only in an unfinished temporary file", rec.rows));
+    rec.rows = 0;
 }
 
 /// Records every query of a host that never started as cancelled.

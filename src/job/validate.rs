@@ -305,6 +305,12 @@ fn sinks(job: &JobFile, c: &mut Checker<'_, '_>) {
                 continue;
             }
         };
+        // A template that leaves the output directory would only be refused when the run
+        // starts (exit 3, after the credentials are read); it is a mistake in the job.
+        if let Err(e) = crate::sink::SinkSet::check_templates(std::slice::from_ref(sink)) {
+            c.error(&at("path"), e.to_string());
+            continue;
+        }
         // Compared rendered, so `{{query}}` and `{{ query }}` are the same path.
         if let Some(first) = paths.insert(rendered, i) {
             let line = c.pos(&[Step::Key("sinks"), Step::Index(first), Step::Key("path")]).line;
@@ -416,6 +422,22 @@ mod tests {
         assert!(check_template("{{query}.csv").unwrap_err().starts_with("invalid path template"));
         assert!(check_template("{{#if query}}x{{/if}}.csv").is_ok());
         assert!(check_template("  ").is_err());
+    }
+
+    #[test]
+    fn a_sink_path_leaving_the_output_directory_is_a_job_error() {
+        for (path, why) in [("../{{query}}.csv", "goes up"), ("{{query}}/../../x.csv", "goes up"), ("/tmp/{{query}}.csv", "absolute")] {
+            let yaml = format!(
+                "version: 1\nsessions: [{{ name: s }}]\nqueries: [{{ name: q, class: Win32_BIOS }}]\nsinks: [{{ type: csv, path: {path:?} }}]\n"
+            );
+            let dir = std::env::temp_dir().join(format!("cimrun-validate-{}-{}", std::process::id(), path.len()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("job.yaml");
+            std::fs::write(&file, yaml).unwrap();
+            let err = crate::job::load(&file, &[]).map(|_| ()).unwrap_err().to_string();
+            let _ = std::fs::remove_dir_all(&dir);
+            assert!(err.contains(why), "{path}: {err}");
+        }
         assert_eq!(render_sample("{{ query }}/{{computer}}.csv").as_deref(), Ok("query/computer.csv"));
     }
 

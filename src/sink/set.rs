@@ -84,6 +84,8 @@ struct OpenFile {
     writer: FileWriter,
     /// Sessions that wrote to this per-computer file and have not reported `task_done`.
     pending: Vec<String>,
+    /// The (session, query) pairs whose rows are in this per-computer file.
+    queries: Vec<(String, String)>,
 }
 
 enum FileWriter {
@@ -126,6 +128,15 @@ impl SinkSet {
     pub fn check_templates(specs: &[SinkSpec]) -> Result<(), SinkError> {
         let vars = RunVars { run_id: "run".to_string(), date: "date".to_string() };
         PathRenderer::new(specs.iter().map(|s| s.path.as_str()), &vars).map(|_| ())
+    }
+
+    /// Whether every sink's file is named after the computer, so each is completed when its
+    /// host ends (without sinks, the default `{{query}}.csv` is shared by all hosts).
+    pub fn all_per_computer(specs: &[SinkSpec]) -> bool {
+        let vars = RunVars { run_id: "run".to_string(), date: "date".to_string() };
+        !specs.is_empty()
+            && PathRenderer::new(specs.iter().map(|s| s.path.as_str()), &vars)
+                .is_ok_and(|r| (0..specs.len()).all(|i| r.template(i).is_some_and(|t| t.uses_computer)))
     }
 
     /// Compiles the path templates and prepares `out_dir` (created if missing, and checked to
@@ -221,8 +232,13 @@ impl SinkSet {
             let first = file.sink;
             return Err(self.shared(&rel, first, sink));
         }
-        if self.sinks.get(sink).is_some_and(|s| s.uses_computer) && !file.pending.iter().any(|s| s == row.session) {
-            file.pending.push(row.session.to_string());
+        if self.sinks.get(sink).is_some_and(|s| s.uses_computer) {
+            if !file.pending.iter().any(|s| s == row.session) {
+                file.pending.push(row.session.to_string());
+            }
+            if !file.queries.iter().any(|(s, q)| s == row.session && q == row.query) {
+                file.queries.push((row.session.to_string(), row.query.to_string()));
+            }
         }
         if let Err(e) = file.writer.write_row(row, instance) {
             let path = file.path.clone();
@@ -274,6 +290,42 @@ impl SinkSet {
             self.by_computer.insert(computer.to_string(), keep);
         }
         first.map_or(Ok(()), Err)
+    }
+
+    /// Gives up the per-computer files holding rows of a query that did not finish (failed or
+    /// interrupted part-way): they are never completed, so no final name holds part of a
+    /// result, and their temporary files keep what was written. Returns `None` when no file was
+    /// given up, else the other queries of `session` whose rows were in those files (their
+    /// results are gone with them). Files not named after the computer are shared by every
+    /// host and stay as they are.
+    pub fn abandon(&mut self, session: &str, computer: &str, query: &str) -> Option<Vec<String>> {
+        let paths = self.by_computer.remove(computer)?;
+        let mut abandoned = false;
+        let mut lost = Vec::new();
+        let mut keep = Vec::new();
+        for rel in paths {
+            let Some(file) = self.open.get(&rel) else { continue };
+            if !file.queries.iter().any(|(s, q)| s == session && q == query) {
+                keep.push(rel);
+                continue;
+            }
+            for (s, q) in &file.queries {
+                if s == session && q != query && !lost.contains(q) {
+                    lost.push(q.clone());
+                }
+            }
+            if let Some(file) = self.open.remove(&rel) {
+                abandoned = true;
+                tracing::warn!(
+                    temp = %file.temp.display(),
+                    "{session} {computer} {query} did not finish: its output file is left unfinished"
+                );
+            }
+        }
+        if !keep.is_empty() {
+            self.by_computer.insert(computer.to_string(), keep);
+        }
+        abandoned.then_some(lost)
     }
 
     /// Completes every file still open and returns all completed files, or the first error
@@ -343,7 +395,7 @@ impl SinkSet {
                 }
             }
         };
-        Ok(OpenFile { sink, temp, path, writer, pending: Vec::new() })
+        Ok(OpenFile { sink, temp, path, writer, pending: Vec::new(), queries: Vec::new() })
     }
 
     /// Copies a completed file to `temp` and positions a writer to continue it there; the

@@ -23,6 +23,7 @@
 pub mod client;
 pub mod dataset;
 mod faults;
+mod hostile;
 mod ntlm;
 mod ops;
 pub mod render;
@@ -30,4 +31,4 @@ pub mod request;
 pub mod server;
 mod tls;
 
-pub use server::{Fault, HostConfig, HostStats, ServerBuilder, StartError, TestServer, fleet_address};
+pub use server::{Fault, HostConfig, Hostile, HostStats, ServerBuilder, StartError, TestServer, fleet_address};

@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 
 use super::dataset;
 use super::faults;
+pub use super::hostile::Hostile;
 use super::ntlm;
 use super::ops::{self, Enumerations};
 use super::render;
@@ -66,6 +67,8 @@ pub enum Fault {
     UntrustedCertificate,
     /// HTTPS with a certificate from the test CA for another name.
     WrongCertificateName,
+    /// Enumerate gets a reply built to exceed a parser limit or expand entities.
+    Hostile(Hostile),
 }
 
 /// One simulated host: its identity, listener, authentication and behaviour.
@@ -823,6 +826,9 @@ async fn injected(
         }
         Some(Fault::GarbageXml) => Some(Answer::Soap(StatusCode::OK, "<s:Envelope><<this is not XML &&".to_string())),
         Some(Fault::Http500Empty) => Some(Answer::Raw(empty(StatusCode::INTERNAL_SERVER_ERROR))),
+        Some(Fault::Hostile(kind)) if request.operation == Operation::Enumerate => {
+            Some(Answer::Soap(StatusCode::OK, super::hostile::reply(*kind, request.message_id.as_deref())))
+        }
         Some(Fault::InvalidClass) => fault_reply(faults::invalid_class()),
         Some(Fault::AccessDenied) => fault_reply(faults::access_denied()),
         Some(Fault::QuotaExceeded) => fault_reply(faults::quota_exceeded()),

@@ -363,6 +363,10 @@ impl Connection {
                 .await
                 .map_err(|e| match e.downcast_ref::<hyper::Error>() {
                     Some(h) => hyper_error(h),
+                    None if e.is::<http_body_util::LengthLimitError>() => Error::new(
+                        Category::ProtocolError,
+                        format!("the reply body exceeds the limit of {} MiB", MAX_BODY >> 20),
+                    ),
                     None => Error::new(Category::ProtocolError, format!("reply body: {e}")),
                 })?;
             Ok(Reply {

@@ -33,12 +33,24 @@ pub struct Limits {
     pub max_properties: usize,
     /// Longest text of one element or attribute, in bytes.
     pub max_string_bytes: usize,
+    /// Most elements in one response. Each costs far more memory parsed than its few bytes
+    /// of XML, so the body limit alone would let a long array take gigabytes.
+    pub max_elements: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         // Generous: Windows caps envelopes at MaxEnvelopeSize (512 KiB by default) anyway.
-        Limits { max_body_bytes: 64 << 20, max_depth: 64, max_properties: 4096, max_string_bytes: 8 << 20 }
+        // Windows' default 500 KiB envelope holds some 25,000 real property elements, and even
+        // an 8 MiB one (the most a retry asks for) fewer than 262,144 of 32 bytes or more;
+        // parsed, an element costs about 0.5 KiB, so this bounds a response to ~140 MiB.
+        Limits {
+            max_body_bytes: 64 << 20,
+            max_depth: 64,
+            max_properties: 4096,
+            max_string_bytes: 8 << 20,
+            max_elements: 1 << 18,
+        }
     }
 }
 
@@ -430,6 +442,8 @@ struct Xml<'a> {
     r: NsReader<&'a [u8]>,
     limits: &'a Limits,
     depth: usize,
+    /// Elements started so far.
+    elements: usize,
     pending_end: bool,
     /// Namespace URIs seen so far: a document uses a handful, shared by every element.
     namespaces: Vec<Arc<str>>,
@@ -454,7 +468,7 @@ impl<'a> Xml<'a> {
     fn new(text: &'a str, limits: &'a Limits) -> Xml<'a> {
         let mut r = NsReader::from_str(text);
         r.config_mut().check_end_names = true;
-        Xml { r, limits, depth: 0, pending_end: false, namespaces: Vec::new() }
+        Xml { r, limits, depth: 0, elements: 0, pending_end: false, namespaces: Vec::new() }
     }
 
     fn next(&mut self) -> Result<Ev, Error> {
@@ -478,6 +492,13 @@ impl<'a> Xml<'a> {
                     self.depth += 1;
                     if self.depth > self.limits.max_depth {
                         return Err(protocol(format!("XML nesting deeper than {}", self.limits.max_depth)));
+                    }
+                    self.elements += 1;
+                    if self.elements > self.limits.max_elements {
+                        return Err(protocol(format!(
+                            "more than {} XML elements in one response (an array or a property list too long)",
+                            self.limits.max_elements
+                        )));
                     }
                     self.pending_end = empty;
                     Ev::Start(self.start(ns, e)?)
@@ -799,6 +820,15 @@ mod tests {
             "{HEAD}<n:PullResponse><n:Items><w:XmlFragment><A/><B/><C/></w:XmlFragment></n:Items></n:PullResponse>{TAIL}"
         );
         assert!(parse(wide.as_bytes(), None, &small).is_err());
+        small.limits.max_properties = 4096;
+        small.limits.max_elements = 12;
+        let long_array = format!(
+            "{HEAD}<n:PullResponse><n:Items><w:XmlFragment>{}</w:XmlFragment></n:Items></n:PullResponse>{TAIL}",
+            "<A>1</A>".repeat(3)
+        );
+        assert!(parse(long_array.as_bytes(), None, &small).is_ok());
+        let longer = long_array.replace("<A>1</A>", "<A>1</A><A>1</A>");
+        assert!(parse(longer.as_bytes(), None, &small).unwrap_err().message.contains("more than 12 XML elements"));
         small.limits.max_body_bytes = 10;
         assert!(parse(wide.as_bytes(), None, &small).unwrap_err().message.contains("exceeds"));
         for garbage in ["", "not xml", "<a><b></a>", "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\">"]

@@ -318,11 +318,14 @@ impl HttpTransport {
     /// Turns an HTTP reply into the plaintext reply, unsealing and verifying it.
     fn open_reply(&mut self, reply: Reply) -> Result<HttpReply, Error> {
         if reply.status == 401 {
+            // Header-based schemes have no handshake: their first 401 is the verdict on the credential.
             let message = match &self.auth {
                 AuthPlan::Header(h) if h == CLIENT_CERTIFICATE_AUTHORIZATION => {
                     "the server refused the client certificate (HTTP 401): is it mapped to an account?"
                 }
-                AuthPlan::Header(_) => "the server refused the credentials (HTTP 401)",
+                AuthPlan::Header(_) => {
+                    "Basic authentication rejected by the server (wrong user name or password?)"
+                }
                 AuthPlan::Sspi(_) => "HTTP 401 on an authenticated connection",
             };
             return Err(Error::new(Category::AuthFailed, message).with_code("401"));
