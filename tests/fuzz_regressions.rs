@@ -63,20 +63,25 @@ fn replay(name: &str, dirs: &[PathBuf]) -> usize {
 }
 
 #[test]
-fn every_target_has_a_committed_corpus() {
+fn every_target_has_seeds_and_a_committed_corpus() {
     for (name, _) in targets::TARGETS {
-        let n = files(&crate_dir().join("fuzz/corpus").join(name)).len();
-        assert!(n > 0, "fuzz/corpus/{name} is empty");
+        let fuzz = crate_dir().join("fuzz");
+        let seeds = files(&fuzz.join("seeds").join(name)).len()
+            + shared_seeds(name).iter().map(|s| files(&crate_dir().join(s)).len()).sum::<usize>();
+        assert!(seeds > 0, "{name} has no seeds");
+        assert!(!files(&fuzz.join("corpus").join(name)).is_empty(), "fuzz/corpus/{name} is empty");
     }
 }
 
-/// Seeds a target reads from the shared test data besides its own corpus (paths from the crate
-/// root): the recorded Windows responses and the MS-WMIO vectors.
-fn shared_seeds(name: &str) -> Option<&'static str> {
+/// Seeds a target reads from the project's test data besides fuzz/seeds (paths from the crate
+/// root), as scripts/fuzz.sh passes them: the recorded Windows responses, the job files and the
+/// MS-WMIO vectors.
+fn shared_seeds(name: &str) -> &'static [&'static str] {
     match name {
-        "wsman_response" => Some("../shared/testdata/wsman/txwinrm"),
-        "dcom_wmio" | "dcom_ndr" => Some("../shared/testdata/wmio"),
-        _ => None,
+        "wsman_response" => &["../shared/testdata/wsman/txwinrm"],
+        "job_load" => &["jobs", "tests/data/jobs"],
+        "dcom_wmio" | "dcom_ndr" => &["../shared/testdata/wmio"],
+        _ => &[],
     }
 }
 
@@ -84,8 +89,9 @@ fn shared_seeds(name: &str) -> Option<&'static str> {
 fn every_corpus_file_and_reproducer_runs_clean() {
     for (name, _) in targets::TARGETS {
         let fuzz = crate_dir().join("fuzz");
-        let mut dirs = vec![fuzz.join("corpus").join(name), fuzz.join("regressions").join(name)];
-        dirs.extend(shared_seeds(name).map(|s| crate_dir().join(s)));
+        let mut dirs: Vec<PathBuf> =
+            ["seeds", "corpus", "regressions"].iter().map(|kind| fuzz.join(kind).join(name)).collect();
+        dirs.extend(shared_seeds(name).iter().map(|s| crate_dir().join(s)));
         let ran = replay(name, &dirs);
         assert!(ran > 0, "{name}: no input ran");
     }
@@ -93,6 +99,6 @@ fn every_corpus_file_and_reproducer_runs_clean() {
 
 #[test]
 fn the_recorded_responses_are_replayed() {
-    let dir = crate_dir().join(shared_seeds("wsman_response").unwrap_or_default());
+    let dir = crate_dir().join("../shared/testdata/wsman/txwinrm");
     assert!(files(&dir).len() > 100, "{} holds too few recordings", dir.display());
 }
