@@ -64,10 +64,7 @@ max_len_of() {
 
 # Longest input kept in git: keeps the committed corpora to a few hundred KB in all.
 commit_len_of() {
-    case "$1" in
-        wsman_response) echo 2048 ;;
-        *) echo 4096 ;;
-    esac
+    echo 1024
 }
 
 mkdir -p "$logs"
