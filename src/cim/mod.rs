@@ -195,8 +195,17 @@ impl DateTime {
         } else if let Some(pos) = time.rfind(['+', '-']) {
             let (c, z) = time.split_at(pos);
             let sign: i16 = if z.starts_with('-') { -1 } else { 1 };
-            let (h, m) = z[1..].split_once(':')?;
-            (c, sign * (h.parse::<i16>().ok()? * 60 + m.parse::<i16>().ok()?))
+            let (h, m) = z.get(1..)?.split_once(':')?;
+            // Two digits each and within a day, so the minutes cannot overflow an i16.
+            let two_digits = |t: &str| matches!(t.len(), 1 | 2) && t.bytes().all(|b| b.is_ascii_digit());
+            if !two_digits(h) || !two_digits(m) {
+                return None;
+            }
+            let (h, m) = (h.parse::<i16>().ok()?, m.parse::<i16>().ok()?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            (c, sign * (h * 60 + m))
         } else {
             (time, 0)
         };
@@ -436,6 +445,17 @@ mod tests {
             -420
         );
         assert!(DateTime::parse_iso8601("2013-13-19T05:40:36Z").is_none());
+    }
+
+    #[test]
+    fn iso_datetime_offsets_beyond_a_day_are_refused_not_overflowed() {
+        // 725 hours is more minutes than an i16 holds: once a panic under overflow checks.
+        assert!(DateTime::parse_iso8601("2013-03-19T05:40:36+725:00").is_none());
+        assert!(DateTime::parse_iso8601("2013-03-19T05:40:36+24:00").is_none());
+        assert!(DateTime::parse_iso8601("2013-03-19T05:40:36+05:60").is_none());
+        assert!(DateTime::parse_iso8601("2013-03-19T05:40:36++5:00").is_none());
+        assert_eq!(DateTime::parse_iso8601("2013-03-19T05:40:36+23:59").unwrap().offset_minutes, 1439);
+        assert_eq!(DateTime::parse_iso8601("2013-03-19T05:40:36-5:30").unwrap().offset_minutes, -330);
     }
 
     #[test]

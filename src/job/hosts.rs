@@ -8,6 +8,10 @@ use super::model::SessionSpec;
 /// The most names one pattern, or one session, may expand to.
 pub const MAX_HOSTS: usize = 1_000_000;
 
+/// The longest computer name a pattern may expand to: a DNS name has at most 253 characters
+/// (RFC 1035). Without it a short pattern with a long suffix and a large range expands to gigabytes.
+pub const MAX_NAME_LEN: usize = 253;
+
 /// Why a computer name or host list is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
@@ -23,6 +27,8 @@ pub enum HostError {
     BadRange { pattern: String, range: String },
     #[error("{pattern:?} expands to more than {MAX_HOSTS} names")]
     TooMany { pattern: String },
+    #[error("{pattern:?} expands to names longer than {MAX_NAME_LEN} characters")]
+    TooLong { pattern: String },
     #[error("cannot read host list {path}: {message}")]
     Read { path: PathBuf, message: String },
     #[error("{path}:{line}: {source}")]
@@ -48,6 +54,8 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, HostError> {
     let mut parts: Vec<Vec<String>> = Vec::new();
     let mut rest = pattern_trimmed;
     let mut total: usize = 1;
+    // The length of the longest name, counted before any name is built.
+    let mut longest: usize = 0;
     while let Some(open) = rest.find(['[', ']']) {
         if rest[open..].starts_with(']') {
             return Err(HostError::Unopened(pattern.to_string()));
@@ -64,8 +72,13 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, HostError> {
             .and_then(|n| total.checked_mul(n))
             .filter(|&t| t <= MAX_HOSTS)
             .ok_or_else(|| HostError::TooMany { pattern: pattern.to_string() })?;
+        longest += open + width.max(b.to_string().len());
         parts.push((a..=b).map(|n| format!("{n:0width$}")).collect());
         rest = &rest[close + 1..];
+    }
+    longest += rest.len();
+    if longest > MAX_NAME_LEN {
+        return Err(HostError::TooLong { pattern: pattern.to_string() });
     }
     parts.push(vec![rest.to_string()]);
 
@@ -94,6 +107,10 @@ pub fn computers(session: &SessionSpec, base_dir: &Path) -> Result<Vec<String>, 
     let mut all = Vec::new();
     for pattern in &session.computers {
         all.extend(expand(pattern)?);
+        // Checked per pattern: many patterns of a million names each add up before the end.
+        if all.len() > MAX_HOSTS {
+            return Err(HostError::TooMany { pattern: session.name.clone() });
+        }
     }
     if let Some(file) = &session.computers_from {
         all.extend(read_list(&base_dir.join(file))?);
@@ -168,6 +185,18 @@ mod tests {
         assert!(matches!(expand("web[1]"), Err(HostError::BadRange { .. })));
         assert!(matches!(expand("web[1:]"), Err(HostError::BadRange { .. })));
         assert!(matches!(expand("a b"), Err(HostError::Whitespace(_))));
+    }
+
+    #[test]
+    fn names_longer_than_dns_allows_are_refused_before_expansion() {
+        let long = format!("a[0:999999]{}", "x".repeat(4000));
+        assert_eq!(expand(&long), Err(HostError::TooLong { pattern: long.clone() }));
+        // The range's width counts: 250 + 4 digits is over the limit, 250 + 3 is not.
+        let base = "h".repeat(250);
+        assert!(matches!(expand(&format!("{base}[1:1000]")), Err(HostError::TooLong { .. })));
+        assert_eq!(expand(&format!("{base}[1:999]")).map(|v| v.len()), Ok(999));
+        assert_eq!(expand(&"n".repeat(MAX_NAME_LEN)).map(|v| v.len()), Ok(1));
+        assert!(matches!(expand(&"n".repeat(MAX_NAME_LEN + 1)), Err(HostError::TooLong { .. })));
     }
 
     #[test]

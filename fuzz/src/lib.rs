@@ -1,0 +1,4 @@
+//! Fuzz targets for cimrun's parsers; see `targets.rs`.
+
+mod targets;
+pub use targets::*;
