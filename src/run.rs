@@ -3,6 +3,11 @@
 //!
 //! Host tasks are tokio tasks; one writer thread owns every output file and the run report,
 //! fed by a bounded channel, so slow disks push back on the network instead of growing memory.
+//!
+//! Deadlines nest: a TCP connect gets the endpoint's `connect_timeout`; each WS-Man operation
+//! is sent with `operation_timeout` and its HTTP reply awaited a margin longer (the read
+//! timeout); the whole host task, retries included, ends at `task_timeout`. So a host that
+//! hangs costs at most its task deadline and one throttle slot.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -61,8 +66,12 @@ pub struct RunConfig {
     pub started: String,
     pub sinks: Vec<SinkSpec>,
     pub throttle: usize,
+    /// Operations in flight to one computer at once, across every session that lists it.
+    pub per_host_operations: usize,
     pub retries: u32,
     pub task_timeout: Duration,
+    /// A TCP connect within this budget before a session opens; `None` skips the probe.
+    pub probe_timeout: Option<Duration>,
     pub progress: ProgressMode,
     /// Resolved credentials by name.
     pub credentials: HashMap<String, Credential>,
@@ -119,6 +128,8 @@ struct Shared {
     cancel: watch::Receiver<bool>,
     retries: u32,
     task_timeout: Duration,
+    probe_timeout: Option<Duration>,
+    hosts: HostLimits,
     credentials: HashMap<String, Credential>,
     rows: AtomicU64,
     failed_tasks: AtomicU64,
@@ -176,6 +187,8 @@ pub async fn execute(
         cancel: cancel_rx.clone(),
         retries: cfg.retries,
         task_timeout: cfg.task_timeout,
+        probe_timeout: cfg.probe_timeout,
+        hosts: HostLimits::new(cfg.per_host_operations),
         credentials: cfg.credentials,
         rows: AtomicU64::new(0),
         failed_tasks: AtomicU64::new(0),
@@ -190,6 +203,9 @@ pub async fn execute(
         .map_err(|e| StartError::Sinks(format!("cannot start the writer thread: {e}")))?;
 
     let host_count = plan.hosts.len();
+    // Each open session holds a socket; a large throttle needs more than the usual 1,024.
+    raise_open_file_limit(cfg.throttle as u64 * 2 + 256);
+    check_deadlines(&plan.hosts, cfg.task_timeout);
     let progress = Progress::new(cfg.progress, host_count as u64);
     info!(
         run_id = %cfg.run_id,
@@ -383,6 +399,13 @@ async fn run_host(host: HostTask, shared: &Shared) {
     // hammering a dead or refusing host once per query.
     let mut open_error: Option<Error> = None;
     let mut cancel = shared.cancel.clone();
+    let limit = shared.hosts.enter(&host.computer);
+    if let Some(budget) = shared.probe_timeout {
+        match probe(&endpoint, budget, &mut cancel).await {
+            Err(e) if e.category != Category::Cancelled => open_error = Some(e),
+            _ => {}
+        }
+    }
 
     for q in &host.queries {
         let started = now_iso();
@@ -425,6 +448,15 @@ async fn run_host(host: HostTask, shared: &Shared) {
                 }
             }
             let Some(s) = session.as_mut() else { continue };
+            // WinRM counts an enumeration against the per-user quota until it ends, so the
+            // permit covers the whole query, not one round trip.
+            let permit = tokio::select! {
+                p = tokio::time::timeout_at(deadline, limit.acquire()) => p,
+                _ = cancel.wait_for(|c| *c) => break Err(cancelled_error()),
+            };
+            let Ok(_permit) = permit else {
+                break Err(Error::new(Category::TimedOut, "the task deadline passed waiting for a per-host operation slot"));
+            };
             let outcome = stream_query(s.as_mut(), q, &key, &mut rows, shared, deadline, &mut cancel).await;
             match outcome {
                 Ok(()) => break Ok(()),
@@ -457,17 +489,24 @@ async fn run_host(host: HostTask, shared: &Shared) {
     if let Some(s) = session.take() {
         close_session(s, &host).await;
     }
+    drop(limit);
     let _ = shared.tx.send(Msg::HostDone { session: host.session.clone(), computer: host.computer.clone() }).await;
 }
 
 /// Retry only what may succeed later, only while no rows of this query were written (a retry
 /// would duplicate them), within the retry budget and the task deadline.
 fn should_retry(e: &Error, attempts: u32, rows: u64, shared: &Shared, deadline: tokio::time::Instant) -> bool {
-    e.category.is_retryable()
+    is_retryable(e)
         && rows == 0
         && attempts <= shared.retries
         && tokio::time::Instant::now() + backoff_delay(attempts) < deadline
         && !*shared.cancel.borrow()
+}
+
+/// The retryable categories, plus HTTP 503: http.sys answers it while WinRM restarts or is
+/// overloaded, which passes, though the protocol layer files it as a server fault.
+fn is_retryable(e: &Error) -> bool {
+    e.category.is_retryable() || e.code.as_deref() == Some("503")
 }
 
 /// Exponential backoff with jitter: 0.5 s, 1 s, 2 s … capped at 30 s, ±25%.
@@ -484,6 +523,130 @@ async fn backoff(attempt: u32, deadline: tokio::time::Instant, cancel: &mut watc
         _ = tokio::time::sleep_until(until) => {}
         _ = cancel.wait_for(|c| *c) => {}
     }
+}
+
+/// Operation slots per computer, shared by every session that lists it. An entry exists only
+/// while a task for that computer runs, so nothing per host outlives its sessions.
+struct HostLimits {
+    per_host: usize,
+    slots: std::sync::Mutex<HashMap<Box<str>, (Arc<Semaphore>, usize)>>,
+}
+
+/// A running task's hold on its computer's slots; leaving drops the entry when it is the last.
+struct HostSlot<'a> {
+    limits: &'a HostLimits,
+    key: Box<str>,
+    semaphore: Arc<Semaphore>,
+}
+
+impl HostLimits {
+    fn new(per_host: usize) -> HostLimits {
+        HostLimits { per_host: per_host.max(1), slots: Default::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (Arc<Semaphore>, usize)>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a task for `computer` (names compare case-insensitively, as Windows does).
+    fn enter(&self, computer: &str) -> HostSlot<'_> {
+        let key: Box<str> = computer.to_ascii_lowercase().into();
+        let mut slots = self.lock();
+        let entry = slots.entry(key.clone()).or_insert_with(|| (Arc::new(Semaphore::new(self.per_host)), 0));
+        entry.1 += 1;
+        HostSlot { limits: self, key, semaphore: entry.0.clone() }
+    }
+
+    /// Computers with a running task.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+impl HostSlot<'_> {
+    async fn acquire(&self) -> Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError> {
+        self.semaphore.acquire().await
+    }
+}
+
+impl Drop for HostSlot<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.limits.lock();
+        if let Some(entry) = slots.get_mut(&self.key) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                slots.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The reachability probe: a TCP connect to the host's port within `budget`. A host behind a
+/// proxy is not probed (it may well be unreachable directly and fine through the proxy).
+async fn probe(
+    endpoint: &crate::protocol::Endpoint,
+    budget: Duration,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let (Some(host), Some(port)) = (endpoint.computer.as_deref(), crate::plan::effective_port(endpoint)) else {
+        return Ok(());
+    };
+    if endpoint.protocol == ProtocolKind::WsMan && endpoint.wsman.proxy.as_deref().is_some_and(|p| p != "none") {
+        return Ok(());
+    }
+    tokio::select! {
+        r = tokio::time::timeout(budget, tokio::net::TcpStream::connect((host, port))) => match r {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Error::new(Category::Unreachable, format!("probe: cannot connect to {host}:{port}: {e}"))),
+            Err(_) => Err(Error::new(
+                Category::Unreachable,
+                format!("probe: no TCP connection to {host}:{port} within {budget:?}"),
+            )),
+        },
+        _ = cancel.wait_for(|c| *c) => Err(cancelled_error()),
+    }
+}
+
+/// Raises the soft limit on open files towards `wanted`, never above the hard limit (best
+/// effort: a run that still hits the limit reports those hosts as failed connections).
+pub fn raise_open_file_limit(wanted: u64) {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit and setrlimit only read or write the struct passed by pointer.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= wanted as libc::rlim_t {
+                return;
+            }
+            lim.rlim_cur = (wanted as libc::rlim_t).min(lim.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                warn!("cannot raise the open file limit to {wanted}; a large throttle may run out of sockets");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = wanted;
+}
+
+/// Warns about deadlines that do not nest (connect < operation < read timeout < task): the
+/// outer one would cut the inner one short and turn a slow answer into a confusing timeout.
+fn check_deadlines(hosts: &[HostTask], task_timeout: Duration) {
+    let Some(h) = hosts.iter().find(|h| {
+        let e = &h.endpoint;
+        e.protocol != ProtocolKind::Local
+            && (e.connect_timeout >= task_timeout
+                || crate::protocol::wsman::transport::read_timeout(e.operation_timeout) >= task_timeout)
+    }) else {
+        return;
+    };
+    warn!(
+        session = %h.session,
+        "task_timeout {task_timeout:?} does not leave room for connect_timeout {:?} and operation_timeout {:?} \
+         (plus the reply margin): slow hosts will fail at the task deadline",
+        h.endpoint.connect_timeout,
+        h.endpoint.operation_timeout
+    );
 }
 
 async fn open(
