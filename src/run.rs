@@ -831,6 +831,192 @@ mod tests {
         assert!(d20 <= 37_500, "{d20}");
     }
 
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
+    use futures::stream::BoxStream;
+
+    use crate::cim::Value;
+    use crate::protocol::{Endpoint, Page};
+
+    /// A protocol that fails the first `open` attempts of each computer with a scripted error,
+    /// then serves one page per query, and records how many operations run at once per computer.
+    #[derive(Default)]
+    struct Scripted {
+        open_errors: Mutex<HashMap<String, Vec<Error>>>,
+        opens: AtomicU64,
+        in_flight: Mutex<HashMap<String, usize>>,
+        max_in_flight: AtomicU64,
+    }
+
+    struct ScriptedSession {
+        computer: String,
+        proto: Arc<Scripted>,
+    }
+
+    struct ScriptedConnector(Arc<Scripted>);
+
+    impl Connector for ScriptedConnector {
+        fn open<'a>(&'a self, endpoint: &'a Endpoint) -> BoxFuture<'a, Result<Box<dyn Session>, Error>> {
+            Box::pin(async move {
+                self.0.opens.fetch_add(1, Ordering::SeqCst);
+                let computer = endpoint.computer.clone().unwrap_or_default().to_ascii_lowercase();
+                let scripted = self.0.open_errors.lock().unwrap().get_mut(&computer).and_then(|v| v.pop());
+                match scripted {
+                    Some(e) => Err(e),
+                    None => Ok(Box::new(ScriptedSession { computer, proto: self.0.clone() }) as Box<dyn Session>),
+                }
+            })
+        }
+    }
+
+    impl Session for ScriptedSession {
+        fn enumerate<'a>(&'a mut self, query: &'a QuerySpec) -> BoxStream<'a, Result<Page, Error>> {
+            Box::pin(futures::stream::once(async move {
+                let now = {
+                    let mut m = self.proto.in_flight.lock().unwrap();
+                    let n = m.entry(self.computer.clone()).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                self.proto.max_in_flight.fetch_max(now as u64, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                *self.proto.in_flight.lock().unwrap().get_mut(&self.computer).unwrap() -= 1;
+                let mut i = Instance::new(query.class_name());
+                i.push("Name", Value::String(self.computer.clone()));
+                Ok(vec![i])
+            }))
+        }
+
+        fn close(self: Box<Self>) -> BoxFuture<'static, Result<(), Error>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn host(session: &str, computer: &str, port: Option<u16>, queries: &[&str]) -> HostTask {
+        let mut endpoint = Endpoint::local();
+        endpoint.protocol = ProtocolKind::WsMan;
+        endpoint.computer = Some(computer.to_string());
+        endpoint.port = port;
+        HostTask {
+            session: Arc::from(session),
+            computer: Arc::from(computer),
+            endpoint,
+            credential: None,
+            queries: queries.iter().map(|q| Arc::new(QuerySpec::class(q))).collect(),
+        }
+    }
+
+    fn config(dir: &std::path::Path, per_host: usize, probe: Option<Duration>) -> RunConfig {
+        RunConfig {
+            out_dir: dir.to_path_buf(),
+            job_name: "test".into(),
+            run_id: "r".into(),
+            date: "2026-11-21".into(),
+            started: now_iso(),
+            sinks: vec![SinkSpec { kind: crate::job::SinkKind::Csv, path: "{{query}}.csv".into(), array_separator: None }],
+            throttle: 16,
+            per_host_operations: per_host,
+            retries: 2,
+            task_timeout: Duration::from_secs(20),
+            probe_timeout: probe,
+            progress: ProgressMode::Never,
+            credentials: HashMap::new(),
+            fail_policy: crate::job::fail_if::parse(None).unwrap(),
+        }
+    }
+
+    fn run(hosts: Vec<HostTask>, cfg: RunConfig, proto: &Arc<Scripted>) -> Vec<TaskRecord> {
+        let connectors = Connectors {
+            local: Arc::new(ScriptedConnector(proto.clone())),
+            wsman: Some(Arc::new(ScriptedConnector(proto.clone()))),
+            dcom: None,
+        };
+        let plan = Plan { total_before_filters: hosts.len(), hosts };
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let outcome = rt.block_on(execute(plan, cfg, connectors, cancel_pair())).unwrap();
+        crate::report::read(&outcome.report.unwrap()).unwrap().0
+    }
+
+    fn busy_host(per_host: usize) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let proto = Arc::new(Scripted::default());
+        // The same computer in three sessions (names differ in case only), plus another computer.
+        let hosts = vec![
+            host("a", "web01", None, &["q1", "q2", "q3"]),
+            host("b", "WEB01", None, &["q1", "q2", "q3"]),
+            host("c", "web01", None, &["q1", "q2", "q3"]),
+            host("a", "web02", None, &["q1"]),
+        ];
+        let records = run(hosts, config(dir.path(), per_host, None), &proto);
+        assert_eq!(records.len(), 10);
+        assert!(records.iter().all(|r| r.status == Status::Ok), "{records:?}");
+        proto.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn per_host_operations_bounds_a_computer_across_sessions() {
+        assert_eq!(busy_host(1), 1);
+        assert_eq!(busy_host(2), 2);
+        assert_eq!(busy_host(8), 3);
+    }
+
+    #[test]
+    fn host_slots_are_dropped_with_their_last_task() {
+        let limits = HostLimits::new(1);
+        let a = limits.enter("web01");
+        let b = limits.enter("WEB01");
+        let c = limits.enter("web02");
+        assert_eq!(limits.len(), 2);
+        assert!(Arc::ptr_eq(&a.semaphore, &b.semaphore));
+        drop(a);
+        assert_eq!(limits.len(), 2);
+        drop(b);
+        drop(c);
+        assert_eq!(limits.len(), 0);
+    }
+
+    #[test]
+    fn http_503_is_retried_and_the_attempts_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let proto = Arc::new(Scripted::default());
+        let busy = Error::new(Category::ServerFault, "HTTP status 503 without a WS-Man fault").with_code("503");
+        let denied = Error::new(Category::AuthFailed, "rejected").with_code("401");
+        proto.open_errors.lock().unwrap().insert("busy".into(), vec![busy]);
+        proto.open_errors.lock().unwrap().insert("denied".into(), vec![denied.clone(), denied]);
+        let hosts = vec![host("s", "busy", None, &["q"]), host("s", "denied", None, &["q"])];
+        let records = run(hosts, config(dir.path(), 1, None), &proto);
+        let by = |c: &str| records.iter().find(|r| r.computer == c).unwrap();
+        assert_eq!((by("busy").status, by("busy").attempts, by("busy").rows), (Status::Ok, 2, 1));
+        // Authentication failures are not retried: one attempt, whatever the retry budget.
+        assert_eq!((by("denied").status, by("denied").attempts), (Status::Failed, 1));
+        assert_eq!(by("denied").category.as_deref(), Some("auth_failed"));
+    }
+
+    #[test]
+    fn the_probe_fails_a_dead_host_fast_as_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let proto = Arc::new(Scripted::default());
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let live = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let live_port = live.local_addr().unwrap().port();
+        let hosts = vec![
+            host("s", "127.0.0.1", Some(dead_port), &["q1", "q2"]),
+            host("t", "127.0.0.1", Some(live_port), &["q1"]),
+        ];
+        let t0 = Instant::now();
+        let records = run(hosts, config(dir.path(), 1, Some(Duration::from_secs(1))), &proto);
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        let dead: Vec<_> = records.iter().filter(|r| r.session == "s").collect();
+        assert_eq!(dead.len(), 2);
+        assert!(dead.iter().all(|r| r.category.as_deref() == Some("unreachable") && r.attempts == 0), "{dead:?}");
+        // Only the live host's session was opened.
+        assert_eq!(proto.opens.load(Ordering::SeqCst), 1);
+        assert!(records.iter().any(|r| r.session == "t" && r.status == Status::Ok));
+    }
+
     #[test]
     fn run_ids_and_dates_have_their_shape() {
         let id = new_run_id();
