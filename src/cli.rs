@@ -1,4 +1,4 @@
-//! The command line: `run`, `validate`, `plan`, `query`, `schema`.
+//! The command line: `run`, `validate`, `plan`, `query`, `merge`, `schema`.
 //!
 //! Exit codes (also in the README): 0 every task succeeded; 1 the run finished but tasks failed
 //! (as `run.fail_if` counts failure); 2 invalid job file or usage; 3 the run could not proceed
@@ -59,6 +59,16 @@ enum Command {
     },
     /// Query one computer ad hoc (default: the local machine), like Get-CimInstance.
     Query(QueryArgs),
+    /// Combine the output directories of `--shard I/N` runs into one: outputs of the same name
+    /// are concatenated (one CSV header, one JSON array), run.json reports merged and re-summed.
+    Merge {
+        /// The shards' output directories.
+        #[arg(required = true, value_name = "OUT_DIR")]
+        inputs: Vec<PathBuf>,
+        /// Where to write the merged outputs.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Print the JSON Schema of the job file.
     Schema,
 }
@@ -183,7 +193,24 @@ pub fn main() -> i32 {
             Ok(loaded) => runtime().map(|rt| rt.block_on(run_job(loaded, args))).unwrap_or(EXIT_CANNOT_PROCEED),
             Err(code) => code,
         },
+        Command::Merge { inputs, out } => merge(&inputs, &out),
         Command::Query(args) => runtime().map(|rt| rt.block_on(query(args))).unwrap_or(EXIT_CANNOT_PROCEED),
+    }
+}
+
+fn merge(inputs: &[PathBuf], out: &std::path::Path) -> i32 {
+    match crate::merge::merge(inputs, out) {
+        Ok(outcome) => {
+            eprintln!("cimrun: merged {} shards into {}: {} files", inputs.len(), out.display(), outcome.files.len());
+            if let Some(s) = &outcome.summary {
+                eprintln!("cimrun: {}", s.line());
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("cimrun: error: merge: {e}");
+            EXIT_CANNOT_PROCEED
+        }
     }
 }
 
