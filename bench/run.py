@@ -62,7 +62,10 @@ class Simulator:
              "--hosts-file", hosts_file, "--lifetime", "%ds" % lifetime_s, "--workers", "1"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
-        self.ready = json.loads(self.proc.stdout.readline())
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit("the simulator did not start (is another one still listening on 127.1.x.y:5985?)")
+        self.ready = json.loads(line)
 
     def stats(self):
         self.proc.stdin.write("stats\n")

@@ -391,9 +391,7 @@ async fn run_job(loaded: LoadedJob, args: RunArgs) -> i32 {
         }
     };
     print_summary(&outcome.summary, &outcome.outputs, outcome.report.as_deref(), t0.elapsed());
-    if let Some(report) = &outcome.report {
-        print_failures(report);
-    }
+    print_failures(&outcome.failures, outcome.summary.failed, outcome.report.as_deref());
     if outcome.interrupted.is_some() {
         eprintln!("cimrun: interrupted; outputs hold what was collected, run.json marks the rest cancelled");
     }
@@ -456,10 +454,9 @@ fn print_summary(s: &Summary, outputs: &[PathBuf], report: Option<&std::path::Pa
 }
 
 /// Lists up to 20 failed tasks, so a cron mail says what to fix without opening run.json.
-fn print_failures(report: &std::path::Path) {
-    let Ok((tasks, _)) = crate::report::read(report) else { return };
-    let failed: Vec<_> = tasks.iter().filter(|t| t.status == Status::Failed).collect();
-    for t in failed.iter().take(20) {
+/// The first failed tasks, and how many more `run.json` lists.
+fn print_failures(failed: &[crate::report::TaskRecord], total: usize, report: Option<&std::path::Path>) {
+    for t in failed {
         eprintln!(
             "  failed: {} {} {}: {}: {}",
             t.session,
@@ -469,8 +466,9 @@ fn print_failures(report: &std::path::Path) {
             t.message.as_deref().unwrap_or("")
         );
     }
-    if failed.len() > 20 {
-        eprintln!("  … and {} more in {}", failed.len() - 20, report.display());
+    if total > failed.len() {
+        let place = report.map(|p| format!(" in {}", p.display())).unwrap_or_default();
+        eprintln!("  … and {} more{place}", total - failed.len());
     }
 }
 

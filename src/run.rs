@@ -92,7 +92,12 @@ pub struct RunOutcome {
     pub outputs: Vec<PathBuf>,
     /// The finished `run.json`, when it could be written.
     pub report: Option<PathBuf>,
+    /// The first failed tasks (at most [`FAILURES_SHOWN`]), in the order they ended.
+    pub failures: Vec<TaskRecord>,
 }
+
+/// How many failed tasks a run keeps for its end-of-run message.
+pub const FAILURES_SHOWN: usize = 20;
 
 /// Why a run could not start at all (exit 3).
 #[derive(Debug, thiserror::Error)]
@@ -246,7 +251,7 @@ pub async fn execute(
     progress.finish();
     drop(shared);
 
-    let (sinks, report, output_error) = match writer.join() {
+    let (sinks, report, output_error, failures) = match writer.join() {
         Ok(parts) => parts,
         Err(_) => return Err(StartError::Sinks("the writer thread failed".into())),
     };
@@ -273,7 +278,7 @@ pub async fn execute(
         }
     };
     let exit_code = exit_code_final(exit_code, output_error.is_some());
-    Ok(RunOutcome { summary, exit_code, interrupted, output_error, outputs, report: report_path })
+    Ok(RunOutcome { summary, exit_code, interrupted, output_error, outputs, report: report_path, failures })
 }
 
 /// The documented exit codes: an interruption wins, then an output failure (3), then the
@@ -317,8 +322,11 @@ fn writer_loop(
     mut rx: mpsc::Receiver<Msg>,
     cancel: CancelHandle,
     output_failed: Arc<AtomicBool>,
-) -> (SinkSet, ReportWriter, Option<String>) {
+) -> (SinkSet, ReportWriter, Option<String>, Vec<TaskRecord>) {
     let mut output_error: Option<String> = None;
+    // Kept for the end-of-run message, so it needs no second read of run.json (whose size
+    // grows with the fleet).
+    let mut failures = Vec::new();
     // Keys whose rows could not all be written: their records must not say ok.
     let mut broken: std::collections::HashSet<(Arc<str>, Arc<str>, String)> = Default::default();
     let fail = |output_error: &mut Option<String>, msg: String| {
@@ -358,6 +366,9 @@ fn writer_loop(
                     rec.category = report::category(Category::OutputError);
                     rec.message = output_error.clone();
                 }
+                if rec.status == Status::Failed && failures.len() < FAILURES_SHOWN {
+                    failures.push(rec.clone());
+                }
                 if let Err(e) = report.record(&rec) {
                     fail(&mut output_error, format!("cannot write run.json: {e}"));
                 }
@@ -371,7 +382,7 @@ fn writer_loop(
             }
         }
     }
-    (sinks, report, output_error)
+    (sinks, report, output_error, failures)
 }
 
 /// Records every query of a host that never started as cancelled.

@@ -4,7 +4,7 @@
 //!
 //! It writes the hosts file a job's `computers_from` reads, prints one JSON line on stdout once
 //! every listener is bound, and stops by itself after `--lifetime`, when its stdin closes, or
-//! when killed. A `stats` line on stdin prints the request counters summed over the fleet, so a
+//! when killed (run it as `sleep 600 | cimrun-fleet-sim …` to keep it up by hand). A `stats` line on stdin prints the request counters summed over the fleet, so a
 //! harness can count the round trips each client made.
 //!
 //! ```text
@@ -12,7 +12,7 @@
 //!     --fault refuse=1 --fault hang=0.5 --lifetime 10m
 //! ```
 
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -177,7 +177,8 @@ fn serve_commands(server: &TestServer, lifetime: Duration) {
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     // A reader thread, so the lifetime bounds the process even while stdin stays open.
     let _ = std::thread::Builder::new().name("sim-stdin".into()).spawn(move || {
-        for line in std::io::stdin().lines() {
+        // Commands are a few bytes; a bounded read keeps stray input (e.g. /dev/zero) harmless.
+        for line in std::io::BufReader::new(std::io::stdin().take(1 << 20)).lines() {
             let Ok(line) = line else { break };
             if tx.send(line).is_err() {
                 break;
