@@ -619,6 +619,20 @@ async fn probe(
     }
 }
 
+/// Caps glibc's malloc arenas at two, unless `MALLOC_ARENA_MAX` is set. Instances are built on
+/// the runtime's worker threads and freed on the writer thread; with an arena per thread the
+/// freed memory fragmented so that a 10,000-host run (50 ms latency) peaked at 74 MB instead of
+/// 28 MB, and used no less CPU. Call before any thread starts; elsewhere a no-op.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tuning parameter of the allocator; called before threads start.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 /// Raises the soft limit on open files towards `wanted`, never above the hard limit (best
 /// effort: a run that still hits the limit reports those hosts as failed connections).
 pub fn raise_open_file_limit(wanted: u64) {
