@@ -1,4 +1,4 @@
-//! The command line: `run`, `validate`, `plan`, `query`, `schema`.
+//! The command line: `run`, `validate`, `plan`, `query`, `merge`, `schema`.
 //!
 //! Exit codes (also in the README): 0 every task succeeded; 1 the run finished but tasks failed
 //! (as `run.fail_if` counts failure); 2 invalid job file or usage; 3 the run could not proceed
@@ -59,6 +59,16 @@ enum Command {
     },
     /// Query one computer ad hoc (default: the local machine), like Get-CimInstance.
     Query(QueryArgs),
+    /// Combine the output directories of `--shard I/N` runs into one: outputs of the same name
+    /// are concatenated (one CSV header, one JSON array), run.json reports merged and re-summed.
+    Merge {
+        /// The shards' output directories.
+        #[arg(required = true, value_name = "OUT_DIR")]
+        inputs: Vec<PathBuf>,
+        /// Where to write the merged outputs.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Print the JSON Schema of the job file.
     Schema,
 }
@@ -183,7 +193,24 @@ pub fn main() -> i32 {
             Ok(loaded) => runtime().map(|rt| rt.block_on(run_job(loaded, args))).unwrap_or(EXIT_CANNOT_PROCEED),
             Err(code) => code,
         },
+        Command::Merge { inputs, out } => merge(&inputs, &out),
         Command::Query(args) => runtime().map(|rt| rt.block_on(query(args))).unwrap_or(EXIT_CANNOT_PROCEED),
+    }
+}
+
+fn merge(inputs: &[PathBuf], out: &std::path::Path) -> i32 {
+    match crate::merge::merge(inputs, out) {
+        Ok(outcome) => {
+            eprintln!("cimrun: merged {} shards into {}: {} files", inputs.len(), out.display(), outcome.files.len());
+            if let Some(s) = &outcome.summary {
+                eprintln!("cimrun: {}", s.line());
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("cimrun: error: merge: {e}");
+            EXIT_CANNOT_PROCEED
+        }
     }
 }
 
@@ -366,8 +393,10 @@ async fn run_job(loaded: LoadedJob, args: RunArgs) -> i32 {
         started: run::now_iso(),
         sinks,
         throttle: settings.throttle,
+        per_host_operations: settings.per_host_operations,
         retries: settings.retries,
         task_timeout: settings.task_timeout.map(|d| d.0).unwrap_or(plan::DEFAULT_TASK_TIMEOUT),
+        probe_timeout: settings.probe_timeout.map(|d| d.0),
         progress: args.progress,
         credentials,
         fail_policy: policy,
@@ -382,9 +411,7 @@ async fn run_job(loaded: LoadedJob, args: RunArgs) -> i32 {
         }
     };
     print_summary(&outcome.summary, &outcome.outputs, outcome.report.as_deref(), t0.elapsed());
-    if let Some(report) = &outcome.report {
-        print_failures(report);
-    }
+    print_failures(&outcome.failures, outcome.summary.failed, outcome.report.as_deref());
     if outcome.interrupted.is_some() {
         eprintln!("cimrun: interrupted; outputs hold what was collected, run.json marks the rest cancelled");
     }
@@ -501,10 +528,9 @@ fn print_summary(s: &Summary, outputs: &[PathBuf], report: Option<&std::path::Pa
 }
 
 /// Lists up to 20 failed tasks, so a cron mail says what to fix without opening run.json.
-fn print_failures(report: &std::path::Path) {
-    let Ok((tasks, _)) = crate::report::read(report) else { return };
-    let failed: Vec<_> = tasks.iter().filter(|t| t.status == Status::Failed).collect();
-    for t in failed.iter().take(20) {
+/// The first failed tasks, and how many more `run.json` lists.
+fn print_failures(failed: &[crate::report::TaskRecord], total: usize, report: Option<&std::path::Path>) {
+    for t in failed {
         eprintln!(
             "  failed: {} {} {}: {}: {}",
             t.session,
@@ -514,8 +540,9 @@ fn print_failures(report: &std::path::Path) {
             t.message.as_deref().unwrap_or("")
         );
     }
-    if failed.len() > 20 {
-        eprintln!("  … and {} more in {}", failed.len() - 20, report.display());
+    if total > failed.len() {
+        let place = report.map(|p| format!(" in {}", p.display())).unwrap_or_default();
+        eprintln!("  … and {} more{place}", total - failed.len());
     }
 }
 

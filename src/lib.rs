@@ -8,6 +8,7 @@
 pub mod cim;
 pub mod cli;
 pub mod job;
+pub mod merge;
 pub mod plan;
 pub mod protocol;
 pub mod report;

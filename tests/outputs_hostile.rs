@@ -252,6 +252,8 @@ sinks:
         started: run::now_iso(),
         sinks: loaded.file.sinks.clone(),
         throttle: 4,
+        per_host_operations: 1,
+        probe_timeout: None,
         retries: 0,
         task_timeout: Duration::from_secs(20),
         progress: ProgressMode::Never,

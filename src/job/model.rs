@@ -325,6 +325,9 @@ pub struct RunSettings {
     pub operation_timeout: Option<HumanDuration>,
     /// Deadline for a whole session, all queries and retries included (default `10m`).
     pub task_timeout: Option<HumanDuration>,
+    /// When set, a TCP connect within this budget (e.g. `1s`) checks each host before its
+    /// session opens, so a dead host fails fast as `unreachable` (default: no probe).
+    pub probe_timeout: Option<HumanDuration>,
     /// Retries for retryable failures (timeouts, quota, dropped connections; default 2).
     #[serde(default = "default_retries")]
     pub retries: u32,
@@ -351,6 +354,7 @@ impl Default for RunSettings {
             connect_timeout: None,
             operation_timeout: None,
             task_timeout: None,
+            probe_timeout: None,
             retries: default_retries(),
             fail_if: None,
         }

@@ -195,6 +195,9 @@ fn class_of_uri(uri: &str) -> Option<&str> {
     uri.rsplit('/').next().filter(|c| !c.is_empty() && *c != "*")
 }
 
+/// Up to this many distinct properties, an instance's elements are grouped by linear search.
+const LINEAR_GROUPS: usize = 48;
+
 /// Builds an instance from an element whose children are its properties.
 fn instance(
     e: &Elem,
@@ -203,11 +206,19 @@ fn instance(
     arrays: &[String],
     limits: &Limits,
 ) -> Result<Instance, Error> {
-    // Group repeated elements by name, keeping the position of the first occurrence.
+    // Group repeated elements by name, keeping the position of the first occurrence. Repeats
+    // are adjacent in practice, so the last group is checked first; the index is built only for
+    // instances with many properties, where a linear search would cost more than hashing.
     let mut groups: Vec<(&str, Vec<&Elem>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for c in e.elements() {
-        match index.get(c.local.as_str()).and_then(|&i| groups.get_mut(i)) {
+        let name = c.local.as_str();
+        let found = match groups.last() {
+            Some((last, _)) if *last == name => Some(groups.len() - 1),
+            _ if groups.len() < LINEAR_GROUPS => groups.iter().position(|(n, _)| *n == name),
+            _ => index.get(name).copied(),
+        };
+        match found.and_then(|i| groups.get_mut(i)) {
             Some((_, v)) => v.push(c),
             None => {
                 if groups.len() >= limits.max_properties {
@@ -216,8 +227,13 @@ fn instance(
                         limits.max_properties
                     )));
                 }
-                index.insert(&c.local, groups.len());
-                groups.push((&c.local, vec![c]));
+                if groups.len() == LINEAR_GROUPS {
+                    index.extend(groups.iter().enumerate().map(|(i, (n, _))| (*n, i)));
+                }
+                if groups.len() >= LINEAR_GROUPS {
+                    index.insert(name, groups.len());
+                }
+                groups.push((name, vec![c]));
             }
         }
     }
@@ -253,8 +269,9 @@ fn value(e: &Elem, ty: Option<CimType>, arrays: &[String], limits: &Limits) -> R
     if e.is_nil() {
         return Ok(Value::Null);
     }
-    let kids: Vec<&Elem> = e.elements().collect();
-    if kids.is_empty() {
+    let mut kids = e.elements();
+    let (first, second) = (kids.next(), kids.next());
+    if first.is_none() {
         let text = e.text();
         return Ok(match ty {
             // A value the table's type cannot hold is kept as text rather than lost.
@@ -262,7 +279,7 @@ fn value(e: &Elem, ty: Option<CimType>, arrays: &[String], limits: &Limits) -> R
             None => Value::String(text),
         });
     }
-    if let [only] = kids.as_slice() {
+    if let (Some(only), None) = (first, second) {
         let t = only.text();
         match only.local.as_str() {
             "Datetime" | "Date" | "Time" | "CIMDateTime" => {
