@@ -32,7 +32,7 @@ options:
     packet_privacy: true
 credentials:
   lab:
-    username: '{domain}\\\\{user}'
+    username: '{domain}\\{user}'
     password: {{ env: CIMRUN_BENCH_PW }}
 sessions:
   - name: dcom
