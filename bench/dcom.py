@@ -178,6 +178,9 @@ def main():
              "Round trips are the exchanges the emulator answered over all the client's connections",
              "(activation included). Client CPU is user + system time of the client process.", "",
              f"Machine: {machine()}.", "",
+             f"Command: `bench/dcom.py {' '.join(sys.argv[1:])}`; cimrun binary "
+             f"`{os.path.relpath(args.cimrun, ROOT)}` (a `debug` build is unoptimised: its rows/s and CPU "
+             "understate cimrun's; round trips do not depend on the build).", "",
              "| client | rows | latency | wall s | rows/s | round trips | per 1,000 rows | client CPU s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
