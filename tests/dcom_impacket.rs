@@ -196,11 +196,13 @@ impl<V: std::fmt::Debug> Comparison<V> {
 
     /// Prints the tally and fails on any disagreement the spec does not settle.
     fn finish(&self, peer: &str) {
-        eprintln!("{} values agree with {peer}; {} disagreements settled by the spec", self.agreements, self.settled.len());
+        let (agree, settled) = (self.agreements, self.settled.len());
+        eprintln!("{agree} values agree with {peer}; {settled} disagreements settled by the spec");
         for (v, line) in &self.settled {
             eprintln!("disagreement settled by {v:?}: {line}");
         }
-        assert!(self.unexplained.is_empty(), "disagreements the spec does not settle:\n{}", self.unexplained.join("\n"));
+        let unexplained = self.unexplained.join("\n");
+        assert!(self.unexplained.is_empty(), "disagreements the spec does not settle:\n{unexplained}");
     }
 }
 
