@@ -210,3 +210,34 @@ async fn without_smart_enum_the_session_reads_the_enumerator_in_batches() {
     assert_eq!(opnums, [6, 20, 3, 4, 4, 4, 4, 5, 5]);
     assert_eq!(object["live_objects"].as_u64(), Some(0));
 }
+
+/// The emulator's benchmark knobs: --latency-ms delays every exchange the client waits for,
+/// and the round trips it counts are the binds, alter_contexts and requests it answered.
+#[tokio::test]
+async fn emulator_latency_delays_each_counted_round_trip() {
+    let emu = Emulator::start(&["--rows", "600", "--latency-ms", "40", "--log-on-close"]);
+    let started = Instant::now();
+    let mut session = DcomConnector { batch: 250 }.open(&endpoint(emu.activation_port, PASSWORD)).await.unwrap();
+    let rows: usize = run(&mut session, &QuerySpec::class("Win32_UTCTime")).await.unwrap().iter().map(Vec::len).sum();
+    session.close().await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(rows, 600);
+    // --log-on-close: the log is written as each connection closes.
+    let mut conns = emu.connections();
+    for _ in 0..50 {
+        if conns.len() == 2 && conns.iter().all(|c| c.get("round_trips").is_some()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        conns = emu.connections();
+    }
+    let trips: Vec<u64> = conns.iter().map(|c| c["round_trips"].as_u64().unwrap_or(0)).collect();
+    let object = &conns[1];
+    let requests = object["requests"].as_array().unwrap().len() as u64;
+    let binds = (object["binds"].as_array().unwrap().len() + object["alter_contexts"].as_array().unwrap().len()) as u64;
+    assert_eq!(trips[1], requests + binds, "{object}");
+    // Login, ExecQuery, QI, GetSmartEnum, 3 batches, 2 releases at least, plus activation.
+    assert!(trips[0] >= 2 && trips[1] >= 9, "{trips:?}");
+    let floor = Duration::from_millis(40 * (trips[0] + trips[1]));
+    assert!(elapsed >= floor, "{elapsed:?} for {trips:?} round trips at 40 ms");
+}

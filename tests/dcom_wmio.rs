@@ -30,10 +30,19 @@ fn s(v: &str) -> Value {
     Value::String(v.into())
 }
 
+// Expected values below quote the MS-WMIO "Structure Examples" section (v20240423, pp. 40-46),
+// whose MOF is:
+//   Class base { [key] sint32 Id; };
+//   [Description("MyClass Example")]
+//   class MyClass : Base { [read, write] string Data1; string Data2 = "defaultValue"; uint32 Array[ ]; };
+// and the instance given in section 2.2.65 (InstPropQualSet), encoded by the same section:
+//   instance of MyClass { Array = {1, 2, 3}; [test] Data1 = "StringField"; Id = 123; };
+
 #[test]
 fn spec_example_base_class() {
-    // The hex of MS-WMIO 4.1 declares an ObjectEncodingLength of 208 but carries 192 bytes,
-    // so the encoding unit is (rightly) truncated; the object block itself is complete.
+    // Spec: "The preceding sample ObjectEncodingLength value is 0xD0, which is larger than the
+    // actual required number of octets." The hex carries 192 bytes after the header, so the
+    // encoding unit is (rightly) truncated; the object block itself is complete.
     let data = vector("mswmio_baseClass.bin");
     assert!(matches!(
         wmio::decode_encoding_unit(&data),
@@ -41,12 +50,21 @@ fn spec_example_base_class() {
     ));
     let o = wmio::decode_object_block(&data[8..]).unwrap();
     let d = o.decoration.unwrap();
+    // Spec: "the value is DPRAVAT-DEV followed by an 8-bit NULL terminator"; "the value is ROOT".
     assert_eq!((d.server.as_str(), d.namespace.as_str()), ("DPRAVAT-DEV", "ROOT"));
+    // Spec: "Bit 0 set. This is a CIM class definition (not a CIM instance)."
     assert!(o.instance.is_none());
+    // Spec: "The CIM class name is the first item in the heap, or an Encoded-String with the
+    // value of base" (the heap bytes read "Base"); "There is no list of superclasses because
+    // base is the basest class."
     assert_eq!(o.class.name, "Base");
     assert!(o.class.superclasses.is_empty());
+    // Spec: "There is one CIM property in this CIM class"; "Encoded-String ID, the name of the
+    // property"; "CIM-TYPE-SINT32 == 3"; "The dictionary reference is key."
     let [id] = o.class.properties.as_slice() else { panic!("{:?}", o.class.properties) };
     assert_eq!((id.name.as_str(), id.wire_type.cim_type, id.is_key), ("Id", CimType::SInt32, true));
+    // Spec: "the bit value 01 indicates that the property has a default value of NULL";
+    // "No value is defined for the CIM property by default in the CIM class definition."
     assert_eq!(id.default, Value::Null);
     assert_eq!(o.class.keys().collect::<Vec<_>>(), ["Id"]);
 }
@@ -55,6 +73,7 @@ fn spec_example_base_class() {
 fn spec_example_derived_class() {
     let o = wmio::decode_encoding_unit(&vector("mswmio_myClass.bin")).unwrap();
     let c = &o.class;
+    // MOF: `[Description("MyClass Example")] class MyClass : Base`.
     assert_eq!(c.name, "MyClass");
     assert_eq!(c.superclasses, ["Base"]);
     assert_eq!(c.qualifiers.iter().find(|q| q.name == "Description").map(|q| &q.value), Some(&s("MyClass Example")));
@@ -73,8 +92,10 @@ fn spec_example_derived_class() {
         ]
     );
     assert_eq!(c.keys().collect::<Vec<_>>(), ["Id"]);
+    // MOF: `string Data2 = "defaultValue";` is the only property with a class default.
     let defaults: Vec<_> = c.properties.iter().map(|p| p.default.clone()).collect();
     assert_eq!(defaults, [Value::Null, Value::Null, s("defaultValue"), Value::Null]);
+    // MOF: `[read, write] string Data1;`
     let data1 = c.property("data1").unwrap();
     let names: Vec<_> = data1.qualifiers.iter().map(|q| q.name.as_str()).collect();
     assert!(names.contains(&"read") && names.contains(&"write"), "{names:?}");
@@ -84,6 +105,10 @@ fn spec_example_derived_class() {
 fn spec_example_instance_takes_class_default() {
     let o = wmio::decode_encoding_unit(&vector("mswmio_instanceMyClass.bin")).unwrap();
     assert_eq!(o.instance.as_ref().unwrap().class_name, "MyClass");
+    // MOF (2.2.65): `instance of MyClass { Array = {1, 2, 3}; [test] Data1 = "StringField";
+    // Id = 123; };` Data2 is not assigned, so it takes the class default: 2.2.3, "Because
+    // default values from CIM class definitions can be used in a CIM instance ... the NdTable
+    // bits are set to indicate whether NULL or a default value is in use for each property."
     assert_eq!(
         values(&o),
         [

@@ -15,7 +15,7 @@ read to confirm what was verified.
 
 Usage: dcom_emulator.py --testdata DIR --log FILE [--user U --domain D --password P]
                         [--lifetime SECONDS] [--max-frag N] [--rows N] [--corrupt-signature K]
-                        [--com-minor 6] [--no-smart-enum]
+                        [--com-minor 6] [--no-smart-enum] [--latency-ms MS] [--log-on-close]
 Prints {"activation_port": A, "object_port": B} on one line once listening, and exits by itself
 after --lifetime seconds.
 """
@@ -200,7 +200,8 @@ class Conn:
                 frag_len = struct.unpack("<H", head[8:10])[0]
                 pdu = head + self.recv_exact(frag_len - 16)
                 self.handle(pdu)
-                write_log(self.server.log)
+                if not self.server.log_on_close:
+                    write_log(self.server.log)
         except (EOFError, ConnectionError, OSError):
             pass
         finally:
@@ -214,7 +215,8 @@ class Conn:
 
     def send(self, data):
         # The log is complete before the client sees the answer it may check the log after.
-        write_log(self.server.log)
+        if not self.server.log_on_close:
+            write_log(self.server.log)
         self.sock.sendall(data)
 
     def trailer(self, pdu):
@@ -327,6 +329,7 @@ class Conn:
         call_id = struct.unpack("<I", pdu[12:16])[0]
         auth_len = struct.unpack("<H", pdu[10:12])[0]
         if ptype in (BIND, ALTER):
+            self.round_trip()
             items = self.context_items(pdu)
             record = [{"iid": iid.hex(), "ndr": NDR in s} for _, iid, s in items]
             client_max_recv = struct.unpack("<H", pdu[18:20])[0]
@@ -355,6 +358,13 @@ class Conn:
             self.authenticate(token)
         elif ptype == REQUEST:
             self.request(pdu, flags, call_id, auth_len)
+
+    def round_trip(self):
+        """Counts an exchange the client waits for (bind, alter_context, a whole request) and
+        delays it by --latency-ms, as a distant server would."""
+        self.rec["round_trips"] = self.rec.get("round_trips", 0) + 1
+        if self.server.latency:
+            time.sleep(self.server.latency)
 
     def request(self, pdu, flags, call_id, auth_len):
         self.rec["fragments_in"] += 1
@@ -389,6 +399,7 @@ class Conn:
         self.pending[call_id] = self.pending.get(call_id, b"") + stub
         if not flags & LAST:
             return
+        self.round_trip()
         stub = self.pending.pop(call_id)
         self.rec["requests"].append({"opnum": opnum, "iid": self.contexts.get(ctx_id, b"").hex(),
                                      "stub_len": len(stub), "ipid": obj.hex() if obj else None})
@@ -583,6 +594,8 @@ class Server:
         self.corrupt = args.corrupt_signature
         self.com_minor = args.com_minor
         self.no_smart_enum = args.no_smart_enum
+        self.latency = args.latency_ms / 1000
+        self.log_on_close = args.log_on_close
         self.log = args.log
         self.objects = Objects()
         self.instance = open(os.path.join(args.testdata, "fixture_0.objref.bin"), "rb").read()
@@ -620,6 +633,9 @@ def main():
     p.add_argument("--corrupt-signature", type=int, default=0)
     p.add_argument("--com-minor", type=int, default=7, help="highest COM minor version (5.x) accepted")
     p.add_argument("--no-smart-enum", action="store_true", help="enumerators have no IWbemFetchSmartEnum")
+    p.add_argument("--latency-ms", type=float, default=0, help="delay before answering each request")
+    p.add_argument("--log-on-close", action="store_true",
+                   help="write the log when a connection closes, not per PDU (long benchmark runs)")
     args = p.parse_args()
     server = Server(args)
     write_log(args.log)

@@ -67,3 +67,45 @@ impl From<DecodeError> for Error {
         Error::new(Category::ProtocolError, e.to_string())
     }
 }
+
+/// Number of decoders [`decode_any`] can reach; its selector byte is taken modulo this.
+pub const DECODERS: u8 = 22;
+
+/// Runs one of the DCOM decoders over `data[1..]`, chosen by `data[0]` (modulo [`DECODERS`]):
+/// a single `&[u8]` entry point reaching every public decoder of this module, for fuzzing.
+/// Returns whether the chosen decoder accepted the input; it never panics on any input.
+///
+/// The stateful readers of [`rpc::Connection`] (bind_ack, response) need a handshake first
+/// and are driven by the session tests, not from here; [`rpc::Header::decode`] and
+/// [`rpc::frame_length`], which parse every PDU they see, are reachable.
+pub fn decode_any(data: &[u8]) -> bool {
+    let Some((&selector, body)) = data.split_first() else { return false };
+    match selector % DECODERS {
+        0 => wmio::decode_encoding_unit(body).is_ok(),
+        1 => wmio::decode_object_block(body).is_ok(),
+        2 => wmio::packet::decode_object_array(body, &mut wmio::packet::ClassCache::default()).is_ok(),
+        3 => objref::ObjRef::decode(body).is_ok(),
+        4 => objref::DualStringArray::decode(body).is_ok(),
+        5 => orpc::InterfaceReply::decode(body).is_ok(),
+        6 => orpc::StatusReply::decode(body).is_ok(),
+        7 => calls::NtlmLogin::decode(body).is_ok(),
+        8 => calls::ExecQuery::decode(body).is_ok(),
+        9 => calls::EnumNext::decode(body).is_ok(),
+        10 => calls::EnumNextReply::decode(body).is_ok(),
+        11 => calls::GetSmartEnum::decode(body).is_ok(),
+        12 => calls::SmartNext::decode(body).is_ok(),
+        13 => calls::SmartNextReply::decode(body).is_ok(),
+        14 => remunknown::RemQueryInterface::decode(body).is_ok(),
+        15 => remunknown::RemQueryInterfaceReply::decode(body).is_ok(),
+        16 => remunknown::RemRelease::decode(body).is_ok(),
+        17 => activation::ActivationRequest::decode_blob(body).is_ok(),
+        18 => activation::ActivationReply::decode_blob(body).is_ok(),
+        19 => activation::RemoteCreateInstance::decode(body).is_ok(),
+        20 => rpc::Header::decode(body).is_ok() | rpc::frame_length(body).is_ok(),
+        _ => {
+            // An NTLM CHALLENGE message, as the client parses it during the handshake.
+            let nonces = ntlm::Nonces { client_challenge: [0; 8], session_key: [0; 16] };
+            ntlm::NtlmClient::new("D\\u", "p", "W", true).authenticate(body, nonces, 0).is_ok()
+        }
+    }
+}
