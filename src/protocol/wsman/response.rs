@@ -2,8 +2,9 @@
 //!
 //! The envelope is read as a stream with quick-xml's namespace-aware reader, matching
 //! (namespace URI, local name) and never prefixes, since servers choose prefixes freely.
-//! Each item is collected into a small element tree (one instance at a time) and converted;
-//! a fault body is collected the same way and handed to [`super::fault`].
+//! Items are converted to instances as their events arrive: a property holding only text (nearly
+//! all of them) never becomes a tree node. Structured properties (datetimes, references,
+//! embedded instances), EPR items and fault bodies are collected into a small element tree.
 
 use quick_xml::NsReader;
 use std::borrow::Cow;
@@ -150,8 +151,7 @@ fn body_reply(x: &mut Xml<'_>, expect: &Expect<'_>) -> Result<Reply, Error> {
                     page.context = (!c.is_empty()).then_some(c);
                 } else if e.is(NS_ENUMERATION, "Items") || e.is(NS_WSMAN, "Items") {
                     while let Some(item) = x.next_child()? {
-                        let tree = x.tree(item)?;
-                        page.items.push(item_instance(&tree, expect)?);
+                        page.items.push(read_item(x, item, expect)?);
                     }
                 } else if e.is(NS_ENUMERATION, "EndOfSequence") || e.is(NS_WSMAN, "EndOfSequence") {
                     page.end_of_sequence = true;
@@ -162,8 +162,7 @@ fn body_reply(x: &mut Xml<'_>, expect: &Expect<'_>) -> Result<Reply, Error> {
             }
         } else {
             // A WS-Transfer GetResponse: the body is the instance itself.
-            let tree = x.tree(child)?;
-            page.items.push(item_instance(&tree, expect)?);
+            page.items.push(read_item(x, child, expect)?);
             page.end_of_sequence = true;
         }
     }
@@ -195,8 +194,177 @@ fn class_of_uri(uri: &str) -> Option<&str> {
     uri.rsplit('/').next().filter(|c| !c.is_empty() && *c != "*")
 }
 
+/// Reads the item just started straight into an instance.
+fn read_item(x: &mut Xml<'_>, start: Start, expect: &Expect<'_>) -> Result<Instance, Error> {
+    if start.is(NS_ADDRESSING, "EndpointReference") {
+        let tree = x.tree(start)?;
+        return item_instance(&tree, expect);
+    }
+    let class = if start.is(NS_WSMAN, "XmlFragment") { expect.class } else { start.local.as_str() };
+    let mut groups = Groups::default();
+    let mut epr = false;
+    while let Some(child) = x.next_child()? {
+        // Addressing elements are kept whole: they are how an EPR item is recognized and read.
+        let (name, raw) = if child.ns.as_deref() == Some(NS_ADDRESSING) {
+            epr |= child.local == "ReferenceParameters";
+            let tree = x.tree(child)?;
+            (tree.local.clone(), Raw::Tree(Cow::Owned(tree)))
+        } else {
+            x.property(child)?
+        };
+        groups.add(name, raw, class, &expect.limits)?;
+    }
+    if epr {
+        // Only the addressing children matter to an EPR, and those were kept as trees.
+        let children = groups
+            .list
+            .into_iter()
+            .flat_map(|(_, vals)| vals.into_vec())
+            .filter_map(|r| match r {
+                Raw::Tree(t) => Some(Node::Elem(t.into_owned())),
+                _ => None,
+            })
+            .collect();
+        let tree = Elem { ns: start.ns, local: start.local, attrs: start.attrs, children };
+        return item_instance(&tree, expect);
+    }
+    // A class enumeration also returns instances of subclasses (Win32_TerminalService among
+    // Win32_Service); one we do not know still has every property of the class queried.
+    let schema = schema::class(class).or_else(|| schema::class(expect.class));
+    groups.into_instance(class, schema, expect.arrays, &expect.limits)
+}
+
 /// Up to this many distinct properties, an instance's elements are grouped by linear search.
 const LINEAR_GROUPS: usize = 48;
+
+/// One property element, as far as it had to be read: most hold only text.
+enum Raw<'e> {
+    Nil,
+    Text(String),
+    /// An element with child elements, converted by [`value`].
+    Tree(Cow<'e, Elem>),
+}
+
+impl Raw<'_> {
+    fn is_nil(&self) -> bool {
+        match self {
+            Raw::Nil => true,
+            Raw::Text(_) => false,
+            Raw::Tree(e) => e.is_nil(),
+        }
+    }
+}
+
+/// The elements of one property: one, or several for an array.
+enum Vals<'e> {
+    One(Raw<'e>),
+    Many(Vec<Raw<'e>>),
+}
+
+impl<'e> Vals<'e> {
+    fn len(&self) -> usize {
+        match self {
+            Vals::One(_) => 1,
+            Vals::Many(v) => v.len(),
+        }
+    }
+
+    fn into_vec(self) -> Vec<Raw<'e>> {
+        match self {
+            Vals::One(r) => vec![r],
+            Vals::Many(v) => v,
+        }
+    }
+}
+
+/// An instance's property elements grouped by name, in order of first occurrence.
+#[derive(Default)]
+struct Groups<'e> {
+    list: Vec<(String, Vals<'e>)>,
+    /// Built only for instances with many properties, where a linear search costs more than hashing.
+    index: HashMap<String, usize>,
+}
+
+impl<'e> Groups<'e> {
+    fn add(&mut self, name: String, raw: Raw<'e>, class: &str, limits: &Limits) -> Result<(), Error> {
+        // Repeats are adjacent in practice, so the last group is checked first.
+        let found = match self.list.last() {
+            Some((last, _)) if *last == name => Some(self.list.len() - 1),
+            _ if self.list.len() < LINEAR_GROUPS => self.list.iter().position(|(n, _)| *n == name),
+            _ => self.index.get(&name).copied(),
+        };
+        if let Some((_, vals)) = found.and_then(|i| self.list.get_mut(i)) {
+            *vals = match std::mem::replace(vals, Vals::Many(Vec::new())) {
+                Vals::One(first) => Vals::Many(vec![first, raw]),
+                Vals::Many(mut v) => {
+                    v.push(raw);
+                    Vals::Many(v)
+                }
+            };
+            return Ok(());
+        }
+        if self.list.len() >= limits.max_properties {
+            return Err(protocol(format!(
+                "an instance of {class} has more than {} properties",
+                limits.max_properties
+            )));
+        }
+        if self.list.len() == LINEAR_GROUPS {
+            let list = &self.list;
+            self.index.extend(list.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)));
+        }
+        if self.list.len() >= LINEAR_GROUPS {
+            self.index.insert(name.clone(), self.list.len());
+        }
+        self.list.push((name, Vals::One(raw)));
+        Ok(())
+    }
+
+    fn into_instance(
+        self,
+        class: &str,
+        schema: Option<&ClassSchema>,
+        arrays: &[String],
+        limits: &Limits,
+    ) -> Result<Instance, Error> {
+        let mut inst = Instance::new(class);
+        inst.properties.reserve(self.list.len());
+        for (name, vals) in self.list {
+            let prop = schema.and_then(|s| s.property(&name));
+            let ty = prop.map(|p| p.cim_type);
+            let is_array = vals.len() > 1
+                || prop.is_some_and(|p| p.is_array)
+                || arrays.iter().any(|a| a.eq_ignore_ascii_case(&name));
+            let value = match vals {
+                // A single nil element is a null array, not an array holding a null.
+                Vals::One(r) if r.is_nil() => Value::Null,
+                Vals::One(r) if is_array => Value::Array(vec![raw_value(r, ty, arrays, limits)?]),
+                Vals::One(r) => raw_value(r, ty, arrays, limits)?,
+                Vals::Many(v) => {
+                    Value::Array(v.into_iter().map(|r| raw_value(r, ty, arrays, limits)).collect::<Result<_, _>>()?)
+                }
+            };
+            inst.push(name, value);
+        }
+        Ok(inst)
+    }
+}
+
+fn raw_value(r: Raw<'_>, ty: Option<CimType>, arrays: &[String], limits: &Limits) -> Result<Value, Error> {
+    Ok(match r {
+        Raw::Nil => Value::Null,
+        Raw::Text(text) => text_value(text, ty),
+        Raw::Tree(e) => value(&e, ty, arrays, limits)?,
+    })
+}
+
+fn text_value(text: String, ty: Option<CimType>) -> Value {
+    match ty {
+        // A value the table's type cannot hold is kept as text rather than lost.
+        Some(t) => t.parse_text(&text).unwrap_or(Value::String(text)),
+        None => Value::String(text),
+    }
+}
 
 /// Builds an instance from an element whose children are its properties.
 fn instance(
@@ -206,62 +374,18 @@ fn instance(
     arrays: &[String],
     limits: &Limits,
 ) -> Result<Instance, Error> {
-    // Group repeated elements by name, keeping the position of the first occurrence. Repeats
-    // are adjacent in practice, so the last group is checked first; the index is built only for
-    // instances with many properties, where a linear search would cost more than hashing.
-    let mut groups: Vec<(&str, Vec<&Elem>)> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut groups = Groups::default();
     for c in e.elements() {
-        let name = c.local.as_str();
-        let found = match groups.last() {
-            Some((last, _)) if *last == name => Some(groups.len() - 1),
-            _ if groups.len() < LINEAR_GROUPS => groups.iter().position(|(n, _)| *n == name),
-            _ => index.get(name).copied(),
-        };
-        match found.and_then(|i| groups.get_mut(i)) {
-            Some((_, v)) => v.push(c),
-            None => {
-                if groups.len() >= limits.max_properties {
-                    return Err(protocol(format!(
-                        "an instance of {class} has more than {} properties",
-                        limits.max_properties
-                    )));
-                }
-                if groups.len() == LINEAR_GROUPS {
-                    index.extend(groups.iter().enumerate().map(|(i, (n, _))| (*n, i)));
-                }
-                if groups.len() >= LINEAR_GROUPS {
-                    index.insert(name, groups.len());
-                }
-                groups.push((name, vec![c]));
-            }
-        }
-    }
-    let mut inst = Instance::new(class);
-    for (name, elems) in groups {
-        let prop = schema.and_then(|s| s.property(name));
-        let ty = prop.map(|p| p.cim_type);
-        let is_array =
-            elems.len() > 1 || prop.is_some_and(|p| p.is_array) || arrays.iter().any(|a| a.eq_ignore_ascii_case(name));
-        let value = if is_array {
-            // A single nil element is a null array, not an array holding a null.
-            if let [one] = elems.as_slice()
-                && one.is_nil()
-            {
-                inst.push(name, Value::Null);
-                continue;
-            }
-            Value::Array(elems.iter().map(|el| value(el, ty, arrays, limits)).collect::<Result<_, _>>()?)
+        let raw = if c.is_nil() {
+            Raw::Nil
+        } else if c.elements().next().is_none() {
+            Raw::Text(c.text())
         } else {
-            // `elems` has at least one element: groups are created with one.
-            match elems.first() {
-                Some(el) => value(el, ty, arrays, limits)?,
-                None => Value::Null,
-            }
+            Raw::Tree(Cow::Borrowed(c))
         };
-        inst.push(name, value);
+        groups.add(c.local.clone(), raw, class, limits)?;
     }
-    Ok(inst)
+    groups.into_instance(class, schema, arrays, limits)
 }
 
 /// Converts one property element to a value.
@@ -272,12 +396,7 @@ fn value(e: &Elem, ty: Option<CimType>, arrays: &[String], limits: &Limits) -> R
     let mut kids = e.elements();
     let (first, second) = (kids.next(), kids.next());
     if first.is_none() {
-        let text = e.text();
-        return Ok(match ty {
-            // A value the table's type cannot hold is kept as text rather than lost.
-            Some(t) => t.parse_text(&text).unwrap_or(Value::String(text)),
-            None => Value::String(text),
-        });
+        return Ok(text_value(e.text(), ty));
     }
     if let (Some(only), None) = (first, second) {
         let t = only.text();
@@ -430,8 +549,15 @@ impl Elem {
     }
 
     fn is_nil(&self) -> bool {
-        self.attr(NS_XSI, "nil").is_some_and(|v| v.trim().eq_ignore_ascii_case("true") || v.trim() == "1")
+        is_nil(&self.attrs)
     }
+}
+
+/// Whether attributes mark their element `xsi:nil`.
+fn is_nil(attrs: &[(Option<Arc<str>>, String, String)]) -> bool {
+    attrs.iter().any(|(n, l, v)| {
+        l == "nil" && n.as_deref() == Some(NS_XSI) && (v.trim().eq_ignore_ascii_case("true") || v.trim() == "1")
+    })
 }
 
 /// An element start: its resolved name and attributes.
@@ -615,9 +741,47 @@ impl<'a> Xml<'a> {
         Ok(s)
     }
 
+    /// Reads the property element just started: its text, or a tree if it has child elements.
+    fn property(&mut self, start: Start) -> Result<(String, Raw<'static>), Error> {
+        if is_nil(&start.attrs) {
+            self.skip()?;
+            return Ok((start.local, Raw::Nil));
+        }
+        let mut text = String::new();
+        loop {
+            match self.next()? {
+                Ev::Text(t) => {
+                    if text.is_empty() {
+                        text = t;
+                    } else {
+                        text.push_str(&t);
+                    }
+                    if text.len() > self.limits.max_string_bytes {
+                        return Err(protocol("element text exceeds the string limit"));
+                    }
+                }
+                Ev::End => return Ok((start.local, Raw::Text(text))),
+                Ev::Start(child) => {
+                    let name = start.local.clone();
+                    let mut root = Elem { ns: start.ns, local: start.local, attrs: start.attrs, children: Vec::new() };
+                    if !text.is_empty() {
+                        root.children.push(Node::Text(text));
+                    }
+                    root.children.push(Node::Elem(self.tree(child)?));
+                    return Ok((name, Raw::Tree(Cow::Owned(self.rest(root)?))));
+                }
+                Ev::Eof => return Err(protocol("the response ends in the middle of an element")),
+            }
+        }
+    }
+
     /// Collects the element just started into a tree.
     fn tree(&mut self, start: Start) -> Result<Elem, Error> {
-        let root = Elem { ns: start.ns, local: start.local, attrs: start.attrs, children: Vec::new() };
+        self.rest(Elem { ns: start.ns, local: start.local, attrs: start.attrs, children: Vec::new() })
+    }
+
+    /// Collects the rest of an element, read up to here into `root`, into a tree.
+    fn rest(&mut self, root: Elem) -> Result<Elem, Error> {
         let mut stack = vec![root];
         let mut text_len = 0usize;
         loop {
@@ -761,6 +925,62 @@ mod tests {
         // Text the table's type cannot hold stays text; unknown properties stay text.
         assert_eq!(i.get("Odd"), Some(&Value::String("300".into())));
         assert_eq!(i.get("Free"), Some(&Value::String("x".into())));
+    }
+
+    /// Reads an item both ways: streamed, and collected into a tree then converted.
+    fn streamed_and_tree(item: &str, class: &str, arrays: &[String]) -> (Instance, Instance) {
+        let doc = format!(
+            r#"<r xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:cim="http://schemas.dmtf.org/wbem/wscim/1/common">{item}</r>"#
+        );
+        let ex = expect(class, arrays);
+        let read = |stream: bool| {
+            let mut x = Xml::new(&doc, &ex.limits);
+            let Ev::Start(_) = x.next().unwrap() else { panic!("no root") };
+            let start = x.next_child().unwrap().unwrap();
+            if stream {
+                read_item(&mut x, start, &ex).unwrap()
+            } else {
+                item_instance(&x.tree(start).unwrap(), &ex).unwrap()
+            }
+        };
+        (read(true), read(false))
+    }
+
+    #[test]
+    fn streamed_items_equal_their_tree_conversion() {
+        let arrays = vec!["L".to_string()];
+        for (item, class) in [
+            (
+                r#"<w:XmlFragment><A xsi:nil="true"/><B>1</B>x<B>2</B><C/><B>3</B><L>a</L><L xsi:nil="1"/><M xsi:nil="true"><Y>1</Y></M></w:XmlFragment>"#,
+                "Q",
+            ),
+            (
+                r#"<w:XmlFragment><L xsi:nil="true"/><D>t<cim:Datetime>2013-04-15T16:28:43Z</cim:Datetime>u</D><E><cim:Interval>P1D</cim:Interval></E><G xsi:type="p:In_Type"><X>1</X><X><Z>2</Z></X></G><a:Plain>p</a:Plain></w:XmlFragment>"#,
+                "Q",
+            ),
+            (
+                r#"<p:Win32_Service xmlns:p="urn:p"><p:Name>S</p:Name><p:ProcessId>12</p:ProcessId><p:AcceptStop>true</p:AcceptStop><p:ExitCode>big</p:ExitCode></p:Win32_Service>"#,
+                "Win32_Service",
+            ),
+            (
+                r#"<w:XmlFragment><Name>n</Name><a:Address>http://x</a:Address><a:ReferenceParameters><w:ResourceURI>http://r/Win32_Disk</w:ResourceURI><w:SelectorSet><w:Selector Name="K">v</w:Selector></w:SelectorSet></a:ReferenceParameters></w:XmlFragment>"#,
+                "Q",
+            ),
+            (
+                r#"<a:EndpointReference><a:ReferenceParameters><w:ResourceURI>http://r/C</w:ResourceURI><w:SelectorSet><w:Selector Name="N">1</w:Selector></w:SelectorSet></a:ReferenceParameters></a:EndpointReference>"#,
+                "C",
+            ),
+        ] {
+            let (streamed, tree) = streamed_and_tree(item, class, &arrays);
+            assert_eq!(streamed, tree, "{item}");
+            assert!(!streamed.properties.is_empty(), "{item}");
+        }
+        // Beyond the linear search, grouping goes through the index and still finds repeats.
+        let wide: String = (0..60).map(|i| format!("<P{i}>{i}</P{i}>")).collect::<String>() + "<P3>again</P3><P59>x</P59>";
+        let (streamed, tree) = streamed_and_tree(&format!("<w:XmlFragment>{wide}</w:XmlFragment>"), "Q", &[]);
+        assert_eq!(streamed, tree);
+        assert_eq!(streamed.properties.len(), 60);
+        assert_eq!(streamed.get("P3"), Some(&Value::Array(vec![Value::String("3".into()), Value::String("again".into())])));
     }
 
     #[test]
