@@ -380,11 +380,8 @@ async fn run_job(loaded: LoadedJob, args: RunArgs) -> i32 {
     let run_id = run::new_run_id();
     let out_dir = args.out.clone().unwrap_or_else(|| PathBuf::from("out").join(&run_id));
     let settings = &loaded.file.run;
-    let sinks = if loaded.file.sinks.is_empty() {
-        vec![job::SinkSpec { kind: job::SinkKind::Csv, path: "{{query}}.csv".into(), array_separator: None }]
-    } else {
-        loaded.file.sinks.clone()
-    };
+    // No sinks: SinkSet writes `{{query}}.csv`, as the job-file reference says.
+    let sinks = loaded.file.sinks.clone();
     let cfg = RunConfig {
         out_dir: out_dir.clone(),
         job_name: loaded.path.display().to_string(),

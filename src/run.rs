@@ -102,8 +102,6 @@ pub const FAILURES_SHOWN: usize = 20;
 /// Why a run could not start at all (exit 3).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot create output directory {}: {source}", path.display())]
-    OutDir { path: PathBuf, source: std::io::Error },
     #[error("output directory {} is not writable: {source}", path.display())]
     NotWritable { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
@@ -170,11 +168,12 @@ pub async fn execute(
     connectors: Connectors,
     cancel: (CancelHandle, watch::Receiver<bool>),
 ) -> Result<RunOutcome, StartError> {
-    std::fs::create_dir_all(&cfg.out_dir)
-        .map_err(|source| StartError::OutDir { path: cfg.out_dir.clone(), source })?;
-    probe_writable(&cfg.out_dir)?;
+    // SinkSet::new creates the output directory and proves it writable before any host is contacted.
     let vars = RunVars { run_id: cfg.run_id.clone(), date: cfg.date.clone() };
-    let sinks = SinkSet::new(&cfg.sinks, &cfg.out_dir, vars).map_err(|e| StartError::Sinks(e.to_string()))?;
+    let sinks = SinkSet::new(&cfg.sinks, &cfg.out_dir, vars).map_err(|e| match e {
+        crate::sink::SinkError::Io { source, .. } => StartError::NotWritable { path: cfg.out_dir.clone(), source },
+        other => StartError::Sinks(other.to_string()),
+    })?;
     let info = RunInfo {
         cimrun: env!("CARGO_PKG_VERSION"),
         run_id: cfg.run_id.clone(),
@@ -308,12 +307,6 @@ fn log_join(r: Result<(), tokio::task::JoinError>) {
     }
 }
 
-fn probe_writable(dir: &std::path::Path) -> Result<(), StartError> {
-    let probe = dir.join(format!(".cimrun-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|source| StartError::NotWritable { path: dir.to_path_buf(), source })
-}
 
 /// The writer thread: the only place files are touched during a run.
 fn writer_loop(
