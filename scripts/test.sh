@@ -2,8 +2,9 @@
 # Runs every test. Installs what the tests need first: the Python interop peers in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Independent tools the local-provider tests compare against.
+# Python with venv for the interop peers; independent tools the local-provider tests compare against.
 need=()
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
 command -v ip >/dev/null || need+=(iproute2)
 command -v uptime >/dev/null || need+=(procps)
 command -v hostname >/dev/null || need+=(hostname)
