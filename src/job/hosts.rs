@@ -43,6 +43,27 @@ pub enum HostError {
 /// Expands numeric ranges: `web[01:12].corp` is web01.corp … web12.corp (the first number's
 /// width sets the zero padding); several ranges give every combination, in order.
 pub fn expand(pattern: &str) -> Result<Vec<String>, HostError> {
+    Ok(parse(pattern)?.names())
+}
+
+/// Checks a pattern without building its names (validation needs only the verdict), and
+/// returns how many names it stands for.
+pub fn check(pattern: &str) -> Result<usize, HostError> {
+    Ok(parse(pattern)?.count)
+}
+
+/// A pattern checked but not expanded: literal text alternating with numeric ranges.
+struct Pattern {
+    parts: Vec<Part>,
+    count: usize,
+}
+
+enum Part {
+    Text(String),
+    Range { first: u64, last: u64, width: usize },
+}
+
+fn parse(pattern: &str) -> Result<Pattern, HostError> {
     let pattern_trimmed = pattern.trim();
     if pattern_trimmed.is_empty() {
         return Err(HostError::Empty);
@@ -50,10 +71,9 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, HostError> {
     if pattern_trimmed.chars().any(char::is_whitespace) {
         return Err(HostError::Whitespace(pattern.to_string()));
     }
-    // Alternating literal text and ranges; each range is a list of its names.
-    let mut parts: Vec<Vec<String>> = Vec::new();
+    let mut parts = Vec::new();
     let mut rest = pattern_trimmed;
-    let mut total: usize = 1;
+    let mut count: usize = 1;
     // The length of the longest name, counted before any name is built.
     let mut longest: usize = 0;
     while let Some(open) = rest.find(['[', ']']) {
@@ -63,30 +83,48 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, HostError> {
         let Some(close) = rest[open..].find(']').map(|c| open + c) else {
             return Err(HostError::Unclosed(pattern.to_string()));
         };
-        parts.push(vec![rest[..open].to_string()]);
+        parts.push(Part::Text(rest[..open].to_string()));
         let range = &rest[open + 1..close];
-        let (a, b, width) = parse_range(range)
+        let (first, last, width) = parse_range(range)
             .ok_or_else(|| HostError::BadRange { pattern: pattern.to_string(), range: range.to_string() })?;
-        total = usize::try_from(b - a + 1)
+        count = usize::try_from(last - first + 1)
             .ok()
-            .and_then(|n| total.checked_mul(n))
+            .and_then(|n| count.checked_mul(n))
             .filter(|&t| t <= MAX_HOSTS)
             .ok_or_else(|| HostError::TooMany { pattern: pattern.to_string() })?;
-        longest += open + width.max(b.to_string().len());
-        parts.push((a..=b).map(|n| format!("{n:0width$}")).collect());
+        longest += open + width.max(last.to_string().len());
+        parts.push(Part::Range { first, last, width });
         rest = &rest[close + 1..];
     }
     longest += rest.len();
     if longest > MAX_NAME_LEN {
         return Err(HostError::TooLong { pattern: pattern.to_string() });
     }
-    parts.push(vec![rest.to_string()]);
+    parts.push(Part::Text(rest.to_string()));
+    Ok(Pattern { parts, count })
+}
 
-    let mut names = vec![String::new()];
-    for part in &parts {
-        names = names.iter().flat_map(|prefix| part.iter().map(move |p| format!("{prefix}{p}"))).collect();
+impl Pattern {
+    /// Every name, the first range varying slowest.
+    fn names(&self) -> Vec<String> {
+        let mut names = vec![String::new()];
+        for part in &self.parts {
+            names = match part {
+                Part::Text(t) => names
+                    .into_iter()
+                    .map(|mut n| {
+                        n.push_str(t);
+                        n
+                    })
+                    .collect(),
+                Part::Range { first, last, width } => names
+                    .iter()
+                    .flat_map(|prefix| (*first..=*last).map(move |n| format!("{prefix}{n:0width$}", width = *width)))
+                    .collect(),
+            };
+        }
+        names
     }
-    Ok(names)
 }
 
 /// `01:12` → (1, 12, width 2); `None` when it is not a valid range.

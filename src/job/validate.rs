@@ -198,7 +198,7 @@ fn sessions(job: &JobFile, base_dir: &Path, c: &mut Checker<'_, '_>) {
         duration(c, s.operation_timeout, &at("operation_timeout"));
         duration(c, s.connect_timeout, &at("connect_timeout"));
         for (j, pattern) in s.computers.iter().enumerate() {
-            if let Err(e) = hosts::expand(pattern) {
+            if let Err(e) = hosts::check(pattern) {
                 c.error(
                     &[Step::Key("sessions"), Step::Index(i), Step::Key("computers"), Step::Index(j)],
                     e.to_string(),
