@@ -23,7 +23,7 @@ fn objref_data(name: &str) -> Vec<u8> {
 }
 
 fn values(o: &DecodedObject) -> Vec<(String, Value)> {
-    o.instance.as_ref().unwrap().properties.iter().map(|p| (p.name.clone(), p.value.clone())).collect()
+    o.instance.as_ref().unwrap().properties.iter().map(|p| (p.name.to_string(), p.value.clone())).collect()
 }
 
 fn s(v: &str) -> Value {

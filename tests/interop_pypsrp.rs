@@ -70,7 +70,7 @@ type Wire = BTreeMap<String, Vec<Option<String>>>;
 fn wire(i: &Instance) -> Wire {
     i.properties
         .iter()
-        .map(|p| (p.name.clone(), wire_texts(&p.value)))
+        .map(|p| (p.name.to_string(), wire_texts(&p.value)))
         // An empty array is not sent at all.
         .filter(|(_, texts)| !texts.is_empty())
         .collect()

@@ -119,7 +119,7 @@ fn every_recorded_page_parses_with_exactly_the_listed_properties() {
                     assert_eq!(classes, raw_classes, "{server} {class} {variant} {n}");
                     assert_eq!(page.end_of_sequence, n + 1 == pages.len(), "{server} {class} {variant} {n}");
                     for item in &page.items {
-                        names.extend(item.properties.iter().map(|p| p.name.clone()));
+                        names.extend(item.properties.iter().map(|p| p.name.to_string()));
                     }
                 }
                 if variant == "all" {

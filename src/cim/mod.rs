@@ -6,6 +6,7 @@
 pub mod schema;
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A CIM property value, typed as CIM types it (DSP0004), so sinks can keep the types.
 #[derive(Debug, Clone, PartialEq)]
@@ -361,34 +362,151 @@ impl fmt::Display for Reference {
     }
 }
 
+/// A class or property name.
+///
+/// Every instance of a page repeats the same few dozen names; a protocol hands out clones of
+/// one shared name instead of allocating (and the writer freeing) a string per property.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Name {
+    fn default() -> Name {
+        Name::from("")
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name(Arc::from(s))
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Name {
+        Name(Arc::from(s))
+    }
+}
+
+impl From<&String> for Name {
+    fn from(s: &String) -> Name {
+        Name(Arc::from(s.as_str()))
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> String {
+        n.0.to_string()
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Name {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<Name> for str {
+    fn eq(&self, other: &Name) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<Name> for &str {
+    fn eq(&self, other: &Name) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<Name> for String {
+    fn eq(&self, other: &Name) -> bool {
+        **self == *other.0
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl serde::Serialize for Name {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// One property of an instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Property {
-    pub name: String,
+    pub name: Name,
     pub value: Value,
 }
 
 /// One CIM instance: a class name and its properties in a stable order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Instance {
-    pub class_name: String,
+    pub class_name: Name,
     pub properties: Vec<Property>,
 }
 
 impl Instance {
     /// A new instance with no properties.
-    pub fn new(class_name: impl Into<String>) -> Instance {
+    pub fn new(class_name: impl Into<Name>) -> Instance {
         Instance { class_name: class_name.into(), properties: Vec::new() }
     }
 
     /// Appends a property (builder style).
-    pub fn with(mut self, name: impl Into<String>, value: Value) -> Instance {
+    pub fn with(mut self, name: impl Into<Name>, value: Value) -> Instance {
         self.push(name, value);
         self
     }
 
     /// Appends a property.
-    pub fn push(&mut self, name: impl Into<String>, value: Value) {
+    pub fn push(&mut self, name: impl Into<Name>, value: Value) {
         self.properties.push(Property { name: name.into(), value });
     }
 
@@ -405,7 +523,7 @@ impl Instance {
             let p = self.properties.iter().find(|p| p.name.eq_ignore_ascii_case(n));
             match p {
                 Some(p) => out.push(p.name.clone(), p.value.clone()),
-                None => out.push(n.clone(), Value::Null),
+                None => out.push(n.as_str(), Value::Null),
             }
         }
         out

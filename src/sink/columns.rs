@@ -19,7 +19,7 @@ impl Columns {
     /// case-insensitive, and its own spelling is the canonical one).
     pub(crate) fn from_first(properties: &[String], first: &Instance, label: &str) -> Columns {
         let source: Vec<String> = if properties.is_empty() {
-            first.properties.iter().map(|p| p.name.clone()).collect()
+            first.properties.iter().map(|p| p.name.to_string()).collect()
         } else {
             properties.to_vec()
         };
@@ -27,7 +27,7 @@ impl Columns {
             .filter(|&i| !is_repeat(&source, i))
             .filter_map(|i| source.get(i))
             .map(|n| match first.properties.iter().find(|p| p.name.eq_ignore_ascii_case(n)) {
-                Some(p) => p.name.clone(),
+                Some(p) => p.name.to_string(),
                 None => n.clone(),
             })
             .collect();

@@ -35,7 +35,7 @@ pub enum ItemShape {
 pub fn item(out: &mut String, inst: &Instance, shape: &ItemShape) {
     match shape {
         ItemShape::Typed { resource_uri } => {
-            let class = escape(&inst.class_name);
+            let class = escape(inst.class_name.as_str());
             let _ = write!(
                 out,
                 "<p:{class} xmlns:xsi=\"{NS_XSI}\" xmlns:p=\"{}\" xmlns:cim=\"{NS_CIM}\" xsi:type=\"p:{class}_Type\">",
@@ -70,7 +70,7 @@ pub fn item(out: &mut String, inst: &Instance, shape: &ItemShape) {
 
 fn properties(out: &mut String, inst: &Instance, prefix: &str, cim_prefix: &str) {
     for p in &inst.properties {
-        let name = escape(&p.name);
+        let name = escape(p.name.as_str());
         match &p.value {
             // An empty array is omitted, as WMI does; one element looks like a scalar.
             Value::Array(items) => {
