@@ -2,9 +2,11 @@
 //!
 //! The envelope is read as a stream with quick-xml's namespace-aware reader, matching
 //! (namespace URI, local name) and never prefixes, since servers choose prefixes freely.
-//! Items are converted to instances as their events arrive: a property holding only text (nearly
-//! all of them) never becomes a tree node. Structured properties (datetimes, references,
-//! embedded instances), EPR items and fault bodies are collected into a small element tree.
+//! Items are converted to instances as their events arrive, borrowing names and text from the
+//! body: a property holding only text (nearly all of them) costs no allocation but its value,
+//! and its name is shared with the same property of the other items. Structured properties
+//! (datetimes, references, embedded instances), EPR items and fault bodies are collected into a
+//! small element tree.
 
 use quick_xml::NsReader;
 use std::borrow::Cow;
@@ -18,7 +20,7 @@ use quick_xml::name::ResolveResult;
 use super::envelope::{NS_ADDRESSING, NS_ENUMERATION, NS_SOAP, NS_WSMAN};
 use super::fault::{self, Fault};
 use crate::cim::schema::{self, CimType, ClassSchema};
-use crate::cim::{DateTime, Instance, Interval, Reference, Value};
+use crate::cim::{DateTime, Instance, Interval, Name, Property, Reference, Value};
 use crate::protocol::{Category, Error};
 
 const NS_XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
@@ -102,7 +104,7 @@ pub fn parse(body: &[u8], content_type: Option<&str>, expect: &Expect<'_>) -> Re
     }
     match first {
         Ev::Start(e) if e.is(NS_SOAP, "Envelope") => {}
-        Ev::Start(e) => return Err(protocol(format!("expected a SOAP Envelope, found <{}>", e.local))),
+        Ev::Start(e) => return Err(protocol(format!("expected a SOAP Envelope, found <{}>", e.local()))),
         _ => return Err(protocol("the response holds no SOAP Envelope")),
     }
     while let Some(child) = x.next_child()? {
@@ -134,9 +136,10 @@ pub fn parse(body: &[u8], content_type: Option<&str>, expect: &Expect<'_>) -> Re
 fn body_reply(x: &mut Xml<'_>, expect: &Expect<'_>) -> Result<Reply, Error> {
     let mut page = Page::default();
     let mut seen = false;
+    let mut items = Items::new(expect);
     while let Some(child) = x.next_child()? {
         if child.is(NS_SOAP, "Fault") {
-            let tree = x.tree(child)?;
+            let tree = x.tree(&child)?;
             return Ok(Reply::Fault(fault::from_tree(&tree)));
         }
         if seen {
@@ -151,7 +154,7 @@ fn body_reply(x: &mut Xml<'_>, expect: &Expect<'_>) -> Result<Reply, Error> {
                     page.context = (!c.is_empty()).then_some(c);
                 } else if e.is(NS_ENUMERATION, "Items") || e.is(NS_WSMAN, "Items") {
                     while let Some(item) = x.next_child()? {
-                        page.items.push(read_item(x, item, expect)?);
+                        page.items.push(items.read(x, &item)?);
                     }
                 } else if e.is(NS_ENUMERATION, "EndOfSequence") || e.is(NS_WSMAN, "EndOfSequence") {
                     page.end_of_sequence = true;
@@ -162,7 +165,7 @@ fn body_reply(x: &mut Xml<'_>, expect: &Expect<'_>) -> Result<Reply, Error> {
             }
         } else {
             // A WS-Transfer GetResponse: the body is the instance itself.
-            page.items.push(read_item(x, child, expect)?);
+            page.items.push(items.read(x, &child)?);
             page.end_of_sequence = true;
         }
     }
@@ -172,16 +175,11 @@ fn body_reply(x: &mut Xml<'_>, expect: &Expect<'_>) -> Result<Reply, Error> {
     Ok(Reply::Page(page))
 }
 
-/// One item of Items: a typed class element, a `w:XmlFragment`, or an EPR (EnumerateEPR).
+/// One item of Items collected as a tree: a typed class element, a `w:XmlFragment`, or an EPR
+/// (EnumerateEPR).
 fn item_instance(item: &Elem, expect: &Expect<'_>) -> Result<Instance, Error> {
     if item.is(NS_ADDRESSING, "EndpointReference") || item.child(NS_ADDRESSING, "ReferenceParameters").is_some() {
-        let r = reference(item);
-        let mut inst = Instance::new(class_of_uri(&r.resource_uri).unwrap_or(expect.class));
-        // The namespace selector of a DMTF EPR addresses the instance; it is not a key property.
-        for (k, v) in r.selectors.into_iter().filter(|(k, _)| k != super::uri::CIM_NAMESPACE_SELECTOR) {
-            inst.push(k, Value::String(v));
-        }
-        return Ok(inst);
+        return Ok(epr_instance(item, expect));
     }
     let class = if item.is(NS_WSMAN, "XmlFragment") { expect.class } else { item.local.as_str() };
     // A class enumeration also returns instances of subclasses (Win32_TerminalService among
@@ -190,163 +188,248 @@ fn item_instance(item: &Elem, expect: &Expect<'_>) -> Result<Instance, Error> {
     instance(item, class, schema, expect.arrays, &expect.limits)
 }
 
+/// An EPR item (EnumerateEPR): an instance holding the keys its selectors give.
+fn epr_instance(item: &Elem, expect: &Expect<'_>) -> Instance {
+    let r = reference(item);
+    let mut inst = Instance::new(class_of_uri(&r.resource_uri).unwrap_or(expect.class));
+    // The namespace selector of a DMTF EPR addresses the instance; it is not a key property.
+    for (k, v) in r.selectors.into_iter().filter(|(k, _)| k != super::uri::CIM_NAMESPACE_SELECTOR) {
+        inst.push(k, Value::String(v));
+    }
+    inst
+}
+
 fn class_of_uri(uri: &str) -> Option<&str> {
     uri.rsplit('/').next().filter(|c| !c.is_empty() && *c != "*")
 }
 
-/// Reads the item just started straight into an instance.
-fn read_item(x: &mut Xml<'_>, start: Start, expect: &Expect<'_>) -> Result<Instance, Error> {
-    if start.is(NS_ADDRESSING, "EndpointReference") {
-        let tree = x.tree(start)?;
-        return item_instance(&tree, expect);
-    }
-    let class = if start.is(NS_WSMAN, "XmlFragment") { expect.class } else { start.local.as_str() };
-    let mut groups = Groups::default();
-    let mut epr = false;
-    while let Some(child) = x.next_child()? {
-        // Addressing elements are kept whole: they are how an EPR item is recognized and read.
-        let (name, raw) = if child.ns.as_deref() == Some(NS_ADDRESSING) {
-            epr |= child.local == "ReferenceParameters";
-            let tree = x.tree(child)?;
-            (tree.local.clone(), Raw::Tree(Cow::Owned(tree)))
-        } else {
-            x.property(child)?
-        };
-        groups.add(name, raw, class, &expect.limits)?;
-    }
-    if epr {
-        // Only the addressing children matter to an EPR, and those were kept as trees.
-        let children = groups
-            .list
-            .into_iter()
-            .flat_map(|(_, vals)| vals.into_vec())
-            .filter_map(|r| match r {
-                Raw::Tree(t) => Some(Node::Elem(t.into_owned())),
-                _ => None,
-            })
-            .collect();
-        let tree = Elem { ns: start.ns, local: start.local, attrs: start.attrs, children };
-        return item_instance(&tree, expect);
-    }
-    // A class enumeration also returns instances of subclasses (Win32_TerminalService among
-    // Win32_Service); one we do not know still has every property of the class queried.
-    let schema = schema::class(class).or_else(|| schema::class(expect.class));
-    groups.into_instance(class, schema, expect.arrays, &expect.limits)
+/// Reads the items of one response straight into instances, sharing what the items have in
+/// common: class and property names, and what the class table says about each property.
+struct Items<'e> {
+    expect: &'e Expect<'e>,
+    builder: Builder<'e>,
+    /// Class names seen in this response and their table entries (a response holds one class
+    /// and perhaps a few subclasses).
+    classes: Vec<(Name, Option<&'static ClassSchema>)>,
 }
 
-/// Up to this many distinct properties, an instance's elements are grouped by linear search.
-const LINEAR_GROUPS: usize = 48;
+/// At most this many class names are remembered per response; beyond it each item looks its
+/// class up again (a hostile response could name a new class in every item).
+const MAX_CLASSES: usize = 64;
 
-/// One property element, as far as it had to be read: most hold only text.
-enum Raw<'e> {
-    Nil,
-    Text(String),
-    /// An element with child elements, converted by [`value`].
-    Tree(Cow<'e, Elem>),
-}
-
-impl Raw<'_> {
-    fn is_nil(&self) -> bool {
-        match self {
-            Raw::Nil => true,
-            Raw::Text(_) => false,
-            Raw::Tree(e) => e.is_nil(),
-        }
-    }
-}
-
-/// The elements of one property: one, or several for an array.
-enum Vals<'e> {
-    One(Raw<'e>),
-    Many(Vec<Raw<'e>>),
-}
-
-impl<'e> Vals<'e> {
-    fn len(&self) -> usize {
-        match self {
-            Vals::One(_) => 1,
-            Vals::Many(v) => v.len(),
-        }
+impl<'e> Items<'e> {
+    fn new(expect: &'e Expect<'e>) -> Items<'e> {
+        Items { expect, builder: Builder::new(expect.arrays, &expect.limits), classes: Vec::new() }
     }
 
-    fn into_vec(self) -> Vec<Raw<'e>> {
-        match self {
-            Vals::One(r) => vec![r],
-            Vals::Many(v) => v,
+    /// The class named `local` (or the class queried, for an XmlFragment) and its table entry.
+    fn class(&mut self, start: &Start<'_>) -> (Name, Option<&'static ClassSchema>) {
+        let local = start.local();
+        let class = if start.is(NS_WSMAN, "XmlFragment") { self.expect.class } else { local };
+        if let Some(c) = self.classes.iter().find(|(n, _)| n.as_str() == class) {
+            return c.clone();
         }
-    }
-}
-
-/// An instance's property elements grouped by name, in order of first occurrence.
-#[derive(Default)]
-struct Groups<'e> {
-    list: Vec<(String, Vals<'e>)>,
-    /// Built only for instances with many properties, where a linear search costs more than hashing.
-    index: HashMap<String, usize>,
-}
-
-impl<'e> Groups<'e> {
-    fn add(&mut self, name: String, raw: Raw<'e>, class: &str, limits: &Limits) -> Result<(), Error> {
-        // Repeats are adjacent in practice, so the last group is checked first.
-        let found = match self.list.last() {
-            Some((last, _)) if *last == name => Some(self.list.len() - 1),
-            _ if self.list.len() < LINEAR_GROUPS => self.list.iter().position(|(n, _)| *n == name),
-            _ => self.index.get(&name).copied(),
-        };
-        if let Some((_, vals)) = found.and_then(|i| self.list.get_mut(i)) {
-            *vals = match std::mem::replace(vals, Vals::Many(Vec::new())) {
-                Vals::One(first) => Vals::Many(vec![first, raw]),
-                Vals::Many(mut v) => {
-                    v.push(raw);
-                    Vals::Many(v)
-                }
-            };
-            return Ok(());
+        // A class enumeration also returns instances of subclasses (Win32_TerminalService among
+        // Win32_Service); one we do not know still has every property of the class queried.
+        let entry = (Name::from(class), schema::class(class).or_else(|| schema::class(self.expect.class)));
+        if self.classes.len() < MAX_CLASSES {
+            self.classes.push(entry.clone());
         }
-        if self.list.len() >= limits.max_properties {
-            return Err(protocol(format!(
-                "an instance of {class} has more than {} properties",
-                limits.max_properties
-            )));
-        }
-        if self.list.len() == LINEAR_GROUPS {
-            let list = &self.list;
-            self.index.extend(list.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)));
-        }
-        if self.list.len() >= LINEAR_GROUPS {
-            self.index.insert(name.clone(), self.list.len());
-        }
-        self.list.push((name, Vals::One(raw)));
-        Ok(())
+        entry
     }
 
-    fn into_instance(
-        self,
-        class: &str,
-        schema: Option<&ClassSchema>,
-        arrays: &[String],
-        limits: &Limits,
-    ) -> Result<Instance, Error> {
-        let mut inst = Instance::new(class);
-        inst.properties.reserve(self.list.len());
-        for (name, vals) in self.list {
-            let prop = schema.and_then(|s| s.property(&name));
-            let ty = prop.map(|p| p.cim_type);
-            let is_array = vals.len() > 1
-                || prop.is_some_and(|p| p.is_array)
-                || arrays.iter().any(|a| a.eq_ignore_ascii_case(&name));
-            let value = match vals {
-                // A single nil element is a null array, not an array holding a null.
-                Vals::One(r) if r.is_nil() => Value::Null,
-                Vals::One(r) if is_array => Value::Array(vec![raw_value(r, ty, arrays, limits)?]),
-                Vals::One(r) => raw_value(r, ty, arrays, limits)?,
-                Vals::Many(v) => {
-                    Value::Array(v.into_iter().map(|r| raw_value(r, ty, arrays, limits)).collect::<Result<_, _>>()?)
-                }
-            };
-            inst.push(name, value);
+    /// Reads the item just started.
+    fn read(&mut self, x: &mut Xml<'_>, start: &Start<'_>) -> Result<Instance, Error> {
+        if start.is(NS_ADDRESSING, "EndpointReference") {
+            let tree = x.tree(start)?;
+            return item_instance(&tree, self.expect);
+        }
+        let (class, schema) = self.class(start);
+        let mut inst = self.builder.begin(class, schema);
+        // Addressing children are kept whole: they are how an EPR item is recognized and read.
+        let mut addressing: Vec<Elem> = Vec::new();
+        let mut epr = false;
+        while let Some(child) = x.next_child()? {
+            if child.ns == Ns::Known(NS_ADDRESSING) {
+                epr |= child.local() == "ReferenceParameters";
+                let tree = x.tree(&child)?;
+                self.builder.add(&mut inst, &tree.local, Raw::Tree(&tree))?;
+                addressing.push(tree);
+            } else {
+                let raw = x.property(&child)?;
+                let tree;
+                let raw = match raw {
+                    Prop::Nil => Raw::Nil,
+                    Prop::Text(t) => Raw::Text(t),
+                    Prop::Tree(t) => {
+                        tree = t;
+                        Raw::Tree(&tree)
+                    }
+                };
+                self.builder.add(&mut inst, child.local(), raw)?;
+            }
+        }
+        if epr {
+            // Only the addressing children matter to an EPR.
+            let children = addressing.into_iter().map(Node::Elem).collect();
+            let tree = x.elem_with(start, Vec::new(), children);
+            return Ok(epr_instance(&tree, self.expect));
         }
         Ok(inst)
+    }
+}
+
+/// One property element as the stream delivered it.
+enum Prop<'a> {
+    Nil,
+    Text(Cow<'a, str>),
+    /// An element with child elements, converted by [`value`].
+    Tree(Elem),
+}
+
+/// A property element's content, borrowed for conversion.
+enum Raw<'r> {
+    Nil,
+    Text(Cow<'r, str>),
+    Tree(&'r Elem),
+}
+
+/// Up to this many distinct names, a name is found by linear search; beyond, through a map.
+const LINEAR_NAMES: usize = 48;
+
+/// What the builder knows about one property name.
+struct Slot<'s> {
+    name: Name,
+    /// The class table entry the facts below were looked up in (`facts` is false until then).
+    schema: Option<&'s ClassSchema>,
+    facts: bool,
+    ty: Option<CimType>,
+    is_array: bool,
+    /// The instance (by serial) in which the name was last seen, and its index there, so a
+    /// repeated element joins its array in constant time.
+    seen_in: u64,
+    at: usize,
+}
+
+/// Builds instances property by property, handing out one shared [`Name`] per distinct
+/// property name and remembering its type, so the instances of a response after the first
+/// cost no name allocation and no class table search.
+struct Builder<'s> {
+    arrays: &'s [String],
+    limits: &'s Limits,
+    slots: Vec<Slot<'s>>,
+    /// Built once there are more than [`LINEAR_NAMES`] slots.
+    index: HashMap<Name, usize>,
+    /// The slot after the previous property's: the next element's name, when items list their
+    /// properties in the same order.
+    cursor: usize,
+    serial: u64,
+    schema: Option<&'s ClassSchema>,
+    /// Properties of the previous instance, to size the next one.
+    last_len: usize,
+}
+
+impl<'s> Builder<'s> {
+    fn new(arrays: &'s [String], limits: &'s Limits) -> Builder<'s> {
+        Builder {
+            arrays,
+            limits,
+            slots: Vec::new(),
+            index: HashMap::new(),
+            cursor: 0,
+            serial: 0,
+            schema: None,
+            last_len: 0,
+        }
+    }
+
+    /// Starts an instance of `class`, typed by `schema`.
+    fn begin(&mut self, class: Name, schema: Option<&'s ClassSchema>) -> Instance {
+        self.serial += 1;
+        self.cursor = 0;
+        self.schema = schema;
+        Instance { class_name: class, properties: Vec::with_capacity(self.last_len) }
+    }
+
+    fn slot(&mut self, name: &str) -> usize {
+        if let Some(s) = self.slots.get(self.cursor).filter(|s| s.name.as_str() == name) {
+            let _ = s;
+            return self.cursor;
+        }
+        let found = if self.slots.len() <= LINEAR_NAMES {
+            self.slots.iter().position(|s| s.name.as_str() == name)
+        } else {
+            self.index.get(name).copied()
+        };
+        if let Some(i) = found {
+            return i;
+        }
+        let i = self.slots.len();
+        let name = Name::from(name);
+        self.slots.push(Slot { name, schema: None, facts: false, ty: None, is_array: false, seen_in: 0, at: 0 });
+        if i == LINEAR_NAMES {
+            self.index.extend(self.slots.iter().enumerate().map(|(i, s)| (s.name.clone(), i)));
+        } else if i > LINEAR_NAMES {
+            if let Some(s) = self.slots.get(i) {
+                self.index.insert(s.name.clone(), i);
+            }
+        }
+        i
+    }
+
+    /// Adds one property element to `inst`: a new property, or one more element of an array.
+    fn add(&mut self, inst: &mut Instance, name: &str, raw: Raw<'_>) -> Result<(), Error> {
+        let i = self.slot(name);
+        self.cursor = i + 1;
+        let (schema, arrays, limits, serial) = (self.schema, self.arrays, self.limits, self.serial);
+        let Some(slot) = self.slots.get_mut(i) else {
+            return Err(protocol("internal error: a property slot went missing"));
+        };
+        let same_schema = match (slot.schema, schema) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !slot.facts || !same_schema {
+            let prop = schema.and_then(|s| s.property(&slot.name));
+            slot.ty = prop.map(|p| p.cim_type);
+            slot.is_array = prop.is_some_and(|p| p.is_array) || arrays.iter().any(|a| a.eq_ignore_ascii_case(&slot.name));
+            slot.schema = schema;
+            slot.facts = true;
+        }
+        let ty = slot.ty;
+        if slot.seen_in == serial {
+            // A repeated element: the property is an array.
+            let value = raw_value(raw, ty, arrays, limits)?;
+            if let Some(p) = inst.properties.get_mut(slot.at) {
+                match &mut p.value {
+                    Value::Array(items) => items.push(value),
+                    first => {
+                        let first = std::mem::replace(first, Value::Null);
+                        p.value = Value::Array(vec![first, value]);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        if inst.properties.len() >= limits.max_properties {
+            return Err(protocol(format!(
+                "an instance of {} has more than {} properties",
+                inst.class_name, limits.max_properties
+            )));
+        }
+        let value = match raw {
+            // A single nil element is a null array, not an array holding a null.
+            Raw::Nil => Value::Null,
+            Raw::Tree(e) if e.is_nil() => Value::Null,
+            raw if slot.is_array => Value::Array(vec![raw_value(raw, ty, arrays, limits)?]),
+            raw => raw_value(raw, ty, arrays, limits)?,
+        };
+        slot.seen_in = serial;
+        slot.at = inst.properties.len();
+        inst.properties.push(Property { name: slot.name.clone(), value });
+        self.last_len = self.last_len.max(inst.properties.len());
+        Ok(())
     }
 }
 
@@ -354,15 +437,15 @@ fn raw_value(r: Raw<'_>, ty: Option<CimType>, arrays: &[String], limits: &Limits
     Ok(match r {
         Raw::Nil => Value::Null,
         Raw::Text(text) => text_value(text, ty),
-        Raw::Tree(e) => value(&e, ty, arrays, limits)?,
+        Raw::Tree(e) => value(e, ty, arrays, limits)?,
     })
 }
 
-fn text_value(text: String, ty: Option<CimType>) -> Value {
+fn text_value(text: Cow<'_, str>, ty: Option<CimType>) -> Value {
     match ty {
+        None | Some(CimType::String) => Value::String(text.into_owned()),
         // A value the table's type cannot hold is kept as text rather than lost.
-        Some(t) => t.parse_text(&text).unwrap_or(Value::String(text)),
-        None => Value::String(text),
+        Some(t) => t.parse_text(&text).unwrap_or_else(|| Value::String(text.into_owned())),
     }
 }
 
@@ -374,18 +457,19 @@ fn instance(
     arrays: &[String],
     limits: &Limits,
 ) -> Result<Instance, Error> {
-    let mut groups = Groups::default();
+    let mut b = Builder::new(arrays, limits);
+    let mut inst = b.begin(Name::from(class), schema);
     for c in e.elements() {
         let raw = if c.is_nil() {
             Raw::Nil
         } else if c.elements().next().is_none() {
-            Raw::Text(c.text())
+            Raw::Text(Cow::Owned(c.text()))
         } else {
-            Raw::Tree(Cow::Borrowed(c))
+            Raw::Tree(c)
         };
-        groups.add(c.local.clone(), raw, class, limits)?;
+        b.add(&mut inst, &c.local, raw)?;
     }
-    groups.into_instance(class, schema, arrays, limits)
+    Ok(inst)
 }
 
 /// Converts one property element to a value.
@@ -396,7 +480,7 @@ fn value(e: &Elem, ty: Option<CimType>, arrays: &[String], limits: &Limits) -> R
     let mut kids = e.elements();
     let (first, second) = (kids.next(), kids.next());
     if first.is_none() {
-        return Ok(text_value(e.text(), ty));
+        return Ok(text_value(Cow::Owned(e.text()), ty));
     }
     if let (Some(only), None) = (first, second) {
         let t = only.text();
@@ -553,30 +637,57 @@ impl Elem {
     }
 }
 
+
 /// Whether attributes mark their element `xsi:nil`.
 fn is_nil(attrs: &[(Option<Arc<str>>, String, String)]) -> bool {
-    attrs.iter().any(|(n, l, v)| {
-        l == "nil" && n.as_deref() == Some(NS_XSI) && (v.trim().eq_ignore_ascii_case("true") || v.trim() == "1")
-    })
+    attrs.iter().any(|(n, l, v)| l == "nil" && n.as_deref() == Some(NS_XSI) && nil_value(v))
 }
 
-/// An element start: its resolved name and attributes.
-struct Start {
-    ns: Option<Arc<str>>,
-    local: String,
-    attrs: Vec<(Option<Arc<str>>, String, String)>,
+fn nil_value(v: &str) -> bool {
+    v.trim().eq_ignore_ascii_case("true") || v.trim() == "1"
 }
 
-impl Start {
+/// The namespaces elements are matched against. A resolved URI equal to one of them is held as
+/// the constant itself, so matching costs no lookup and keeps no copy.
+const KNOWN_NS: [&str; 5] = [NS_SOAP, NS_ADDRESSING, NS_ENUMERATION, NS_WSMAN, NS_XSI];
+
+/// The namespace of an element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ns {
+    None,
+    Known(&'static str),
+    /// Any other URI, by its index among those this response used.
+    Other(usize),
+}
+
+/// An element start, borrowed from the body; its attributes are read only when needed.
+struct Start<'a> {
+    ns: Ns,
+    ev: BytesStart<'a>,
+    /// An `xsi:nil` attribute says true.
+    nil: bool,
+    /// It has attributes besides namespace declarations.
+    attrs: bool,
+}
+
+impl Start<'_> {
+    /// Only for the namespaces of [`KNOWN_NS`], which every caller passes.
     fn is(&self, ns: &str, local: &str) -> bool {
-        self.local == local && self.ns.as_deref() == Some(ns)
+        debug_assert!(KNOWN_NS.contains(&ns), "{ns} is matched but not known");
+        matches!(self.ns, Ns::Known(k) if k == ns) && self.ev.local_name().as_ref() == local.as_bytes()
+    }
+
+    /// The local name. The body was checked to be UTF-8 and a name is cut at ASCII bytes, so
+    /// it is always text.
+    fn local(&self) -> &str {
+        std::str::from_utf8(self.ev.local_name().into_inner()).unwrap_or("\u{FFFD}")
     }
 }
 
-enum Ev {
-    Start(Start),
+enum Ev<'a> {
+    Start(Start<'a>),
     End,
-    Text(String),
+    Text(Cow<'a, str>),
     Eof,
 }
 
@@ -588,33 +699,40 @@ struct Xml<'a> {
     /// Elements started so far.
     elements: usize,
     pending_end: bool,
-    /// Namespace URIs seen so far: a document uses a handful, shared by every element.
-    namespaces: Vec<Arc<str>>,
+    /// Namespace URIs other than [`KNOWN_NS`] seen so far (a typed item's class namespace).
+    others: Vec<Arc<str>>,
+    /// Index of `others`, once it is too long to search.
+    others_index: HashMap<Arc<str>, usize>,
+    /// The last of `others` matched: every property of a typed item is in its namespace.
+    last_other: usize,
 }
+
+/// Up to this many other namespaces are searched linearly.
+const LINEAR_NAMESPACES: usize = 16;
 
 /// XML 1.0 §2.11 line-end handling: a literal CR LF or CR is read as LF (a `&#13;` reference
 /// is not, and arrives as its own event), as every conforming parser reports it.
-fn line_ends(text: &str) -> String {
-    if text.contains('\r') { text.replace("\r\n", "\n").replace('\r', "\n") } else { text.to_string() }
-}
-
-fn intern(namespaces: &mut Vec<Arc<str>>, uri: &[u8]) -> Arc<str> {
-    if let Some(n) = namespaces.iter().find(|n| n.as_bytes() == uri) {
-        return n.clone();
-    }
-    let n: Arc<str> = String::from_utf8_lossy(uri).into();
-    namespaces.push(n.clone());
-    n
+fn line_ends(text: Cow<'_, str>) -> Cow<'_, str> {
+    if text.contains('\r') { Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n")) } else { text }
 }
 
 impl<'a> Xml<'a> {
     fn new(text: &'a str, limits: &'a Limits) -> Xml<'a> {
         let mut r = NsReader::from_str(text);
         r.config_mut().check_end_names = true;
-        Xml { r, limits, depth: 0, elements: 0, pending_end: false, namespaces: Vec::new() }
+        Xml {
+            r,
+            limits,
+            depth: 0,
+            elements: 0,
+            pending_end: false,
+            others: Vec::new(),
+            others_index: HashMap::new(),
+            last_other: 0,
+        }
     }
 
-    fn next(&mut self) -> Result<Ev, Error> {
+    fn next(&mut self) -> Result<Ev<'a>, Error> {
         if self.pending_end {
             self.pending_end = false;
             self.depth = self.depth.saturating_sub(1);
@@ -622,16 +740,21 @@ impl<'a> Xml<'a> {
         }
         loop {
             let (ns, ev) = self.r.read_resolved_event().map_err(|e| protocol(format!("malformed XML: {e}")))?;
-            let ns = match ns {
-                ResolveResult::Bound(n) => Some(intern(&mut self.namespaces, n.as_ref())),
-                ResolveResult::Unbound => None,
-                ResolveResult::Unknown(p) => {
-                    return Err(protocol(format!("undeclared namespace prefix {}", String::from_utf8_lossy(&p))));
-                }
-            };
+            let empty = matches!(ev, Event::Empty(_));
             return Ok(match ev {
-                Event::Start(ref e) | Event::Empty(ref e) => {
-                    let empty = matches!(ev, Event::Empty(_));
+                Event::Start(e) | Event::Empty(e) => {
+                    let ns = match ns {
+                        ResolveResult::Bound(n) => {
+                            namespace(&mut self.others, &mut self.others_index, &mut self.last_other, n.as_ref())
+                        }
+                        ResolveResult::Unbound => Ns::None,
+                        ResolveResult::Unknown(p) => {
+                            return Err(protocol(format!(
+                                "undeclared namespace prefix {}",
+                                String::from_utf8_lossy(&p)
+                            )));
+                        }
+                    };
                     self.depth += 1;
                     if self.depth > self.limits.max_depth {
                         return Err(protocol(format!("XML nesting deeper than {}", self.limits.max_depth)));
@@ -643,24 +766,26 @@ impl<'a> Xml<'a> {
                             self.limits.max_elements
                         )));
                     }
+                    let (nil, attrs) = self.scan_attributes(&e)?;
+                    // The reader reports `<e/>` once; callers see a start and an end.
                     self.pending_end = empty;
-                    Ev::Start(self.start(ns, e)?)
+                    Ev::Start(Start { ns, ev: e, nil, attrs })
                 }
                 Event::End(_) => {
                     self.depth = self.depth.saturating_sub(1);
                     Ev::End
                 }
-                Event::Text(t) => Ev::Text(line_ends(&t.decode().map_err(|e| protocol(format!("bad text: {e}")))?)),
-                Event::CData(t) => Ev::Text(line_ends(&t.decode().map_err(|e| protocol(format!("bad CDATA: {e}")))?)),
+                Event::Text(t) => Ev::Text(line_ends(t.decode().map_err(|e| protocol(format!("bad text: {e}")))?)),
+                Event::CData(t) => Ev::Text(line_ends(t.decode().map_err(|e| protocol(format!("bad CDATA: {e}")))?)),
                 Event::GeneralRef(r) => {
                     if let Some(c) =
                         r.resolve_char_ref().map_err(|e| protocol(format!("bad character reference: {e}")))?
                     {
-                        Ev::Text(c.to_string())
+                        Ev::Text(Cow::Owned(c.to_string()))
                     } else {
                         let name = r.decode().map_err(|e| protocol(format!("bad entity: {e}")))?;
                         match resolve_predefined_entity(&name) {
-                            Some(s) => Ev::Text(s.to_string()),
+                            Some(s) => Ev::Text(Cow::Borrowed(s)),
                             None => return Err(protocol(format!("undefined entity &{name};"))),
                         }
                     }
@@ -672,31 +797,81 @@ impl<'a> Xml<'a> {
         }
     }
 
-    fn start(&mut self, ns: Option<Arc<str>>, e: &BytesStart<'_>) -> Result<Start, Error> {
-        let mut attrs = Vec::new();
+    /// Checks the attributes of an element just read (well-formed, within limits) and tells
+    /// whether it is `xsi:nil` and has any attributes besides namespace declarations.
+    fn scan_attributes(&self, e: &BytesStart<'_>) -> Result<(bool, bool), Error> {
+        if e.attributes_raw().iter().all(u8::is_ascii_whitespace) {
+            return Ok((false, false));
+        }
+        let (mut nil, mut any) = (false, false);
         for a in e.attributes() {
             let a = a.map_err(|e| protocol(format!("malformed attribute: {e}")))?;
-            let key = a.key;
             // Namespace declarations are resolved by the reader, not data.
-            if key.as_namespace_binding().is_some() {
+            if a.key.as_namespace_binding().is_some() {
                 continue;
             }
-            let (ans, local) = self.r.resolve_attribute(key);
-            let ans = match ans {
-                ResolveResult::Bound(n) => Some(intern(&mut self.namespaces, n.as_ref())),
-                _ => None,
-            };
+            any = true;
             let value = a.unescape_value().map_err(|e| protocol(format!("malformed attribute value: {e}")))?;
             if value.len() > self.limits.max_string_bytes {
                 return Err(protocol("attribute value exceeds the string limit"));
             }
+            if a.key.local_name().as_ref() == b"nil" {
+                let (ns, _) = self.r.resolve_attribute(a.key);
+                if matches!(ns, ResolveResult::Bound(n) if n.as_ref() == NS_XSI.as_bytes()) && nil_value(&value) {
+                    nil = true;
+                }
+            }
+        }
+        Ok((nil, any))
+    }
+
+    /// The attributes of the element just started, resolved, as a tree keeps them. Must be
+    /// called before the next event is read, while the element's namespace scope is current.
+    fn attributes(&mut self, e: &BytesStart<'_>) -> Result<Vec<(Option<Arc<str>>, String, String)>, Error> {
+        let mut attrs = Vec::new();
+        for a in e.attributes() {
+            let a = a.map_err(|e| protocol(format!("malformed attribute: {e}")))?;
+            if a.key.as_namespace_binding().is_some() {
+                continue;
+            }
+            let (ans, local) = self.r.resolve_attribute(a.key);
+            let ans = match ans {
+                ResolveResult::Bound(n) => Some(n.as_ref().to_vec()),
+                _ => None,
+            };
+            let ans = match ans {
+                Some(n) => {
+                    let ns = namespace(&mut self.others, &mut self.others_index, &mut self.last_other, &n);
+                    self.ns_text(ns)
+                }
+                None => None,
+            };
+            let value = a.unescape_value().map_err(|e| protocol(format!("malformed attribute value: {e}")))?;
             attrs.push((ans, String::from_utf8_lossy(local.as_ref()).into_owned(), value.into_owned()));
         }
-        Ok(Start { ns, local: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(), attrs })
+        Ok(attrs)
+    }
+
+    fn ns_text(&self, ns: Ns) -> Option<Arc<str>> {
+        match ns {
+            Ns::None => None,
+            Ns::Known(k) => Some(Arc::from(k)),
+            Ns::Other(i) => self.others.get(i).cloned(),
+        }
+    }
+
+    /// An element from a start (read just now, see [`Xml::attributes`]) and its children.
+    fn elem_with(
+        &self,
+        start: &Start<'_>,
+        attrs: Vec<(Option<Arc<str>>, String, String)>,
+        children: Vec<Node>,
+    ) -> Elem {
+        Elem { ns: self.ns_text(start.ns), local: start.local().to_string(), attrs, children }
     }
 
     /// The next child element of the current element, or `None` at its end.
-    fn next_child(&mut self) -> Result<Option<Start>, Error> {
+    fn next_child(&mut self) -> Result<Option<Start<'a>>, Error> {
         loop {
             match self.next()? {
                 Ev::Start(s) => return Ok(Some(s)),
@@ -741,34 +916,35 @@ impl<'a> Xml<'a> {
         Ok(s)
     }
 
-    /// Reads the property element just started: its text, or a tree if it has child elements.
-    fn property(&mut self, start: Start) -> Result<(String, Raw<'static>), Error> {
-        if is_nil(&start.attrs) {
+    /// Reads the property element just started: nil, its text, or a tree if it has child
+    /// elements (then its attributes are kept too).
+    fn property(&mut self, start: &Start<'_>) -> Result<Prop<'a>, Error> {
+        if start.nil {
             self.skip()?;
-            return Ok((start.local, Raw::Nil));
+            return Ok(Prop::Nil);
         }
-        let mut text = String::new();
+        let attrs = if start.attrs { self.attributes(&start.ev)? } else { Vec::new() };
+        let mut text: Option<Cow<'a, str>> = None;
         loop {
             match self.next()? {
                 Ev::Text(t) => {
-                    if text.is_empty() {
-                        text = t;
-                    } else {
-                        text.push_str(&t);
-                    }
-                    if text.len() > self.limits.max_string_bytes {
+                    let joined = match text.take() {
+                        None => t,
+                        Some(prev) => Cow::Owned(prev.into_owned() + &t),
+                    };
+                    if joined.len() > self.limits.max_string_bytes {
                         return Err(protocol("element text exceeds the string limit"));
                     }
+                    text = Some(joined);
                 }
-                Ev::End => return Ok((start.local, Raw::Text(text))),
+                Ev::End => return Ok(Prop::Text(text.unwrap_or(Cow::Borrowed("")))),
                 Ev::Start(child) => {
-                    let name = start.local.clone();
-                    let mut root = Elem { ns: start.ns, local: start.local, attrs: start.attrs, children: Vec::new() };
-                    if !text.is_empty() {
-                        root.children.push(Node::Text(text));
+                    let mut root = self.elem_with(start, attrs, Vec::new());
+                    if let Some(t) = text.filter(|t| !t.is_empty()) {
+                        root.children.push(Node::Text(t.into_owned()));
                     }
-                    root.children.push(Node::Elem(self.tree(child)?));
-                    return Ok((name, Raw::Tree(Cow::Owned(self.rest(root)?))));
+                    root.children.push(Node::Elem(self.tree(&child)?));
+                    return Ok(Prop::Tree(self.rest(root)?));
                 }
                 Ev::Eof => return Err(protocol("the response ends in the middle of an element")),
             }
@@ -776,8 +952,10 @@ impl<'a> Xml<'a> {
     }
 
     /// Collects the element just started into a tree.
-    fn tree(&mut self, start: Start) -> Result<Elem, Error> {
-        self.rest(Elem { ns: start.ns, local: start.local, attrs: start.attrs, children: Vec::new() })
+    fn tree(&mut self, start: &Start<'_>) -> Result<Elem, Error> {
+        let attrs = self.attributes(&start.ev)?;
+        let root = self.elem_with(start, attrs, Vec::new());
+        self.rest(root)
     }
 
     /// Collects the rest of an element, read up to here into `root`, into a tree.
@@ -788,7 +966,8 @@ impl<'a> Xml<'a> {
             match self.next()? {
                 Ev::Start(s) => {
                     text_len = 0;
-                    stack.push(Elem { ns: s.ns, local: s.local, attrs: s.attrs, children: Vec::new() });
+                    let attrs = self.attributes(&s.ev)?;
+                    stack.push(self.elem_with(&s, attrs, Vec::new()));
                 }
                 Ev::Text(t) => {
                     text_len += t.len();
@@ -798,7 +977,7 @@ impl<'a> Xml<'a> {
                     if let Some(top) = stack.last_mut() {
                         match top.children.last_mut() {
                             Some(Node::Text(prev)) => prev.push_str(&t),
-                            _ => top.children.push(Node::Text(t)),
+                            _ => top.children.push(Node::Text(t.into_owned())),
                         }
                     }
                 }
@@ -814,6 +993,37 @@ impl<'a> Xml<'a> {
             }
         }
     }
+}
+
+/// The [`Ns`] of a resolved namespace URI, remembering URIs not in [`KNOWN_NS`].
+fn namespace(others: &mut Vec<Arc<str>>, index: &mut HashMap<Arc<str>, usize>, last: &mut usize, uri: &[u8]) -> Ns {
+    if others.get(*last).is_some_and(|o| o.as_bytes() == uri) {
+        return Ns::Other(*last);
+    }
+    if let Some(k) = KNOWN_NS.iter().find(|k| k.as_bytes() == uri) {
+        return Ns::Known(*k);
+    }
+    let text = String::from_utf8_lossy(uri);
+    let found = if others.len() <= LINEAR_NAMESPACES {
+        others.iter().position(|o| **o == *text)
+    } else {
+        index.get(&*text).copied()
+    };
+    let i = match found {
+        Some(i) => i,
+        None => {
+            let n: Arc<str> = Arc::from(&*text);
+            others.push(n.clone());
+            if others.len() == LINEAR_NAMESPACES + 1 {
+                index.extend(others.iter().enumerate().map(|(i, o)| (o.clone(), i)));
+            } else if others.len() > LINEAR_NAMESPACES + 1 {
+                index.insert(n, others.len() - 1);
+            }
+            others.len() - 1
+        }
+    };
+    *last = i;
+    Ns::Other(i)
 }
 
 #[cfg(test)]
@@ -938,9 +1148,9 @@ mod tests {
             let Ev::Start(_) = x.next().unwrap() else { panic!("no root") };
             let start = x.next_child().unwrap().unwrap();
             if stream {
-                read_item(&mut x, start, &ex).unwrap()
+                Items::new(&ex).read(&mut x, &start).unwrap()
             } else {
-                item_instance(&x.tree(start).unwrap(), &ex).unwrap()
+                item_instance(&x.tree(&start).unwrap(), &ex).unwrap()
             }
         };
         (read(true), read(false))
