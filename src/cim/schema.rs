@@ -59,11 +59,9 @@ impl CimType {
     pub fn parse_text(self, text: &str) -> Option<Value> {
         let t = text.trim();
         Some(match self {
-            CimType::Boolean => match t.to_ascii_lowercase().as_str() {
-                "true" | "1" => Value::Bool(true),
-                "false" | "0" => Value::Bool(false),
-                _ => return None,
-            },
+            CimType::Boolean if t.eq_ignore_ascii_case("true") || t == "1" => Value::Bool(true),
+            CimType::Boolean if t.eq_ignore_ascii_case("false") || t == "0" => Value::Bool(false),
+            CimType::Boolean => return None,
             CimType::SInt8 => Value::SInt8(t.parse().ok()?),
             CimType::UInt8 => Value::UInt8(t.parse().ok()?),
             CimType::SInt16 => Value::SInt16(t.parse().ok()?),

@@ -45,5 +45,6 @@ pub mod session;
 pub mod tls;
 pub mod transport;
 pub mod uri;
+pub(crate) mod xml;
 
 pub use session::{WsManConnector, WsManSession};

@@ -8,17 +8,14 @@
 //! (datetimes, references, embedded instances), EPR items and fault bodies are collected into a
 //! small element tree.
 
-use quick_xml::NsReader;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use quick_xml::escape::resolve_predefined_entity;
-use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::ResolveResult;
 
 use super::envelope::{NS_ADDRESSING, NS_ENUMERATION, NS_SOAP, NS_WSMAN};
 use super::fault::{self, Fault};
+use super::xml::{self, Tag};
 use crate::cim::schema::{self, CimType, ClassSchema};
 use crate::cim::{DateTime, Instance, Interval, Name, Property, Reference, Value};
 use crate::protocol::{Category, Error};
@@ -249,7 +246,19 @@ impl<'e> Items<'e> {
         // Addressing children are kept whole: they are how an EPR item is recognized and read.
         let mut addressing: Vec<Elem> = Vec::new();
         let mut epr = false;
-        while let Some(child) = x.next_child()? {
+        loop {
+            if let Some((ns, local, text)) = x.simple()? {
+                if ns == Ns::Known(NS_ADDRESSING) {
+                    let children = if text.is_empty() { Vec::new() } else { vec![Node::Text(text.into_owned())] };
+                    let tree = Elem { ns: x.ns_text(ns), local: local.to_string(), attrs: Vec::new(), children };
+                    self.builder.add(&mut inst, local, Raw::Tree(&tree))?;
+                    addressing.push(tree);
+                } else {
+                    self.builder.add(&mut inst, local, Raw::Text(text))?;
+                }
+                continue;
+            }
+            let Some(child) = x.next_child()? else { break };
             if child.ns == Ns::Known(NS_ADDRESSING) {
                 epr |= child.local() == "ReferenceParameters";
                 let tree = x.tree(&child)?;
@@ -663,24 +672,20 @@ enum Ns {
 /// An element start, borrowed from the body; its attributes are read only when needed.
 struct Start<'a> {
     ns: Ns,
-    ev: BytesStart<'a>,
+    tag: Tag<'a>,
     /// An `xsi:nil` attribute says true.
     nil: bool,
-    /// It has attributes besides namespace declarations.
-    attrs: bool,
 }
 
-impl Start<'_> {
+impl<'a> Start<'a> {
     /// Only for the namespaces of [`KNOWN_NS`], which every caller passes.
     fn is(&self, ns: &str, local: &str) -> bool {
         debug_assert!(KNOWN_NS.contains(&ns), "{ns} is matched but not known");
-        matches!(self.ns, Ns::Known(k) if k == ns) && self.ev.local_name().as_ref() == local.as_bytes()
+        matches!(self.ns, Ns::Known(k) if k == ns) && self.tag.local == local
     }
 
-    /// The local name. The body was checked to be UTF-8 and a name is cut at ASCII bytes, so
-    /// it is always text.
-    fn local(&self) -> &str {
-        std::str::from_utf8(self.ev.local_name().into_inner()).unwrap_or("\u{FFFD}")
+    fn local(&self) -> &'a str {
+        self.tag.local
     }
 }
 
@@ -693,163 +698,127 @@ enum Ev<'a> {
 
 /// The event stream, with limits, entity handling and empty elements split into start + end.
 struct Xml<'a> {
-    r: NsReader<&'a [u8]>,
+    r: xml::Reader<'a>,
     limits: &'a Limits,
     depth: usize,
     /// Elements started so far.
     elements: usize,
-    pending_end: bool,
     /// Namespace URIs other than [`KNOWN_NS`] seen so far (a typed item's class namespace).
     others: Vec<Arc<str>>,
     /// Index of `others`, once it is too long to search.
     others_index: HashMap<Arc<str>, usize>,
     /// The last of `others` matched: every property of a typed item is in its namespace.
     last_other: usize,
+    /// The namespace binding (by serial) last resolved, and what it resolved to.
+    last_serial: (u64, Ns),
 }
 
 /// Up to this many other namespaces are searched linearly.
 const LINEAR_NAMESPACES: usize = 16;
 
-/// XML 1.0 §2.11 line-end handling: a literal CR LF or CR is read as LF (a `&#13;` reference
-/// is not, and arrives as its own event), as every conforming parser reports it.
-fn line_ends(text: Cow<'_, str>) -> Cow<'_, str> {
-    if text.contains('\r') { Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n")) } else { text }
-}
-
 impl<'a> Xml<'a> {
     fn new(text: &'a str, limits: &'a Limits) -> Xml<'a> {
-        let mut r = NsReader::from_str(text);
-        r.config_mut().check_end_names = true;
         Xml {
-            r,
+            r: xml::Reader::new(text),
             limits,
             depth: 0,
             elements: 0,
-            pending_end: false,
             others: Vec::new(),
             others_index: HashMap::new(),
             last_other: 0,
+            last_serial: (0, Ns::None),
         }
     }
 
     fn next(&mut self) -> Result<Ev<'a>, Error> {
-        if self.pending_end {
-            self.pending_end = false;
-            self.depth = self.depth.saturating_sub(1);
-            return Ok(Ev::End);
+        let ev = self.r.next().map_err(|e| protocol(format!("malformed XML: {e}")))?;
+        Ok(match ev {
+            xml::Event::Start(tag) => {
+                self.count_element(self.depth + 1)?;
+                self.depth += 1;
+                let ns = self.resolve(tag.ns, tag.ns_serial);
+                let nil = tag.has_attributes && self.scan_attributes(&tag)?;
+                Ev::Start(Start { ns, tag, nil })
+            }
+            xml::Event::End => {
+                self.depth = self.depth.saturating_sub(1);
+                Ev::End
+            }
+            xml::Event::Text(t) => Ev::Text(t),
+            xml::Event::Eof => Ev::Eof,
+        })
+    }
+
+    /// Reads `<name>text</name>` whole when that comes next (see [`xml::Reader::simple`]):
+    /// its namespace, local name and text.
+    fn simple(&mut self) -> Result<Option<(Ns, &'a str, Cow<'a, str>)>, Error> {
+        let Some(el) = self.r.simple().map_err(|e| protocol(format!("malformed XML: {e}")))? else {
+            return Ok(None);
+        };
+        self.count_element(self.depth + 1)?;
+        if el.text.len() > self.limits.max_string_bytes {
+            return Err(protocol("element text exceeds the string limit"));
         }
-        loop {
-            let (ns, ev) = self.r.read_resolved_event().map_err(|e| protocol(format!("malformed XML: {e}")))?;
-            let empty = matches!(ev, Event::Empty(_));
-            return Ok(match ev {
-                Event::Start(e) | Event::Empty(e) => {
-                    let ns = match ns {
-                        ResolveResult::Bound(n) => {
-                            namespace(&mut self.others, &mut self.others_index, &mut self.last_other, n.as_ref())
-                        }
-                        ResolveResult::Unbound => Ns::None,
-                        ResolveResult::Unknown(p) => {
-                            return Err(protocol(format!(
-                                "undeclared namespace prefix {}",
-                                String::from_utf8_lossy(&p)
-                            )));
-                        }
-                    };
-                    self.depth += 1;
-                    if self.depth > self.limits.max_depth {
-                        return Err(protocol(format!("XML nesting deeper than {}", self.limits.max_depth)));
-                    }
-                    self.elements += 1;
-                    if self.elements > self.limits.max_elements {
-                        return Err(protocol(format!(
-                            "more than {} XML elements in one response (an array or a property list too long)",
-                            self.limits.max_elements
-                        )));
-                    }
-                    let (nil, attrs) = self.scan_attributes(&e)?;
-                    // The reader reports `<e/>` once; callers see a start and an end.
-                    self.pending_end = empty;
-                    Ev::Start(Start { ns, ev: e, nil, attrs })
-                }
-                Event::End(_) => {
-                    self.depth = self.depth.saturating_sub(1);
-                    Ev::End
-                }
-                Event::Text(t) => Ev::Text(line_ends(t.decode().map_err(|e| protocol(format!("bad text: {e}")))?)),
-                Event::CData(t) => Ev::Text(line_ends(t.decode().map_err(|e| protocol(format!("bad CDATA: {e}")))?)),
-                Event::GeneralRef(r) => {
-                    if let Some(c) =
-                        r.resolve_char_ref().map_err(|e| protocol(format!("bad character reference: {e}")))?
-                    {
-                        Ev::Text(Cow::Owned(c.to_string()))
-                    } else {
-                        let name = r.decode().map_err(|e| protocol(format!("bad entity: {e}")))?;
-                        match resolve_predefined_entity(&name) {
-                            Some(s) => Ev::Text(Cow::Borrowed(s)),
-                            None => return Err(protocol(format!("undefined entity &{name};"))),
-                        }
-                    }
-                }
-                Event::DocType(_) => return Err(protocol("DTDs are not accepted in WS-Man responses")),
-                Event::Eof => Ev::Eof,
-                Event::Comment(_) | Event::Decl(_) | Event::PI(_) => continue,
-            });
+        let ns = self.resolve(el.ns, el.ns_serial);
+        Ok(Some((ns, el.local, el.text)))
+    }
+
+    /// Counts an element starting at `depth` against the limits.
+    fn count_element(&mut self, depth: usize) -> Result<(), Error> {
+        if depth > self.limits.max_depth {
+            return Err(protocol(format!("XML nesting deeper than {}", self.limits.max_depth)));
+        }
+        self.elements += 1;
+        if self.elements > self.limits.max_elements {
+            return Err(protocol(format!(
+                "more than {} XML elements in one response (an array or a property list too long)",
+                self.limits.max_elements
+            )));
+        }
+        Ok(())
+    }
+
+    /// The [`Ns`] of a binding the reader reported, remembering the last one resolved.
+    fn resolve(&mut self, binding: Option<usize>, serial: u64) -> Ns {
+        match binding {
+            Some(_) if self.last_serial.0 == serial => self.last_serial.1,
+            Some(i) => {
+                let uri = self.r.namespace(i);
+                let ns = namespace(&mut self.others, &mut self.others_index, &mut self.last_other, uri.as_bytes());
+                self.last_serial = (serial, ns);
+                ns
+            }
+            None => Ns::None,
         }
     }
 
-    /// Checks the attributes of an element just read (well-formed, within limits) and tells
-    /// whether it is `xsi:nil` and has any attributes besides namespace declarations.
-    fn scan_attributes(&self, e: &BytesStart<'_>) -> Result<(bool, bool), Error> {
-        if e.attributes_raw().iter().all(u8::is_ascii_whitespace) {
-            return Ok((false, false));
-        }
-        let (mut nil, mut any) = (false, false);
-        for a in e.attributes() {
+    /// Checks the attribute values of an element just read against the string limit, and
+    /// tells whether it is `xsi:nil`.
+    fn scan_attributes(&self, tag: &Tag<'_>) -> Result<bool, Error> {
+        let mut nil = false;
+        for a in self.r.attributes(tag) {
             let a = a.map_err(|e| protocol(format!("malformed attribute: {e}")))?;
-            // Namespace declarations are resolved by the reader, not data.
-            if a.key.as_namespace_binding().is_some() {
-                continue;
-            }
-            any = true;
-            let value = a.unescape_value().map_err(|e| protocol(format!("malformed attribute value: {e}")))?;
-            if value.len() > self.limits.max_string_bytes {
+            if a.value.len() > self.limits.max_string_bytes {
                 return Err(protocol("attribute value exceeds the string limit"));
             }
-            if a.key.local_name().as_ref() == b"nil" {
-                let (ns, _) = self.r.resolve_attribute(a.key);
-                if matches!(ns, ResolveResult::Bound(n) if n.as_ref() == NS_XSI.as_bytes()) && nil_value(&value) {
-                    nil = true;
-                }
-            }
+            nil |= a.local == "nil" && a.ns == Some(NS_XSI) && nil_value(&a.value);
         }
-        Ok((nil, any))
+        Ok(nil)
     }
 
     /// The attributes of the element just started, resolved, as a tree keeps them. Must be
     /// called before the next event is read, while the element's namespace scope is current.
-    fn attributes(&mut self, e: &BytesStart<'_>) -> Result<Vec<(Option<Arc<str>>, String, String)>, Error> {
-        let mut attrs = Vec::new();
-        for a in e.attributes() {
-            let a = a.map_err(|e| protocol(format!("malformed attribute: {e}")))?;
-            if a.key.as_namespace_binding().is_some() {
-                continue;
-            }
-            let (ans, local) = self.r.resolve_attribute(a.key);
-            let ans = match ans {
-                ResolveResult::Bound(n) => Some(n.as_ref().to_vec()),
-                _ => None,
-            };
-            let ans = match ans {
-                Some(n) => {
-                    let ns = namespace(&mut self.others, &mut self.others_index, &mut self.last_other, &n);
-                    self.ns_text(ns)
-                }
-                None => None,
-            };
-            let value = a.unescape_value().map_err(|e| protocol(format!("malformed attribute value: {e}")))?;
-            attrs.push((ans, String::from_utf8_lossy(local.as_ref()).into_owned(), value.into_owned()));
+    fn attributes(&mut self, tag: &Tag<'_>) -> Result<Vec<(Option<Arc<str>>, String, String)>, Error> {
+        if !tag.has_attributes {
+            return Ok(Vec::new());
         }
-        Ok(attrs)
+        let mut attrs = Vec::new();
+        for a in self.r.attributes(tag) {
+            let a = a.map_err(|e| protocol(format!("malformed attribute: {e}")))?;
+            let ns = a.ns.map(|uri| namespace(&mut self.others, &mut self.others_index, &mut self.last_other, uri.as_bytes()));
+            attrs.push((ns, a.local.to_string(), a.value.into_owned()));
+        }
+        Ok(attrs.into_iter().map(|(ns, l, v)| (ns.and_then(|n| self.ns_text(n)), l, v)).collect())
     }
 
     fn ns_text(&self, ns: Ns) -> Option<Arc<str>> {
@@ -923,7 +892,7 @@ impl<'a> Xml<'a> {
             self.skip()?;
             return Ok(Prop::Nil);
         }
-        let attrs = if start.attrs { self.attributes(&start.ev)? } else { Vec::new() };
+        let attrs = self.attributes(&start.tag)?;
         let mut text: Option<Cow<'a, str>> = None;
         loop {
             match self.next()? {
@@ -953,7 +922,7 @@ impl<'a> Xml<'a> {
 
     /// Collects the element just started into a tree.
     fn tree(&mut self, start: &Start<'_>) -> Result<Elem, Error> {
-        let attrs = self.attributes(&start.ev)?;
+        let attrs = self.attributes(&start.tag)?;
         let root = self.elem_with(start, attrs, Vec::new());
         self.rest(root)
     }
@@ -966,7 +935,7 @@ impl<'a> Xml<'a> {
             match self.next()? {
                 Ev::Start(s) => {
                     text_len = 0;
-                    let attrs = self.attributes(&s.ev)?;
+                    let attrs = self.attributes(&s.tag)?;
                     stack.push(self.elem_with(&s, attrs, Vec::new()));
                 }
                 Ev::Text(t) => {
