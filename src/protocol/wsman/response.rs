@@ -247,14 +247,16 @@ impl<'e> Items<'e> {
         let mut addressing: Vec<Elem> = Vec::new();
         let mut epr = false;
         loop {
-            if let Some((ns, local, text)) = x.simple()? {
-                if ns == Ns::Known(NS_ADDRESSING) {
-                    let children = if text.is_empty() { Vec::new() } else { vec![Node::Text(text.into_owned())] };
-                    let tree = Elem { ns: x.ns_text(ns), local: local.to_string(), attrs: Vec::new(), children };
-                    self.builder.add(&mut inst, local, Raw::Tree(&tree))?;
+            if let Some(el) = x.simple()? {
+                if el.ns == Ns::Known(NS_ADDRESSING) {
+                    let children = if el.text.is_empty() { Vec::new() } else { vec![Node::Text(el.text.into_owned())] };
+                    let attrs = el.attribute.map(|(ns, l, v)| (x.ns_text(ns), l.to_string(), v.into_owned()));
+                    let tree = Elem { ns: x.ns_text(el.ns), local: el.local.to_string(), attrs: attrs.into_iter().collect(), children };
+                    self.builder.add(&mut inst, el.local, Raw::Tree(&tree))?;
                     addressing.push(tree);
                 } else {
-                    self.builder.add(&mut inst, local, Raw::Text(text))?;
+                    let raw = if el.nil { Raw::Nil } else { Raw::Text(el.text) };
+                    self.builder.add(&mut inst, el.local, raw)?;
                 }
                 continue;
             }
@@ -669,6 +671,16 @@ enum Ns {
     Other(usize),
 }
 
+/// An element read whole: text only, or empty with one attribute.
+struct Whole<'a> {
+    ns: Ns,
+    local: &'a str,
+    text: Cow<'a, str>,
+    attribute: Option<(Ns, &'a str, Cow<'a, str>)>,
+    /// The attribute is `xsi:nil` saying true.
+    nil: bool,
+}
+
 /// An element start, borrowed from the body; its attributes are read only when needed.
 struct Start<'a> {
     ns: Ns,
@@ -749,9 +761,9 @@ impl<'a> Xml<'a> {
         })
     }
 
-    /// Reads `<name>text</name>` whole when that comes next (see [`xml::Reader::simple`]):
-    /// its namespace, local name and text.
-    fn simple(&mut self) -> Result<Option<(Ns, &'a str, Cow<'a, str>)>, Error> {
+    /// Reads `<name>text</name>` or `<name a="v"/>` whole when that comes next (see
+    /// [`xml::Reader::simple`]).
+    fn simple(&mut self) -> Result<Option<Whole<'a>>, Error> {
         let Some(el) = self.r.simple().map_err(|e| protocol(format!("malformed XML: {e}")))? else {
             return Ok(None);
         };
@@ -760,7 +772,26 @@ impl<'a> Xml<'a> {
             return Err(protocol("element text exceeds the string limit"));
         }
         let ns = self.resolve(el.ns, el.ns_serial);
-        Ok(Some((ns, el.local, el.text)))
+        let attribute = match el.attribute {
+            Some((binding, local, value)) => {
+                if value.len() > self.limits.max_string_bytes {
+                    return Err(protocol("attribute value exceeds the string limit"));
+                }
+                let ans = match binding {
+                    Some(i) => {
+                        let uri = self.r.namespace(i);
+                        namespace(&mut self.others, &mut self.others_index, &mut self.last_other, uri.as_bytes())
+                    }
+                    None => Ns::None,
+                };
+                Some((ans, local, value))
+            }
+            None => None,
+        };
+        let nil = attribute
+            .as_ref()
+            .is_some_and(|(ns, local, value)| *local == "nil" && *ns == Ns::Known(NS_XSI) && nil_value(value));
+        Ok(Some(Whole { ns, local: el.local, text: el.text, attribute, nil }))
     }
 
     /// Counts an element starting at `depth` against the limits.

@@ -66,6 +66,9 @@ pub(crate) struct Simple<'a> {
     pub ns_serial: u64,
     pub local: &'a str,
     pub text: Cow<'a, str>,
+    /// The one attribute of an empty element (`<p:X xsi:nil="true"/>`): its namespace binding
+    /// (resolve it before the next read), local name and value.
+    pub attribute: Option<(Option<usize>, &'a str, Cow<'a, str>)>,
 }
 
 /// One attribute, namespace resolved.
@@ -231,6 +234,46 @@ fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     }
 }
 
+/// The first `<`, `&` or carriage return in `hay`: where a text ends or needs rewriting.
+/// Eight bytes at a time (the classic zero-byte test on a word): texts are short, and a
+/// vector search costs more to set up than it saves.
+fn find_markup(hay: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // The lowest flagged byte is exact; higher flags may be false, and are never read.
+    let has = |w: u64, b: u8| {
+        let x = w ^ (LO * b as u64);
+        x.wrapping_sub(LO) & !x & HI
+    };
+    let mut i = 0;
+    while let Some(chunk) = hay.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let m = has(w, b'<') | has(w, b'&') | has(w, b'\r');
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    hay.get(i..)?.iter().position(|&c| matches!(c, b'<' | b'&' | b'\r')).map(|p| i + p)
+}
+
+/// The text from `start` to the next `<` (or the end), rewritten only if it holds a reference
+/// or a carriage return; with the offset where it ends.
+fn text_at(text: &str, start: usize) -> Result<(Cow<'_, str>, usize), XmlError> {
+    let b = text.as_bytes();
+    let rest = b.get(start..).unwrap_or(&[]);
+    let end = match find_markup(rest) {
+        None => b.len(),
+        Some(n) if rest.get(n) == Some(&b'<') => {
+            return Ok((Cow::Borrowed(text.get(start..start + n).unwrap_or("")), start + n));
+        }
+        Some(n) => rest.get(n..).and_then(|r| find_byte(b'<', r)).map_or(b.len(), |m| start + n + m),
+    };
+    Ok((unescape(text.get(start..end).unwrap_or(""), start, true)?, end))
+}
+
 /// A character reference's number (`65`, `x41`): a Unicode scalar value other than NUL.
 fn char_ref(num: &str) -> Option<char> {
     let (digits, radix) = match num.strip_prefix('x') {
@@ -338,7 +381,7 @@ impl<'a> Reader<'a> {
     /// cheaper than as three events.
     pub(crate) fn simple(&mut self) -> Result<Option<Simple<'a>>, XmlError> {
         self.pop_bindings();
-        if self.pending_end {
+        if self.pending_end || self.open.is_empty() {
             return Ok(None);
         }
         let b = self.bytes();
@@ -347,37 +390,87 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let (scanned, after) = self.name_at(start + 1)?;
-        if b.get(after) != Some(&b'>') {
-            return Ok(None);
-        }
-        scanned.check(start + 1)?;
         let qname = scanned.name;
-        let text_start = after + 1;
-        let Some(close) = b.get(text_start..).and_then(|r| find_byte(b'<', r)).map(|n| text_start + n) else {
+        let (text, attribute, end) = match b.get(after) {
+            Some(b'>') => {
+                let (text, close) = text_at(self.text, after + 1)?;
+                let end = close + 2 + qname.len();
+                if b.get(close + 1) != Some(&b'/')
+                    || b.get(close + 2..end) != Some(qname.as_bytes())
+                    || b.get(end) != Some(&b'>')
+                {
+                    return Ok(None);
+                }
+                scanned.check(start + 1)?;
+                (text, None, end)
+            }
+            Some(b'/') if b.get(after + 1) == Some(&b'>') => (Cow::Borrowed(""), None, after + 1),
+            Some(b' ') => {
+                let Some((attribute, end)) = self.one_attribute(after + 1)? else {
+                    return Ok(None);
+                };
+                scanned.check(start + 1)?;
+                (Cow::Borrowed(""), Some(attribute), end)
+            }
+            _ => return Ok(None),
+        };
+        let (prefix, local) = scanned.split();
+        let Some(ns) = self.element_namespace(prefix, start)? else {
             return Ok(None);
         };
-        let end = close + 2 + qname.len();
-        if b.get(close + 1) != Some(&b'/') || b.get(close + 2..end) != Some(qname.as_bytes()) || b.get(end) != Some(&b'>')
-        {
+        self.pos = end + 1;
+        let ns_serial = ns.and_then(|i| self.bindings.get(i)).map_or(0, |b| b.serial);
+        Ok(Some(Simple { ns, ns_serial, local, text, attribute }))
+    }
+
+    /// The namespace of an element read whole: `None` to leave it to [`Reader::next`] (the
+    /// reserved prefixes), `Some(None)` for no namespace.
+    fn element_namespace(&self, prefix: &str, at: usize) -> Result<Option<Option<usize>>, XmlError> {
+        Ok(match prefix {
+            "" if self.defaults == 0 => Some(None),
+            "" => Some(self.lookup("").filter(|&i| !self.namespace(i).is_empty())),
+            "xml" | "xmlns" => None,
+            p => match self.lookup(p) {
+                Some(i) => Some(Some(i)),
+                None => return err(at, format!("undeclared namespace prefix {p}")),
+            },
+        })
+    }
+
+    /// `name="value"/>` from `at`: one attribute, not a namespace declaration, closing an
+    /// empty element. The attribute and the offset of the final `>`; `None` for anything else.
+    #[allow(clippy::type_complexity)]
+    fn one_attribute(&self, at: usize) -> Result<Option<((Option<usize>, &'a str, Cow<'a, str>), usize)>, XmlError> {
+        let b = self.bytes();
+        let (name, eq) = self.name_at(at)?;
+        if b.get(eq) != Some(&b'=') || name.name.starts_with("xmlns") {
             return Ok(None);
         }
-        let (prefix, local) = scanned.split();
+        let quote = match b.get(eq + 1) {
+            Some(&c @ (b'"' | b'\'')) => c,
+            _ => return Ok(None),
+        };
+        let Some(close) = b.get(eq + 2..).and_then(|r| find_byte(quote, r)).map(|n| eq + 2 + n) else {
+            return Ok(None);
+        };
+        if b.get(close + 1..close + 3) != Some(b"/>".as_slice()) {
+            return Ok(None);
+        }
+        let raw = self.text.get(eq + 2..close).unwrap_or("");
+        if raw.contains('<') {
+            return Ok(None);
+        }
+        name.check(at)?;
+        let (prefix, local) = name.split();
         let ns = match prefix {
-            "" if self.defaults == 0 => None,
-            "" => self.lookup("").filter(|&i| !self.namespace(i).is_empty()),
+            "" => None,
             "xml" | "xmlns" => return Ok(None),
             p => match self.lookup(p) {
                 Some(i) => Some(i),
-                None => return err(start, format!("undeclared namespace prefix {p}")),
+                None => return Ok(None),
             },
         };
-        if self.open.is_empty() {
-            return Ok(None);
-        }
-        let text = unescape(self.text.get(text_start..close).unwrap_or(""), text_start, true)?;
-        self.pos = end + 1;
-        let ns_serial = ns.and_then(|i| self.bindings.get(i)).map_or(0, |b| b.serial);
-        Ok(Some(Simple { ns, ns_serial, local, text }))
+        Ok(Some(((ns, local, unescape(raw, eq + 2, false)?), close + 2)))
     }
 
     /// Reads the next event.
@@ -396,11 +489,9 @@ impl<'a> Reader<'a> {
                 };
             };
             if c != b'<' {
-                let start = self.pos;
-                let end = b.get(start..).and_then(|r| find_byte(b'<', r)).map_or(b.len(), |n| start + n);
+                let (text, end) = text_at(self.text, self.pos)?;
                 self.pos = end;
-                let raw = self.text.get(start..end).unwrap_or("");
-                return Ok(Event::Text(unescape(raw, start, true)?));
+                return Ok(Event::Text(text));
             }
             match b.get(self.pos + 1) {
                 Some(b'/') => return self.end_tag(),
@@ -515,6 +606,8 @@ impl<'a> Reader<'a> {
         let attrs_from = at;
         let bindings_before = self.bindings.len();
         let mut count = 0usize;
+        // The names seen so far, for the duplicate check; past this many, the text is read again.
+        let mut seen: [&str; 8] = [""; 8];
         let mut has_attributes = false;
         let b = self.bytes();
         let (attrs_to, empty) = loop {
@@ -554,9 +647,16 @@ impl<'a> Reader<'a> {
             if count >= MAX_ATTRIBUTES {
                 return err(spaced, format!("more than {MAX_ATTRIBUTES} attributes on <{qname}>"));
             }
-            let before = Attrs { rest: self.text.get(attrs_from..spaced).unwrap_or(""), at: attrs_from };
-            if count > 0 && before.map(|(n, _, _)| n).any(|n| n == name) {
+            let twice = if count <= seen.len() {
+                seen.iter().take(count).any(|&n| n == name)
+            } else {
+                Attrs { rest: self.text.get(attrs_from..spaced).unwrap_or(""), at: attrs_from }.any(|(n, _, _)| n == name)
+            };
+            if twice {
                 return err(spaced, format!("attribute {name} given twice"));
+            }
+            if let Some(slot) = seen.get_mut(count) {
+                *slot = name;
             }
             count += 1;
             if name == "xmlns" {
@@ -612,20 +712,23 @@ impl<'a> Iterator for Attrs<'a> {
     type Item = (&'a str, &'a str, usize);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let trimmed = self.rest.trim_start_matches([' ', '\t', '\r', '\n']);
-        self.at += self.rest.len() - trimmed.len();
-        let eq = trimmed.find('=')?;
-        let name = trimmed.get(..eq)?.trim_end_matches([' ', '\t', '\r', '\n']);
-        let after = trimmed.get(eq + 1..)?;
-        let value_start = after.len() - after.trim_start_matches([' ', '\t', '\r', '\n']).len();
-        let quote = after.get(value_start..)?.chars().next()?;
-        let body = after.get(value_start + 1..)?;
-        let close = body.find(quote)?;
-        let value = body.get(..close)?;
-        let offset = self.at + eq + 1 + value_start + 1;
-        let consumed = eq + 1 + value_start + 1 + close + 1;
-        self.rest = trimmed.get(consumed..)?;
-        self.at += consumed;
+        let b = self.rest.as_bytes();
+        let start = b.iter().position(|&c| !is_space(c))?;
+        let eq = start + b.get(start..)?.iter().position(|&c| c == b'=')?;
+        let mut name_end = eq;
+        while name_end > start && b.get(name_end - 1).is_some_and(|&c| is_space(c)) {
+            name_end -= 1;
+        }
+        let mut q = eq + 1;
+        while b.get(q).is_some_and(|&c| is_space(c)) {
+            q += 1;
+        }
+        let quote = *b.get(q)?;
+        let close = q + 1 + memchr::memchr(quote, b.get(q + 1..)?)?;
+        let (name, value) = (self.rest.get(start..name_end)?, self.rest.get(q + 1..close)?);
+        let offset = self.at + q + 1;
+        self.rest = self.rest.get(close + 1..)?;
+        self.at += close + 1;
         Some((name, value, offset))
     }
 }
@@ -654,7 +757,13 @@ mod tests {
                         out.push(format!("T {}", std::mem::take(&mut text)));
                     }
                     let ns = el.ns.map(|i| r.namespace(i).to_string()).unwrap_or_default();
-                    out.push(format!("S {ns}|{} ", el.local));
+                    let attr = match &el.attribute {
+                        Some((ans, local, value)) => {
+                            format!("{}|{local}={value}", ans.map(|i| r.namespace(i)).unwrap_or(""))
+                        }
+                        None => String::new(),
+                    };
+                    out.push(format!("S {ns}|{} {attr}", el.local));
                     if !el.text.is_empty() {
                         out.push(format!("T {}", el.text));
                     }
@@ -897,6 +1006,14 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn word_search_finds_the_first_markup_byte(hay in proptest::collection::vec(prop_oneof![
+            Just(b'<'), Just(b'&'), Just(b'\r'), Just(b'a'), Just(0x3b_u8), Just(0x3d_u8), Just(0xbc_u8), Just(0x80_u8), Just(0u8)
+        ], 0..40)) {
+            let naive = hay.iter().position(|&c| matches!(c, b'<' | b'&' | b'\r'));
+            prop_assert_eq!(find_markup(&hay), naive);
+        }
 
         #[test]
         fn generated_documents_read_as_quick_xml_reads_them(doc in document()) {
