@@ -111,6 +111,10 @@ pub(crate) struct Reader<'a> {
     /// Default namespace bindings (`xmlns="…"`) in scope: with none, an unprefixed element
     /// needs no lookup.
     defaults: usize,
+    /// Changes whenever a binding comes or goes.
+    generation: u64,
+    /// The last prefix looked up for [`Reader::simple`], in which generation, and the answer.
+    last_lookup: (&'a str, u64, Option<usize>),
 }
 
 fn err<T>(offset: usize, message: impl Into<String>) -> Result<T, XmlError> {
@@ -298,6 +302,8 @@ impl<'a> Reader<'a> {
             pending_pop: None,
             serials: 0,
             defaults: 0,
+            generation: 0,
+            last_lookup: ("", u64::MAX, None),
         }
     }
 
@@ -341,6 +347,19 @@ impl<'a> Reader<'a> {
         self.bindings.iter().rposition(|b| b.prefix == prefix)
     }
 
+    /// [`Reader::lookup`] for an element read whole, remembering the last answer: the
+    /// properties of an item all carry the item's prefix.
+    fn lookup_cached(&mut self, prefix: &'a str) -> Option<usize> {
+        match self.last_lookup {
+            (p, generation, found) if generation == self.generation && p == prefix => found,
+            _ => {
+                let found = self.lookup(prefix);
+                self.last_lookup = (prefix, self.generation, found);
+                found
+            }
+        }
+    }
+
     fn bytes(&self) -> &'a [u8] {
         self.text.as_bytes()
     }
@@ -370,6 +389,7 @@ impl<'a> Reader<'a> {
                 let gone = self.bindings.get(n..).map_or(0, |b| b.iter().filter(|b| b.prefix.is_empty()).count());
                 self.defaults -= gone.min(self.defaults);
                 self.bindings.truncate(n);
+                self.generation += 1;
             }
         }
     }
@@ -425,12 +445,12 @@ impl<'a> Reader<'a> {
 
     /// The namespace of an element read whole: `None` to leave it to [`Reader::next`] (the
     /// reserved prefixes), `Some(None)` for no namespace.
-    fn element_namespace(&self, prefix: &str, at: usize) -> Result<Option<Option<usize>>, XmlError> {
+    fn element_namespace(&mut self, prefix: &'a str, at: usize) -> Result<Option<Option<usize>>, XmlError> {
         Ok(match prefix {
             "" if self.defaults == 0 => Some(None),
             "" => Some(self.lookup("").filter(|&i| !self.namespace(i).is_empty())),
             "xml" | "xmlns" => None,
-            p => match self.lookup(p) {
+            p => match self.lookup_cached(p) {
                 Some(i) => Some(Some(i)),
                 None => return err(at, format!("undeclared namespace prefix {p}")),
             },
@@ -539,22 +559,22 @@ impl<'a> Reader<'a> {
 
     /// A name starting at `at` and the offset after it; a second colon is an error.
     fn name_at(&self, at: usize) -> Result<(Scanned<'a>, usize), XmlError> {
-        let b = self.bytes();
-        let mut end = at;
+        let rest = self.bytes().get(at..).unwrap_or(&[]);
+        let mut len = rest.len();
         let mut colon = None;
-        while let Some(&c) = b.get(end) {
+        for (i, &c) in rest.iter().enumerate() {
             if ENDS_NAME[c as usize] {
+                len = i;
                 break;
             }
             if c == b':' {
                 if colon.is_some() {
-                    return err(end, "a name with two colons");
+                    return err(at + i, "a name with two colons");
                 }
-                colon = Some(end - at);
+                colon = Some(i);
             }
-            end += 1;
         }
-        Ok((Scanned { name: self.text.get(at..end).unwrap_or(""), colon }, end))
+        Ok((Scanned { name: self.text.get(at..at + len).unwrap_or(""), colon }, at + len))
     }
 
     fn skip_space(&self, mut at: usize) -> usize {
@@ -566,6 +586,7 @@ impl<'a> Reader<'a> {
 
     fn bind(&mut self, prefix: &'a str, uri: Cow<'a, str>) {
         self.serials += 1;
+        self.generation += 1;
         if prefix.is_empty() {
             self.defaults += 1;
         }
@@ -1006,6 +1027,19 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn names_scanned_by_words_end_where_a_byte_by_byte_scan_ends(name in "[a-zA-Z_:0-9\\-.\\[\u{e9}]{0,30}[ >/=\\]]?[a-z]{0,3}") {
+            let r = Reader::new(&name);
+            let naive = {
+                let b = name.as_bytes();
+                let end = b.iter().position(|&c| ENDS_NAME[c as usize]).unwrap_or(b.len());
+                let colons: Vec<usize> = b.iter().take(end).enumerate().filter(|(_, c)| **c == b':').map(|(i, _)| i).collect();
+                if colons.len() > 1 { None } else { Some((end, colons.first().copied())) }
+            };
+            let got = r.name_at(0).ok().map(|(s, end)| (end, s.colon));
+            prop_assert_eq!(got, naive);
+        }
 
         #[test]
         fn word_search_finds_the_first_markup_byte(hay in proptest::collection::vec(prop_oneof![
