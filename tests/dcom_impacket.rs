@@ -129,7 +129,7 @@ fn scalar(j: &Json, t: CimType) -> Value {
                 .or_else(|| s.is_ascii().then(|| Interval::parse_dmtf(s)).flatten().map(Value::Interval))
                 .unwrap_or_else(|| Value::String(s.into()))
         }),
-        CimType::Reference => text.map(|s| Value::Reference(path::parse(s))),
+        CimType::Reference => text.map(|s| Value::Reference(Box::new(path::parse(s)))),
         CimType::Instance => (text == Some("<object>")).then(|| Value::String("<object>".into())),
     };
     v.unwrap_or_else(|| Value::String(format!("unexpected {j} for {t:?}")))

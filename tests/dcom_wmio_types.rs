@@ -41,11 +41,11 @@ fn expected_item() -> Vec<(&'static str, Value)> {
         ("Wild", s("2024****030405.123456+000")),
         (
             "Owner",
-            Value::Reference(Reference {
+            Value::Reference(Box::new(Reference {
                 address: Some(r"\\SRV\root\cimv2".into()),
                 resource_uri: "Win32_Account".into(),
                 selectors: vec![("Domain".into(), "D".into()), ("Name".into(), "u".into())],
-            }),
+            })),
         ),
         ("Part", part_value("p0", 1)),
         ("Numbers", Value::Array(vec![Value::UInt16(1), Value::UInt16(2), Value::UInt16(65535)])),

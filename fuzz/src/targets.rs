@@ -98,11 +98,11 @@ fn sample_instance() -> Instance {
         .with("Uptime", Value::Interval(Interval { microseconds: 93_784_000_005 }))
         .with(
             "Ref",
-            Value::Reference(Reference {
+            Value::Reference(Box::new(Reference {
                 address: None,
                 resource_uri: "Win32_Service".into(),
                 selectors: vec![("Name".into(), "x".into())],
-            }),
+            })),
         )
         .with("Obj", Value::Instance(Box::new(embedded)))
         .with("Addresses", Value::Array(vec![Value::String("10.0.0.1".into()), Value::String("fe80::1".into())]))

@@ -27,7 +27,8 @@ pub enum Value {
     String(String),
     DateTime(DateTime),
     Interval(Interval),
-    Reference(Reference),
+    /// Boxed: references are rare, and inline they would double the size of every value.
+    Reference(Box<Reference>),
     Instance(Box<Instance>),
     Array(Vec<Value>),
 }

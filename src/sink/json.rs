@@ -161,7 +161,7 @@ mod tests {
             .with("Str", Value::String("quote \" backslash \\ nl \n tab \t ✓ \u{7f}".into()))
             .with("Dt", Value::DateTime(DateTime::parse_dmtf("20240102030405.000006+060").unwrap()))
             .with("Iv", Value::Interval(Interval { microseconds: 93_784_000_005 }))
-            .with("Ref", Value::Reference(r))
+            .with("Ref", Value::Reference(Box::new(r)))
             .with("Emb", Value::Instance(Box::new(embedded)))
             .with("Arr", Value::Array(vec![Value::UInt64(u64::MAX), Value::Null, Value::String("x".into())]))
             .with("Empty", Value::Array(vec![]))

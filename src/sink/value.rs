@@ -229,11 +229,11 @@ mod tests {
             selectors: vec![("Name".into(), "a\"b".into())],
         };
         assert_eq!(
-            json(&Value::Reference(r.clone())),
+            json(&Value::Reference(Box::new(r.clone()))),
             r#"{"ResourceURI":"http://x/Win32_Service","Selectors":{"Name":"a\"b"}}"#
         );
         let with_addr = Reference { address: Some("http://h/wsman".into()), ..r };
-        assert!(json(&Value::Reference(with_addr)).ends_with(r#","Address":"http://h/wsman"}"#));
+        assert!(json(&Value::Reference(Box::new(with_addr))).ends_with(r#","Address":"http://h/wsman"}"#));
         let inst = Instance::new("MSFT_X").with("A", Value::UInt16(7)).with("CimClass", Value::Null);
         assert_eq!(json(&Value::Instance(Box::new(inst))), r#"{"CimClass":"MSFT_X","A":7}"#);
     }
@@ -276,6 +276,6 @@ mod tests {
         assert_eq!(text(&Value::Instance(Box::new(inst)), sep), r#"{"CimClass":"K","V":[1]}"#);
         let r =
             Reference { address: None, resource_uri: "Win32_Disk".into(), selectors: vec![("K".into(), "v".into())] };
-        assert_eq!(text(&Value::Reference(r), sep), "Win32_Disk?K=v");
+        assert_eq!(text(&Value::Reference(Box::new(r)), sep), "Win32_Disk?K=v");
     }
 }

@@ -251,12 +251,12 @@ mod tests {
             .with("Owner", Value::Instance(Box::new(Instance::new("Win32_Account"))))
             .with(
                 "Service",
-                Value::Reference(Reference {
+                Value::Reference(Box::new(Reference {
                     address: None,
                     resource_uri: "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/Win32_Service"
                         .into(),
                     selectors: vec![("Name".into(), "x".into())],
-                }),
+                })),
             )
     }
 
@@ -439,10 +439,10 @@ mod tests {
         ]);
         let path = Instance::new("X").with(
             "P",
-            Value::Reference(Reference {
+            Value::Reference(Box::new(Reference {
                 resource_uri: r"\\HOST\root\cimv2:Win32_Service".into(),
                 ..Default::default()
-            }),
+            })),
         );
         assert!(parse_condition("P ISA 'Win32_Service'").unwrap().matches(&path));
         // A real __CLASS property wins over the instance's class name.

@@ -511,7 +511,7 @@ fn value(e: &Elem, ty: Option<CimType>, arrays: &[String], limits: &Limits) -> R
         }
     }
     if e.child(NS_ADDRESSING, "Address").is_some() || e.child(NS_ADDRESSING, "ReferenceParameters").is_some() {
-        return Ok(Value::Reference(reference(e)));
+        return Ok(Value::Reference(Box::new(reference(e))));
     }
     // An embedded instance: its class comes from xsi:type (`p:Win32_Foo_Type`).
     let class = e

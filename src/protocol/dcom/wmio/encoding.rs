@@ -190,7 +190,7 @@ fn scalar(c: &mut Cursor<'_>, t: CimType, heap: &Heap<'_>, depth: usize) -> Resu
         }
         CimType::String => Value::String(heap.string(c.u32("string HeapRef")?, "string")?),
         CimType::DateTime => datetime(heap.string(c.u32("datetime HeapRef")?, "datetime")?),
-        CimType::Reference => Value::Reference(path::parse(&heap.string(c.u32("reference HeapRef")?, "reference")?)),
+        CimType::Reference => Value::Reference(Box::new(path::parse(&heap.string(c.u32("reference HeapRef")?, "reference")?))),
         CimType::Instance => {
             let r = c.u32("object HeapRef")?;
             if depth >= MAX_DEPTH {
