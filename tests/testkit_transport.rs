@@ -41,13 +41,13 @@ async fn sealed_enumeration_of_every_service(mechanism: AuthMechanism) {
     let want = server.config(0).unwrap().dataset().class("Win32_Service").unwrap().len();
     let mut t = connect(&endpoint(&server, 0, mechanism, "P@ssw0rd!", WsManSettings::default())).await.unwrap();
     let reply = t.exchange(enumerate("Win32_Service", 40)).await.unwrap();
-    let mut body = String::from_utf8(reply.body).unwrap();
+    let mut body = String::from_utf8(reply.body.to_vec()).unwrap();
     let mut items = body.matches("<p:Win32_Service ").count();
     let mut exchanges = 1;
     while let Some(ctx) = context(&body).map(str::to_string) {
         let reply = t.exchange(pull("Win32_Service", &ctx, 40)).await.unwrap();
         assert_eq!(reply.status, 200);
-        body = String::from_utf8(reply.body).unwrap();
+        body = String::from_utf8(reply.body.to_vec()).unwrap();
         items += body.matches("<p:Win32_Service ").count();
         exchanges += 1;
     }
@@ -91,7 +91,7 @@ async fn basic_over_https_with_the_server_ca_and_certificate_faults() {
     let mut t = connect(&endpoint(&server, 0, AuthMechanism::Basic, "P@ssw0rd!", trusted.clone())).await.unwrap();
     let reply = t.exchange(enumerate("Win32_BIOS", 1)).await.unwrap();
     assert_eq!(reply.status, 200);
-    assert!(String::from_utf8(reply.body).unwrap().contains("<p:Win32_BIOS "));
+    assert!(String::from_utf8(reply.body.to_vec()).unwrap().contains("<p:Win32_BIOS "));
 
     for i in [1, 2] {
         let e = endpoint(&server, i, AuthMechanism::Basic, "P@ssw0rd!", trusted.clone());
@@ -122,7 +122,7 @@ async fn wrong_password_refuse_hang_and_reset_map_to_their_categories() {
         async move {
             let mut t = connect(&e).await?;
             let reply = t.exchange(enumerate("Win32_Service", 10)).await?;
-            let body = String::from_utf8(reply.body).unwrap_or_default();
+            let body = String::from_utf8(reply.body.to_vec()).unwrap_or_default();
             let ctx = context(&body).unwrap_or_default().to_string();
             t.exchange(pull("Win32_Service", &ctx, 10)).await.map(|_| ())
         }

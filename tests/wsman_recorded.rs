@@ -256,7 +256,7 @@ impl Transport for Scripted {
             .pop_front()
             .unwrap_or_else(|| Err(Error::new(Category::ConnectionFailed, "script exhausted")))
             .map(|mut r| {
-                r.body = relate(&String::from_utf8_lossy(&r.body), &id).into_bytes();
+                r.body = relate(&String::from_utf8_lossy(&r.body), &id).into_bytes().into();
                 r
             });
         Box::pin(async move { reply })
@@ -270,14 +270,14 @@ impl Transport for Scripted {
 }
 
 fn ok(body: Vec<u8>) -> Result<HttpReply, Error> {
-    Ok(HttpReply { status: 200, content_type: Some("application/soap+xml;charset=UTF-8".into()), body })
+    Ok(HttpReply { status: 200, content_type: Some("application/soap+xml;charset=UTF-8".into()), body: body.into() })
 }
 
 fn fault_reply(status: u16, subcode: &str, code: u32) -> Result<HttpReply, Error> {
     let body = format!(
         r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"><s:Header><a:RelatesTo>{RELATES_TO_PLACEHOLDER}</a:RelatesTo></s:Header><s:Body><s:Fault><s:Code><s:Value>s:Receiver</s:Value><s:Subcode><s:Value>{subcode}</s:Value></s:Subcode></s:Code><s:Reason><s:Text xml:lang="en-US">r</s:Text></s:Reason><s:Detail><f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="{code}"><f:Message>m</f:Message></f:WSManFault></s:Detail></s:Fault></s:Body></s:Envelope>"#
     );
-    Ok(HttpReply { status, content_type: Some("application/soap+xml;charset=UTF-8".into()), body: body.into_bytes() })
+    Ok(HttpReply { status, content_type: Some("application/soap+xml;charset=UTF-8".into()), body: body.into_bytes().into() })
 }
 
 fn endpoint() -> Endpoint {
@@ -392,7 +392,7 @@ async fn quota_fault_mid_pull_surfaces_and_the_context_is_released() {
     let quota = std::fs::read(shared("testdata/wsman/txwinrm/data_error/max_concurrent.xml")).unwrap();
     let (mut s, sent) = session(vec![
         ok(p[0].clone()),
-        Ok(HttpReply { status: 500, content_type: Some("application/soap+xml;charset=UTF-8".into()), body: quota }),
+        Ok(HttpReply { status: 500, content_type: Some("application/soap+xml;charset=UTF-8".into()), body: quota.into() }),
         ok(Vec::new()),
     ]);
     let q = QuerySpec::class("Win32_Process");
@@ -487,7 +487,7 @@ async fn http_errors_without_a_fault_keep_their_status() {
         (401, Vec::new(), Category::AuthFailed),
         (200, b"garbage".to_vec(), Category::ProtocolError),
     ] {
-        let (mut s, _) = session(vec![Ok(HttpReply { status, content_type: None, body })]);
+        let (mut s, _) = session(vec![Ok(HttpReply { status, content_type: None, body: body.into() })]);
         let results: Vec<_> = s.enumerate(&q).collect().await;
         let e = results[0].clone().unwrap_err();
         assert_eq!(e.category, want, "{status}");

@@ -15,7 +15,8 @@ pub struct HttpReply {
     pub status: u16,
     /// The (inner, decrypted) Content-Type, which carries the charset.
     pub content_type: Option<String>,
-    pub body: Vec<u8>,
+    /// The body as received (no copy), or the unsealed plaintext.
+    pub body: bytes::Bytes,
 }
 
 /// One WS-Man connection: sends a SOAP envelope, returns the reply.

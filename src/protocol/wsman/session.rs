@@ -342,7 +342,7 @@ mod tests {
     #[test]
     fn http_statuses_without_a_fault() {
         let expect = Expect::default();
-        let reply = |status: u16, body: &str| HttpReply { status, content_type: None, body: body.as_bytes().to_vec() };
+        let reply = |status: u16, body: &str| HttpReply { status, content_type: None, body: body.as_bytes().to_vec().into() };
         let cat = |r: HttpReply| interpret(&r, &expect).unwrap_err().category;
         assert_eq!(cat(reply(403, "")), Category::AccessDenied);
         assert_eq!(cat(reply(502, "<html/>")), Category::ServerFault);

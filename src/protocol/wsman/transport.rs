@@ -357,7 +357,7 @@ impl HttpTransport {
             return Ok(HttpReply {
                 status: reply.status,
                 content_type: Some(parts.original_type),
-                body: plaintext,
+                body: Bytes::from(plaintext),
             });
         }
         // An unsealed success on a sealed session would be unauthenticated data; Windows sends
@@ -371,7 +371,7 @@ impl HttpTransport {
         Ok(HttpReply {
             status: reply.status,
             content_type,
-            body: reply.body.to_vec(),
+            body: reply.body,
         })
     }
 
