@@ -309,6 +309,7 @@ impl SecurityContext {
     pub fn unseal(&mut self, signature: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Error> {
         let mut token = signature.to_vec();
         let mut data = sealed.to_vec();
+        let data_at = data.as_ptr() as usize;
         let mut buffers = [
             SecurityBufferRef::token_buf(&mut token),
             SecurityBufferRef::data_buf(&mut data),
@@ -325,7 +326,17 @@ impl SecurityContext {
             )
         })?;
         let [_, plain] = buffers;
-        Ok(plain.data().to_vec())
+        let (at, len) = (plain.data().as_ptr() as usize, plain.data().len());
+        let copy = (at != data_at).then(|| plain.data().to_vec());
+        drop(plain);
+        match copy {
+            Some(copy) => Ok(copy),
+            None => {
+                // Decrypted in place, as NTLM and Kerberos do: keep the buffer rather than copy it.
+                data.truncate(len);
+                Ok(data)
+            }
+        }
     }
 }
 

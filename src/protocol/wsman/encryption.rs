@@ -324,22 +324,26 @@ fn header_value(line: &[u8], name: &str) -> Option<String> {
 /// The span of the last closing boundary (`--Encrypted Boundary--`, with or without a space
 /// after the leading dashes). The last one, because sealed data may contain any bytes.
 fn find_end_boundary(b: &[u8]) -> Result<std::ops::Range<usize>, FramingError> {
-    let tight = format!("--{BOUNDARY}--");
-    let spaced = format!("-- {BOUNDARY}--");
-    [tight.as_bytes(), spaced.as_bytes()]
-        .into_iter()
-        .filter_map(|needle| rfind(b, needle).map(|start| start..start + needle.len()))
-        .max_by_key(|r| r.start)
-        .ok_or(FramingError::MissingEndBoundary)
-}
-
-fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || needle.len() > haystack.len() {
-        return None;
+    // Search for the part both spellings share, from the end, then look at what precedes it:
+    // a body is some 100 KiB and the boundary sits at its very end.
+    let core = format!("{BOUNDARY}--");
+    let finder = memchr::memmem::FinderRev::new(core.as_bytes());
+    let mut end = b.len();
+    while let Some(at) = b.get(..end).and_then(|h| finder.rfind(h)) {
+        let before = b.get(..at).unwrap_or(&[]);
+        let dashes = if before.ends_with(b"-- ") {
+            3
+        } else if before.ends_with(b"--") {
+            2
+        } else {
+            0
+        };
+        if dashes > 0 {
+            return Ok(at - dashes..at + core.len());
+        }
+        end = at;
     }
-    (0..=haystack.len() - needle.len())
-        .rev()
-        .find(|&i| haystack[i..].starts_with(needle))
+    Err(FramingError::MissingEndBoundary)
 }
 
 #[cfg(test)]
@@ -487,7 +491,28 @@ Content-Type: application/octet-stream\n\x02\x00\x00\x00"
         ]
     }
 
+    /// The end boundary found by trying every offset from the end, both spellings.
+    fn naive_end_boundary(b: &[u8]) -> Option<std::ops::Range<usize>> {
+        let last = |needle: &[u8]| (0..=b.len().checked_sub(needle.len())?).rev().find(|&i| b[i..].starts_with(needle));
+        let tight = format!("--{BOUNDARY}--");
+        let spaced = format!("-- {BOUNDARY}--");
+        [tight.as_bytes(), spaced.as_bytes()]
+            .into_iter()
+            .filter_map(|n| last(n).map(|s| s..s + n.len()))
+            .max_by_key(|r| r.start)
+    }
+
     proptest! {
+        #[test]
+        fn end_boundary_is_the_last_of_either_spelling(parts in proptest::collection::vec(prop_oneof![
+            Just("--Encrypted Boundary--".to_string()), Just("-- Encrypted Boundary--".to_string()),
+            Just("Encrypted Boundary--".to_string()), Just("-".to_string()), Just(" ".to_string()),
+            "[a-z\r\n]{0,5}"
+        ], 0..8)) {
+            let body = parts.concat();
+            prop_assert_eq!(find_end_boundary(body.as_bytes()).ok(), naive_end_boundary(body.as_bytes()));
+        }
+
         #[test]
         fn round_trips(
             protocol in protocol(),
