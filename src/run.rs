@@ -347,12 +347,9 @@ fn writer_loop(
                     class: &key.class,
                     properties: &key.properties,
                 };
-                for row in &rows {
-                    if let Err(e) = sinks.write(&ctx, row) {
-                        broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
-                        fail(&mut output_error, e.to_string());
-                        break;
-                    }
+                if let Err(e) = sinks.write_rows(&ctx, &rows) {
+                    broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
+                    fail(&mut output_error, e.to_string());
                 }
             }
             Msg::Record(mut rec) => {

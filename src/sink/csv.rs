@@ -28,24 +28,25 @@ impl Default for CsvOptions {
 /// with no column is dropped, with a single `tracing` warning per writer, so every row keeps
 /// the header's column count.
 pub struct CsvWriter<W: Write> {
-    out: csv::Writer<W>,
+    out: W,
     properties: Vec<String>,
     columns: Option<Columns>,
     separator: String,
     label: String,
-    cell: String,
+    /// The row being built: cells are formatted straight into it and it is written whole.
+    line: String,
 }
 
 impl<W: Write> CsvWriter<W> {
     /// A writer that writes the header with the first row.
     pub fn new(out: W, properties: &[String], options: &CsvOptions) -> CsvWriter<W> {
         CsvWriter {
-            out: builder().from_writer(out),
+            out,
             properties: properties.to_vec(),
             columns: None,
             separator: options.array_separator.clone(),
             label: "csv".to_string(),
-            cell: String::new(),
+            line: String::new(),
         }
     }
 
@@ -67,21 +68,37 @@ impl<W: Write> CsvWriter<W> {
     pub fn write_row(&mut self, computer: &str, instance: &Instance) -> io::Result<()> {
         if self.columns.is_none() {
             let columns = Columns::from_first(&self.properties, instance, &self.label);
-            self.out.write_record(columns.header()).map_err(csv_io)?;
+            self.write_header(&columns)?;
             self.columns = Some(columns);
         }
-        let Some(columns) = self.columns.as_mut() else {
+        let CsvWriter { out, columns: Some(columns), separator, line, .. } = self else {
             return Ok(());
         };
-        self.out.write_field(computer).map_err(csv_io)?;
+        line.clear();
+        push_field(line, computer);
         for value in columns.row(instance) {
-            self.cell.clear();
+            line.push(',');
+            let start = line.len();
             if let Some(v) = value {
-                write_text(&mut self.cell, v, &self.separator);
+                write_text(line, v, separator);
             }
-            self.out.write_field(&self.cell).map_err(csv_io)?;
+            quote_from(line, start);
         }
-        self.out.write_record(None::<&[u8]>).map_err(csv_io)
+        end_record(line);
+        out.write_all(line.as_bytes())
+    }
+
+    fn write_header(&mut self, columns: &Columns) -> io::Result<()> {
+        let line = &mut self.line;
+        line.clear();
+        for (i, name) in columns.header().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            push_field(line, name);
+        }
+        end_record(line);
+        self.out.write_all(line.as_bytes())
     }
 
     /// Flushes and returns the underlying writer. With no rows written and a property list
@@ -89,16 +106,48 @@ impl<W: Write> CsvWriter<W> {
     pub fn finish(mut self) -> io::Result<W> {
         if self.columns.is_none() && !self.properties.is_empty() {
             let columns = Columns::from_first(&self.properties, &Instance::default(), &self.label);
-            self.out.write_record(columns.header()).map_err(csv_io)?;
+            self.write_header(&columns)?;
         }
-        self.out.into_inner().map_err(|e| e.into_error())
+        self.out.flush()?;
+        Ok(self.out)
     }
 }
 
-fn builder() -> csv::WriterBuilder {
-    let mut b = csv::WriterBuilder::new();
-    b.has_headers(false).terminator(csv::Terminator::CRLF).quote_style(csv::QuoteStyle::Necessary);
-    b
+/// Appends one field, quoted when needed.
+fn push_field(line: &mut String, text: &str) {
+    let start = line.len();
+    line.push_str(text);
+    quote_from(line, start);
+}
+
+/// Quotes the field that starts at `start` (the end of `line`) if it holds a delimiter, a quote
+/// or a line break, doubling its quotes (RFC 4180); other fields stay bare.
+fn quote_from(line: &mut String, start: usize) {
+    let Some(field) = line.get(start..) else { return };
+    // No early exit: a branch-free pass over a short cell is cheaper than a branch per byte.
+    let special = field.bytes().fold(false, |any, b| any | matches!(b, b',' | b'"' | b'\r' | b'\n'));
+    if !special {
+        return;
+    }
+    let field = field.to_string();
+    line.truncate(start);
+    line.push('"');
+    for (i, part) in field.split('"').enumerate() {
+        if i > 0 {
+            line.push_str("\"\"");
+        }
+        line.push_str(part);
+    }
+    line.push('"');
+}
+
+/// Ends a record with CRLF. A record of a single empty field is written `""`, or it would
+/// read back as an empty line.
+fn end_record(line: &mut String) {
+    if line.is_empty() {
+        line.push_str("\"\"");
+    }
+    line.push_str("\r\n");
 }
 
 /// The header's property columns (after `PSComputerName`) of a CSV file this module wrote,

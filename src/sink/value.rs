@@ -160,10 +160,26 @@ pub fn write_text(out: &mut String, value: &Value, separator: &str) {
                 write_text(out, item, separator);
             }
         }
+        Value::Bool(v) => out.push_str(if *v { "True" } else { "False" }),
+        Value::SInt8(v) => push_int(out, *v),
+        Value::UInt8(v) => push_int(out, *v),
+        Value::SInt16(v) => push_int(out, *v),
+        Value::UInt16(v) => push_int(out, *v),
+        Value::SInt32(v) => push_int(out, *v),
+        Value::UInt32(v) => push_int(out, *v),
+        Value::SInt64(v) => push_int(out, *v),
+        Value::UInt64(v) => push_int(out, *v),
+        Value::Char16(v) => out.push(*v),
         other => {
             let _ = write!(out, "{other}");
         }
     }
+}
+
+/// Integers are most cells of an inventory; `itoa` writes them without the formatting
+/// machinery's per-call overhead, with the same digits.
+fn push_int(out: &mut String, v: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(v));
 }
 
 /// A real as .NET prints it (what PowerShell's CSV has): the shortest digits that read back to
