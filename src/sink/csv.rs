@@ -5,6 +5,7 @@ use std::io::{self, Write};
 use crate::cim::Instance;
 
 use super::columns::Columns;
+use super::scan::csv_needs_quotes;
 use super::value::write_text;
 
 /// Settings of the CSV writer.
@@ -124,9 +125,7 @@ fn push_field(line: &mut String, text: &str) {
 /// or a line break, doubling its quotes (RFC 4180); other fields stay bare.
 fn quote_from(line: &mut String, start: usize) {
     let Some(field) = line.get(start..) else { return };
-    // No early exit: a branch-free pass over a short cell is cheaper than a branch per byte.
-    let special = field.bytes().fold(false, |any, b| any | matches!(b, b',' | b'"' | b'\r' | b'\n'));
-    if !special {
+    if !csv_needs_quotes(field) {
         return;
     }
     let field = field.to_string();
@@ -275,5 +274,76 @@ mod tests {
         assert_eq!(cols, ["a,b", "C"]);
         assert!(read_header("".as_bytes()).is_err());
         assert!(read_header("X,Y\r\n".as_bytes()).is_err());
+    }
+}
+
+/// The rows this writer makes against the csv crate's writer (what it used before) fed the
+/// same cells, for tricky text and every kind of value.
+#[cfg(test)]
+mod same_as_csv_crate {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::cim::Value;
+    use crate::sink::value::strategies::{text, value};
+    use crate::sink::value::write_text;
+
+    /// A cell's text as it was made before integers, booleans and characters were written
+    /// directly: through `Value`'s `Display`.
+    fn old_text(v: &Value, sep: &str) -> String {
+        match v {
+            Value::Array(items) => items.iter().map(|i| old_text(i, sep)).collect::<Vec<_>>().join(sep),
+            Value::Null | Value::String(_) | Value::Real32(_) | Value::Real64(_) | Value::Instance(_) => {
+                let mut s = String::new();
+                write_text(&mut s, v, sep);
+                s
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn reference(rows: &[(String, Vec<Value>)], sep: &str) -> String {
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .terminator(csv::Terminator::CRLF)
+            .quote_style(csv::QuoteStyle::Necessary)
+            .from_writer(Vec::new());
+        let width = rows.first().map_or(0, |(_, v)| v.len());
+        let header: Vec<String> =
+            std::iter::once("PSComputerName".to_string()).chain((0..width).map(|i| format!("P,\"{i}\""))).collect();
+        w.write_record(&header).unwrap();
+        for (computer, values) in rows {
+            let cells = std::iter::once(computer.clone()).chain(values.iter().map(|v| old_text(v, sep)));
+            w.write_record(cells.collect::<Vec<_>>()).unwrap();
+        }
+        String::from_utf8(w.into_inner().unwrap()).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn rows_match(
+            rows in prop::collection::vec((text(), prop::collection::vec(value(), 4)), 1..6),
+            sep in prop_oneof![Just(";".to_string()), Just(",".to_string()), Just("\"|\"".to_string())],
+        ) {
+            let props: Vec<String> = (0..4).map(|i| format!("P,\"{i}\"")).collect();
+            let mut w = CsvWriter::new(Vec::new(), &[], &CsvOptions { array_separator: sep.clone() });
+            for (computer, values) in &rows {
+                let mut inst = Instance::new("C");
+                for (name, v) in props.iter().zip(values) {
+                    inst.push(name.as_str(), v.clone());
+                }
+                w.write_row(computer, &inst).unwrap();
+            }
+            let ours = String::from_utf8(w.finish().unwrap()).unwrap();
+            prop_assert_eq!(ours, reference(&rows, &sep));
+        }
+    }
+
+    #[test]
+    fn a_record_of_one_empty_field_is_quoted() {
+        let mut w = CsvWriter::new(Vec::new(), &[], &CsvOptions::default());
+        w.write_row("", &Instance::new("C")).unwrap();
+        let rows = [(String::new(), Vec::new())];
+        assert_eq!(String::from_utf8(w.finish().unwrap()).unwrap(), reference(&rows, ";"));
     }
 }

@@ -1,0 +1,77 @@
+//! Finding the few bytes that make a cell need quoting or escaping, eight bytes at a time:
+//! almost no cell has one, and a byte-by-byte test was a large part of writing a row.
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Non-zero when some byte of `word` equals `byte` (which byte is not told, only whether).
+fn has_byte(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// Non-zero when some byte of `word` is below `limit` (at most 128).
+fn has_below(word: u64, limit: u8) -> u64 {
+    word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS
+}
+
+/// Whether `word_hit` finds something in some 8-byte word of `text`; the last, short word is
+/// padded with a letter, which no test looks for.
+fn any(text: &[u8], word_hit: impl Fn(u64) -> u64) -> bool {
+    let mut chunks = text.chunks_exact(8);
+    for chunk in &mut chunks {
+        if let Ok(bytes) = <[u8; 8]>::try_from(chunk)
+            && word_hit(u64::from_le_bytes(bytes)) != 0
+        {
+            return true;
+        }
+    }
+    let rest = chunks.remainder();
+    let mut last = [b'a'; 8];
+    if let Some(head) = last.get_mut(..rest.len()) {
+        head.copy_from_slice(rest);
+    }
+    !rest.is_empty() && word_hit(u64::from_le_bytes(last)) != 0
+}
+
+/// Whether a CSV field must be quoted: it holds a delimiter, a quote or a line break (the
+/// csv crate's rule for its `Necessary` style with CRLF records).
+pub(crate) fn csv_needs_quotes(text: &str) -> bool {
+    any(text.as_bytes(), |w| has_byte(w, b',') | has_byte(w, b'"') | has_byte(w, b'\r') | has_byte(w, b'\n'))
+}
+
+/// Whether a JSON string needs escapes: a quote, a backslash or a control character below
+/// U+0020 (what serde_json escapes; everything else it copies as is).
+pub(crate) fn json_needs_escapes(text: &str) -> bool {
+    any(text.as_bytes(), |w| has_below(w, 0x20) | has_byte(w, b'"') | has_byte(w, b'\\'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_byte_at_every_position_matches_the_plain_test() {
+        for b in 0u8..=127 {
+            for len in 1..20 {
+                for at in 0..len {
+                    let mut text = vec![b'a'; len];
+                    text[at] = b;
+                    let s = std::str::from_utf8(&text).unwrap();
+                    assert_eq!(csv_needs_quotes(s), matches!(b, b',' | b'"' | b'\r' | b'\n'), "{b:#x} {len} {at}");
+                    assert_eq!(json_needs_escapes(s), b < 0x20 || b == b'"' || b == b'\\', "{b:#x} {len} {at}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn multibyte_text_and_high_bytes_are_plain() {
+        for s in ["", "Zürich ✓ 東京 \u{7f}\u{80}\u{ff}", "ÿÿÿÿÿÿÿÿÿÿ", "\u{10ffff}\u{10ffff}"] {
+            assert!(!csv_needs_quotes(s), "{s}");
+            assert!(!json_needs_escapes(s), "{s}");
+        }
+        assert!(csv_needs_quotes("東京東京東京,"));
+        assert!(json_needs_escapes("東京東京東京\u{1f}"));
+    }
+}
