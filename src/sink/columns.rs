@@ -1,6 +1,6 @@
 //! The fixed columns of a CSV file or a table, and how each instance maps onto them.
 
-use crate::cim::{Instance, Value};
+use crate::cim::{Instance, Name, Value};
 
 use super::value::{COMPUTER_COLUMN, is_repeat};
 
@@ -11,6 +11,10 @@ pub(crate) struct Columns {
     /// Where each column's property is in the instance being written (`ABSENT` when it lacks
     /// it); kept between rows so a row costs no allocation.
     at: Vec<usize>,
+    /// The name each column matched in the previous row. Rows of a page share their names,
+    /// so the same name again (the same allocation, held here so it cannot be reused for
+    /// another) matches without comparing text.
+    seen: Vec<Option<Name>>,
     warned_extra: bool,
     /// Where the output goes, for the one warning about dropped properties.
     label: String,
@@ -41,7 +45,13 @@ impl Columns {
 
     /// Columns already fixed, e.g. read back from the header of a file being continued.
     pub(crate) fn fixed(names: Vec<String>, label: &str) -> Columns {
-        Columns { at: vec![ABSENT; names.len()], names, warned_extra: false, label: label.to_string() }
+        Columns {
+            at: vec![ABSENT; names.len()],
+            seen: vec![None; names.len()],
+            names,
+            warned_extra: false,
+            label: label.to_string(),
+        }
     }
 
     /// Every column name, `PSComputerName` first.
@@ -69,14 +79,18 @@ impl Columns {
         // Rows of one class usually list properties in the same order as the columns, so look
         // where the previous match ended first, and only then scan.
         let mut hint = 0usize;
-        for (name, at) in self.names.iter().zip(self.at.iter_mut()) {
+        for ((name, at), seen) in self.names.iter().zip(self.at.iter_mut()).zip(self.seen.iter_mut()) {
             *at = match props.get(hint) {
+                Some(p) if seen.as_ref().is_some_and(|s| same_allocation(s, &p.name)) => hint,
                 Some(p) if same_name(&p.name, name) => hint,
                 _ => props.iter().position(|p| same_name(&p.name, name)).unwrap_or(ABSENT),
             };
-            if *at != ABSENT {
+            if let Some(p) = props.get(*at) {
                 matched += 1;
                 hint = *at + 1;
+                if !seen.as_ref().is_some_and(|s| same_allocation(s, &p.name)) {
+                    *seen = Some(p.name.clone());
+                }
             }
         }
         // Fewer properties than matched columns leaves none without a column.
@@ -98,6 +112,11 @@ impl Columns {
             }
         }
     }
+}
+
+/// Whether two names are one shared allocation (so certainly equal).
+fn same_allocation(a: &Name, b: &Name) -> bool {
+    std::ptr::eq(a.as_str(), b.as_str())
 }
 
 /// WMI's case-insensitive name comparison, with the usual case (the same spelling) first: a
@@ -142,5 +161,25 @@ mod tests {
         let mut quiet = Columns::from_first(&[], &inst(&["A", "B"]), "t");
         quiet.row(&inst(&["B", "PSComputerName"])).for_each(drop);
         assert!(!quiet.warned_extra);
+    }
+
+    #[test]
+    fn shared_names_map_right_in_any_order() {
+        let names: Vec<Name> = ["A", "B", "C"].iter().map(|n| Name::from(*n)).collect();
+        let row = |order: &[usize]| {
+            let mut i = Instance::new("C");
+            for &n in order {
+                i.push(names[n].clone(), Value::UInt32(n as u32));
+            }
+            i
+        };
+        let mut c = Columns::from_first(&[], &row(&[0, 1, 2]), "t");
+        for order in [&[0, 1, 2][..], &[2, 1, 0], &[1, 2], &[0, 1, 2], &[2, 0]] {
+            let instance = row(order);
+            let got: Vec<Option<&Value>> = c.row(&instance).collect();
+            let want: Vec<Option<Value>> =
+                (0..3).map(|n| order.contains(&n).then_some(Value::UInt32(n as u32))).collect();
+            assert_eq!(got, want.iter().map(Option::as_ref).collect::<Vec<_>>(), "{order:?}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use crate::cim::Instance;
+use crate::cim::{Instance, Value};
 
 use super::columns::Columns;
 use super::scan::csv_needs_quotes;
@@ -82,8 +82,10 @@ impl<W: Write> CsvWriter<W> {
             let start = line.len();
             if let Some(v) = value {
                 write_text(line, v, separator);
+                if !never_quoted(v) {
+                    quote_from(line, start);
+                }
             }
-            quote_from(line, start);
         }
         end_record(line);
         out.write_all(line.as_bytes())
@@ -112,6 +114,28 @@ impl<W: Write> CsvWriter<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+}
+
+/// Whether the text of a value can never need quotes: numbers, booleans, datetimes and
+/// intervals are written with digits, letters and `+-.:` only.
+fn never_quoted(value: &Value) -> bool {
+    matches!(
+        value,
+        Value::Null
+            | Value::Bool(_)
+            | Value::SInt8(_)
+            | Value::UInt8(_)
+            | Value::SInt16(_)
+            | Value::UInt16(_)
+            | Value::SInt32(_)
+            | Value::UInt32(_)
+            | Value::SInt64(_)
+            | Value::UInt64(_)
+            | Value::Real32(_)
+            | Value::Real64(_)
+            | Value::DateTime(_)
+            | Value::Interval(_)
+    )
 }
 
 /// Appends one field, quoted when needed.
@@ -176,7 +200,6 @@ fn csv_io(e: csv::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cim::Value;
 
     fn s(v: &str) -> Value {
         Value::String(v.into())
@@ -284,7 +307,6 @@ mod same_as_csv_crate {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::cim::Value;
     use crate::sink::value::strategies::{text, value};
     use crate::sink::value::write_text;
 

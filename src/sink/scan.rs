@@ -15,35 +15,38 @@ fn has_below(word: u64, limit: u8) -> u64 {
     word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS
 }
 
-/// Whether `word_hit` finds something in some 8-byte word of `text`; the last, short word is
-/// padded with a letter, which no test looks for.
-fn any(text: &[u8], word_hit: impl Fn(u64) -> u64) -> bool {
+/// Whether some byte of `text` is one `byte_hit` looks for, checked a word at a time by
+/// `word_hit`; a short tail is checked as the last eight bytes, overlapping the word before.
+fn any(text: &[u8], word_hit: impl Fn(u64) -> u64, byte_hit: impl Fn(u8) -> bool) -> bool {
+    let word = |bytes: &[u8]| <[u8; 8]>::try_from(bytes).is_ok_and(|w| word_hit(u64::from_le_bytes(w)) != 0);
+    if text.len() < 8 {
+        return text.iter().any(|&b| byte_hit(b));
+    }
     let mut chunks = text.chunks_exact(8);
-    for chunk in &mut chunks {
-        if let Ok(bytes) = <[u8; 8]>::try_from(chunk)
-            && word_hit(u64::from_le_bytes(bytes)) != 0
-        {
-            return true;
-        }
+    if (&mut chunks).any(word) {
+        return true;
     }
-    let rest = chunks.remainder();
-    let mut last = [b'a'; 8];
-    if let Some(head) = last.get_mut(..rest.len()) {
-        head.copy_from_slice(rest);
-    }
-    !rest.is_empty() && word_hit(u64::from_le_bytes(last)) != 0
+    !chunks.remainder().is_empty() && text.get(text.len() - 8..).is_some_and(word)
 }
 
 /// Whether a CSV field must be quoted: it holds a delimiter, a quote or a line break (the
 /// csv crate's rule for its `Necessary` style with CRLF records).
 pub(crate) fn csv_needs_quotes(text: &str) -> bool {
-    any(text.as_bytes(), |w| has_byte(w, b',') | has_byte(w, b'"') | has_byte(w, b'\r') | has_byte(w, b'\n'))
+    any(
+        text.as_bytes(),
+        |w| has_byte(w, b',') | has_byte(w, b'"') | has_byte(w, b'\r') | has_byte(w, b'\n'),
+        |b| matches!(b, b',' | b'"' | b'\r' | b'\n'),
+    )
 }
 
 /// Whether a JSON string needs escapes: a quote, a backslash or a control character below
 /// U+0020 (what serde_json escapes; everything else it copies as is).
 pub(crate) fn json_needs_escapes(text: &str) -> bool {
-    any(text.as_bytes(), |w| has_below(w, 0x20) | has_byte(w, b'"') | has_byte(w, b'\\'))
+    any(
+        text.as_bytes(),
+        |w| has_below(w, 0x20) | has_byte(w, b'"') | has_byte(w, b'\\'),
+        |b| b < 0x20 || b == b'"' || b == b'\\',
+    )
 }
 
 #[cfg(test)]

@@ -507,9 +507,10 @@ impl SinkSet {
     }
 }
 
-/// Output files are written in large blocks: a row is a few hundred bytes, and the default
-/// 8 KiB buffer would make a write system call every few dozen rows.
-const FILE_BUFFER: usize = 256 * 1024;
+/// Output files are written in 64 KiB blocks: a row is a few hundred bytes, and the default
+/// 8 KiB buffer makes a write system call every few dozen rows. Larger blocks save little
+/// more and hold back a full disk's error for longer.
+const FILE_BUFFER: usize = 64 * 1024;
 
 fn buffered(file: File) -> BufWriter<File> {
     BufWriter::with_capacity(FILE_BUFFER, file)
