@@ -6,12 +6,12 @@
 //! FORMAT is `csv`, `json`, `ndjson` or `all` (default); HOSTS defaults to 200, ROUNDS to 3.
 //! With `SINK_BENCH_KEEP` set, the output files are kept and their directory printed.
 //! For instruction counts, run it under
-//! `valgrind --tool=callgrind --toggle-collect=sink_bench::write_pages` and divide by the rows
-//! it prints.
+//! `valgrind --tool=callgrind --toggle-collect=sink_bench::write_page` and divide by twice the
+//! rows it prints per round (each round writes every page twice: from memory and in cache).
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use cimrun::cim::{Instance, Name};
 use cimrun::job::{SinkKind, SinkSpec};
@@ -39,50 +39,78 @@ fn main() {
     let template = pages(hosts);
     let rows: usize = template.iter().map(|p| p.rows.len()).sum();
     for (ext, kind) in kinds.iter().filter(|(e, _)| format == "all" || format == *e) {
-        let (mut best, mut best_cpu) = (f64::INFINITY, f64::INFINITY);
+        let spec = SinkSpec { kind: *kind, path: format!("{{{{query}}}}.{ext}"), array_separator: None };
+        let (mut cold, mut hot, mut user, mut sys) = (f64::INFINITY, f64::INFINITY, f64::INFINITY, f64::INFINITY);
         let mut bytes = 0;
         for round in 0..rounds {
-            let dir = std::env::temp_dir().join(format!("cimrun-sink-bench-{}-{round}", std::process::id()));
-            let spec = SinkSpec { kind: *kind, path: format!("{{{{query}}}}.{ext}"), array_separator: None };
-            let vars = RunVars { run_id: "bench".into(), date: "2026-11-21".into() };
-            let mut sinks = SinkSet::new(&[spec], &dir, vars).unwrap_or_else(|e| panic!("{e}"));
+            let (mut sinks, dir) = sink_set(&spec, round, "cold");
             let pages = copy(&template);
             let (start, start_cpu) = (Instant::now(), thread_cpu());
-            write_pages(&mut sinks, pages);
-            let written = sinks.finish().unwrap_or_else(|e| panic!("{e}"));
-            best = best.min(start.elapsed().as_secs_f64());
-            best_cpu = best_cpu.min(thread_cpu() - start_cpu);
-            bytes = written.iter().map(|p| size(p)).sum();
-            if std::env::var_os("SINK_BENCH_KEEP").is_some() {
-                println!("output kept in {}", dir.display());
-            } else {
-                let _ = std::fs::remove_dir_all(&dir);
+            for page in pages {
+                write_page(&mut sinks, page);
             }
+            let written = sinks.finish().unwrap_or_else(|e| panic!("{e}"));
+            cold = cold.min(start.elapsed().as_secs_f64());
+            let end_cpu = thread_cpu();
+            user = user.min(end_cpu.0 - start_cpu.0);
+            sys = sys.min(end_cpu.1 - start_cpu.1);
+            bytes = written.iter().map(|p| size(p)).sum();
+            done_with(&dir);
+
+            // Each page copied just before it is written: in cache, as a page just parsed.
+            let (mut sinks, dir) = sink_set(&spec, round, "hot");
+            let mut elapsed = Duration::ZERO;
+            for page in &template {
+                let page = Page { computer: page.computer.clone(), class: page.class, rows: page.rows.clone() };
+                let start = Instant::now();
+                write_page(&mut sinks, page);
+                elapsed += start.elapsed();
+            }
+            let start = Instant::now();
+            sinks.finish().unwrap_or_else(|e| panic!("{e}"));
+            hot = hot.min((elapsed + start.elapsed()).as_secs_f64());
+            done_with(&dir);
         }
+        let per_row = |secs: f64| secs * 1e9 / rows.max(1) as f64;
         println!(
-            "{ext}: {rows} rows ({hosts} hosts x {} classes, {PAGE} per page), {bytes} bytes, best of {rounds}: \
-             {:.0} ns/row wall, {:.0} ns/row CPU",
+            "{ext}: {rows} rows ({hosts} hosts x {} classes, {PAGE} per page), {bytes} bytes, best of {rounds}, \
+             ns/row: {:.0} wall (CPU {:.0} user + {:.0} system); {:.0} wall with pages in cache",
             CLASSES.len(),
-            best * 1e9 / rows.max(1) as f64,
-            best_cpu * 1e9 / rows.max(1) as f64
+            per_row(cold),
+            per_row(user),
+            per_row(sys),
+            per_row(hot)
         );
+    }
+}
+
+fn sink_set(spec: &SinkSpec, round: usize, name: &str) -> (SinkSet, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("cimrun-sink-bench-{}-{name}-{round}", std::process::id()));
+    let vars = RunVars { run_id: "bench".into(), date: "2026-11-21".into() };
+    let sinks = SinkSet::new(std::slice::from_ref(spec), &dir, vars).unwrap_or_else(|e| panic!("{e}"));
+    (sinks, dir)
+}
+
+fn done_with(dir: &Path) {
+    if std::env::var_os("SINK_BENCH_KEEP").is_some() {
+        println!("output kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
 /// What the writer thread does with each page: write its rows, then drop them.
 #[inline(never)]
-fn write_pages(sinks: &mut SinkSet, pages: Vec<Page>) {
-    for page in pages {
-        let ctx = RowContext {
-            session: "fleet",
-            computer: &page.computer,
-            query: page.class,
-            class: page.class,
-            properties: &[],
-        };
-        if let Err(e) = sinks.write_rows(&ctx, &page.rows) {
-            panic!("{e}");
-        }
+fn write_page(sinks: &mut SinkSet, page: Page) {
+    let ctx = RowContext {
+        session: "fleet",
+        computer: &page.computer,
+        query: page.class,
+        class: page.class,
+        properties: &[],
+    };
+    if let Err(e) = sinks.write_rows(&ctx, &page.rows) {
+        panic!("{e}");
     }
 }
 
@@ -123,15 +151,16 @@ fn copy(pages: &[Page]) -> Vec<Page> {
     pages.iter().map(|p| Page { computer: p.computer.clone(), class: p.class, rows: p.rows.clone() }).collect()
 }
 
-/// This thread's CPU time (user and system), in seconds: on a busy machine, wall time also
-/// counts the time other processes had the CPU.
-fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime only writes the timespec it is given.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return f64::NAN;
+/// This thread's CPU time so far, user and system, in seconds: on a busy machine, wall time
+/// also counts the time other processes had the CPU.
+fn thread_cpu() -> (f64, f64) {
+    // SAFETY: an all-zero rusage is a valid value, and getrusage only writes the one it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return (f64::NAN, f64::NAN);
     }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    (secs(usage.ru_utime), secs(usage.ru_stime))
 }
 
 fn size(path: &Path) -> u64 {
