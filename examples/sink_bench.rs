@@ -2,8 +2,10 @@
 //! uses, one file per query (`{{query}}.csv`, `.json`, `.ndjson`), pages dropped once written
 //! as the writer thread drops them.
 //!
-//! `cargo run --release --features testkit --example sink_bench -- [FORMAT] [HOSTS] [ROUNDS]`
+//! `cargo run --release --features testkit --example sink_bench -- [FORMAT] [HOSTS] [ROUNDS] [NAMES]`
 //! FORMAT is `csv`, `json`, `ndjson` or `all` (default); HOSTS defaults to 200, ROUNDS to 3.
+//! NAMES is `shared` (default: the instances of a page share their property names) or `own`
+//! (every instance has its own copies).
 //! With `SINK_BENCH_KEEP` set, the output files are kept and their directory printed.
 //! For instruction counts, run it under
 //! `valgrind --tool=callgrind --toggle-collect=sink_bench::write_page` and divide by twice the
@@ -35,8 +37,9 @@ fn main() {
     let format = args.next().unwrap_or_else(|| "all".to_string());
     let hosts: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let shared = args.next().is_none_or(|a| a != "own");
     let kinds: &[(&str, SinkKind)] = &[("csv", SinkKind::Csv), ("json", SinkKind::Json), ("ndjson", SinkKind::Ndjson)];
-    let template = pages(hosts);
+    let template = pages(hosts, shared);
     let rows: usize = template.iter().map(|p| p.rows.len()).sum();
     for (ext, kind) in kinds.iter().filter(|(e, _)| format == "all" || format == *e) {
         let spec = SinkSpec { kind: *kind, path: format!("{{{{query}}}}.{ext}"), array_separator: None };
@@ -73,9 +76,10 @@ fn main() {
         }
         let per_row = |secs: f64| secs * 1e9 / rows.max(1) as f64;
         println!(
-            "{ext}: {rows} rows ({hosts} hosts x {} classes, {PAGE} per page), {bytes} bytes, best of {rounds}, \
+            "{ext}: {rows} rows ({hosts} hosts x {} classes, {PAGE} per page, names {}), {bytes} bytes, best of {rounds}, \
              ns/row: {:.0} wall (CPU {:.0} user + {:.0} system); {:.0} wall with pages in cache",
             CLASSES.len(),
+            if shared { "shared" } else { "own" },
             per_row(cold),
             per_row(user),
             per_row(sys),
@@ -114,16 +118,17 @@ fn write_page(sinks: &mut SinkSet, page: Page) {
     }
 }
 
-/// Every host's pages, host by host; the names of a page are shared between its instances, as
-/// the WS-Man parser shares them.
-fn pages(hosts: usize) -> Vec<Page> {
+/// Every host's pages, host by host; with `shared`, the names of a page are shared between its
+/// instances, otherwise each instance has its own.
+fn pages(hosts: usize, shared: bool) -> Vec<Page> {
     let mut out = Vec::new();
     for h in 0..hosts {
         let computer = format!("WIN-{h:05}");
         for class in CLASSES {
             let instances = dataset::generate_class(&computer, 7, class).unwrap_or_default();
             for chunk in instances.chunks(PAGE) {
-                out.push(Page { computer: computer.clone(), class, rows: share_names(chunk) });
+                let rows = if shared { share_names(chunk) } else { own_names(chunk) };
+                out.push(Page { computer: computer.clone(), class, rows });
             }
         }
     }
@@ -144,6 +149,17 @@ fn share_names(chunk: &[Instance]) -> Vec<Instance> {
             i
         })
         .collect()
+}
+
+fn own_names(chunk: &[Instance]) -> Vec<Instance> {
+    let mut rows = chunk.to_vec();
+    for i in &mut rows {
+        i.class_name = Name::from(i.class_name.as_str());
+        for p in &mut i.properties {
+            p.name = Name::from(p.name.as_str());
+        }
+    }
+    rows
 }
 
 /// A fresh copy of the pages for a round, keeping each page's names shared.

@@ -2,6 +2,7 @@
 
 use crate::cim::{Instance, Name, Value};
 
+use super::scan;
 use super::value::{COMPUTER_COLUMN, is_repeat};
 
 /// Property columns (after `PSComputerName`), fixed by the first row of a file.
@@ -122,7 +123,7 @@ fn same_allocation(a: &Name, b: &Name) -> bool {
 /// WMI's case-insensitive name comparison, with the usual case (the same spelling) first: a
 /// byte comparison is far cheaper than folding case byte by byte.
 pub(crate) fn same_name(a: &str, b: &str) -> bool {
-    a.len() == b.len() && (a == b || a.eq_ignore_ascii_case(b))
+    a.len() == b.len() && (scan::equal(a.as_bytes(), b.as_bytes()) || a.eq_ignore_ascii_case(b))
 }
 
 #[cfg(test)]
