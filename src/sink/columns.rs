@@ -12,10 +12,14 @@ pub(crate) struct Columns {
     /// Where each column's property is in the instance being written (`ABSENT` when it lacks
     /// it); kept between rows so a row costs no allocation.
     at: Vec<usize>,
-    /// The name each column matched in the previous row. Rows of a page share their names,
-    /// so the same name again (the same allocation, held here so it cannot be reused for
+    /// The name each column matched in a recent row. Rows of a page can share their names,
+    /// and the same name again (the same allocation, held here so it cannot be reused for
     /// another) matches without comparing text.
     seen: Vec<Option<Name>>,
+    /// The previous row's first property name: when this row's is the same allocation, its
+    /// names are shared and worth remembering in `seen`; when not (each instance has its own
+    /// names), remembering them would cost two atomic counts per cell for nothing.
+    first: Option<Name>,
     warned_extra: bool,
     /// Where the output goes, for the one warning about dropped properties.
     label: String,
@@ -49,6 +53,7 @@ impl Columns {
         Columns {
             at: vec![ABSENT; names.len()],
             seen: vec![None; names.len()],
+            first: None,
             names,
             warned_extra: false,
             label: label.to_string(),
@@ -80,6 +85,13 @@ impl Columns {
         // Rows of one class usually list properties in the same order as the columns, so look
         // where the previous match ended first, and only then scan.
         let mut hint = 0usize;
+        let shared = match (props.first(), &self.first) {
+            (Some(p), Some(first)) if same_allocation(first, &p.name) => true,
+            (p, _) => {
+                self.first = p.map(|p| p.name.clone());
+                false
+            }
+        };
         for ((name, at), seen) in self.names.iter().zip(self.at.iter_mut()).zip(self.seen.iter_mut()) {
             *at = match props.get(hint) {
                 Some(p) if seen.as_ref().is_some_and(|s| same_allocation(s, &p.name)) => hint,
@@ -89,7 +101,7 @@ impl Columns {
             if let Some(p) = props.get(*at) {
                 matched += 1;
                 hint = *at + 1;
-                if !seen.as_ref().is_some_and(|s| same_allocation(s, &p.name)) {
+                if shared && !seen.as_ref().is_some_and(|s| same_allocation(s, &p.name)) {
                     *seen = Some(p.name.clone());
                 }
             }
@@ -175,7 +187,7 @@ mod tests {
             i
         };
         let mut c = Columns::from_first(&[], &row(&[0, 1, 2]), "t");
-        for order in [&[0, 1, 2][..], &[2, 1, 0], &[1, 2], &[0, 1, 2], &[2, 0]] {
+        for order in [&[0, 1, 2][..], &[0, 1, 2], &[0, 2, 1], &[2, 1, 0], &[1, 2], &[0, 1, 2], &[0, 1], &[2, 0]] {
             let instance = row(order);
             let got: Vec<Option<&Value>> = c.row(&instance).collect();
             let want: Vec<Option<Value>> =
