@@ -21,7 +21,8 @@ use cimrun::sink::{RowContext, RunVars, SinkSet};
 use cimrun::testkit::dataset;
 
 /// The classes of the fleet benchmark (bench/run.py).
-const CLASSES: &[&str] = &["Win32_OperatingSystem", "Win32_ComputerSystem", "Win32_BIOS", "Win32_LogicalDisk", "Win32_Service"];
+const CLASSES: &[&str] =
+    &["Win32_OperatingSystem", "Win32_ComputerSystem", "Win32_BIOS", "Win32_LogicalDisk", "Win32_Service"];
 /// Instances per page, as the fleet's WS-Man enumerations return them.
 const PAGE: usize = 50;
 

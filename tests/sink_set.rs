@@ -450,8 +450,11 @@ fn interleaved_pages_reach_their_files() {
     assert_eq!(tree(tmp.path()), expected.keys().cloned().collect::<Vec<_>>());
     for (file, ids) in expected {
         let text = read(tmp.path().join(&file));
-        let found: Vec<&str> = ids.iter().map(String::as_str).filter(|id| text.contains(&format!("{id}\""))
-            || text.contains(&format!(",{id},"))).collect();
+        let found: Vec<&str> = ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| text.contains(&format!("{id}\"")) || text.contains(&format!(",{id},")))
+            .collect();
         assert_eq!(found.len(), ids.len(), "{file}: {text}");
         let rows = text.lines().count() - usize::from(file.ends_with(".csv"));
         assert_eq!(rows, ids.len(), "{file}: {text}");

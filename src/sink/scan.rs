@@ -85,7 +85,8 @@ mod tests {
 
     #[test]
     fn equal_is_byte_equality() {
-        let texts = ["", "a", "Name", "NAME", "ProcessId", "ProcessIe", "SystemCreationClassName", "SystemCreationClassNamf"];
+        let texts =
+            ["", "a", "Name", "NAME", "ProcessId", "ProcessIe", "SystemCreationClassName", "SystemCreationClassNamf"];
         for a in texts {
             for b in texts {
                 assert_eq!(equal(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");

@@ -404,9 +404,7 @@ impl SinkSet {
                 let out = buffered(file);
                 let label = path.display().to_string();
                 match conf.kind {
-                    SinkKind::Csv => {
-                        FileWriter::Csv(CsvWriter::new(out, row.properties, &conf.csv).labelled(&label))
-                    }
+                    SinkKind::Csv => FileWriter::Csv(CsvWriter::new(out, row.properties, &conf.csv).labelled(&label)),
                     SinkKind::Json => FileWriter::Json(JsonWriter::new(out, &[])),
                     SinkKind::Ndjson => FileWriter::Ndjson(NdjsonWriter::new(out, &[])),
                 }
