@@ -166,10 +166,10 @@ impl ReportWriter {
         if rec.status == Status::Failed && self.failed_hosts.insert((rec.session.clone(), rec.computer.clone())) {
             self.summary.failed_hosts += 1;
         }
-        let line = serde_json::to_string(rec).map_err(io::Error::other)?;
-        let sep = if self.first { "\n" } else { ",\n" };
+        let sep: &[u8] = if self.first { b"\n  " } else { b",\n  " };
         self.first = false;
-        write!(self.out, "{sep}  {line}")
+        self.out.write_all(sep)?;
+        serde_json::to_writer(&mut self.out, rec).map_err(io::Error::from)
     }
 
     /// Pushes the records so far to the temporary file, so a run killed later leaves them

@@ -309,6 +309,24 @@ fn log_join(r: Result<(), tokio::task::JoinError>) {
 
 
 /// The writer thread: the only place files are touched during a run.
+/// How long the writer naps when it finds no message waiting, before it blocks.
+const WRITER_NAP: Duration = Duration::from_millis(1);
+
+/// The next message, or `None` once every sender is gone. Blocking on an empty channel wakes
+/// the writer for every page as it arrives, and a wake-up (a context switch, and a futex call
+/// by the sender) costs more than writing the page; a short nap first lets pages gather, so
+/// one wake-up drains many.
+fn next_batched(rx: &mut mpsc::Receiver<Msg>) -> Option<Msg> {
+    match rx.try_recv() {
+        Ok(msg) => Some(msg),
+        Err(mpsc::error::TryRecvError::Disconnected) => None,
+        Err(mpsc::error::TryRecvError::Empty) => {
+            std::thread::sleep(WRITER_NAP);
+            rx.blocking_recv()
+        }
+    }
+}
+
 fn writer_loop(
     mut sinks: SinkSet,
     mut report: ReportWriter,
@@ -333,7 +351,7 @@ fn writer_loop(
             *output_error = Some(msg);
         }
     };
-    while let Some(msg) = rx.blocking_recv() {
+    while let Some(msg) = next_batched(&mut rx) {
         match msg {
             Msg::Rows { key, rows } => {
                 if output_error.is_some() {
@@ -347,12 +365,9 @@ fn writer_loop(
                     class: &key.class,
                     properties: &key.properties,
                 };
-                for row in &rows {
-                    if let Err(e) = sinks.write(&ctx, row) {
-                        broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
-                        fail(&mut output_error, e.to_string());
-                        break;
-                    }
+                if let Err(e) = sinks.write_rows(&ctx, &rows) {
+                    broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
+                    fail(&mut output_error, e.to_string());
                 }
             }
             Msg::Record(mut rec) => {

@@ -420,3 +420,43 @@ fn a_killed_run_leaves_no_truncated_final_file() {
         }
     }
 }
+
+/// Pages of several hosts and queries arrive interleaved; each page's rows reach the file its
+/// template names, whether the template is plain variables or uses a helper.
+#[test]
+fn interleaved_pages_reach_their_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let specs = [
+        spec(SinkKind::Ndjson, "{{query}}.ndjson"),
+        spec(SinkKind::Csv, "{{#if session}}{{computer}}{{/if}}/{{class}}.csv"),
+    ];
+    let mut set = SinkSet::new(&specs, tmp.path(), vars()).unwrap();
+    let mut expected: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for round in 0..3u64 {
+        for computer in ["h1", "h2"] {
+            for (query, class) in [("disks", "Win32_LogicalDisk"), ("vols", "Win32_Volume")] {
+                let r = RowContext { session: "s", computer, query, class, properties: &[] };
+                let page: Vec<Instance> = (0..2).map(|i| disk(&format!("{computer}-{query}-{round}-{i}"), i)).collect();
+                set.write_rows(&r, &page).unwrap();
+                for i in 0..2 {
+                    let id = format!("{computer}-{query}-{round}-{i}");
+                    expected.entry(format!("{query}.ndjson")).or_default().push(id.clone());
+                    expected.entry(format!("{computer}/{class}.csv")).or_default().push(id);
+                }
+            }
+        }
+    }
+    set.finish().unwrap();
+    assert_eq!(tree(tmp.path()), expected.keys().cloned().collect::<Vec<_>>());
+    for (file, ids) in expected {
+        let text = read(tmp.path().join(&file));
+        let found: Vec<&str> = ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| text.contains(&format!("{id}\"")) || text.contains(&format!(",{id},")))
+            .collect();
+        assert_eq!(found.len(), ids.len(), "{file}: {text}");
+        let rows = text.lines().count() - usize::from(file.ends_with(".csv"));
+        assert_eq!(rows, ids.len(), "{file}: {text}");
+    }
+}

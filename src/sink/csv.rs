@@ -2,9 +2,10 @@
 
 use std::io::{self, Write};
 
-use crate::cim::Instance;
+use crate::cim::{Instance, Value};
 
 use super::columns::Columns;
+use super::scan::csv_needs_quotes;
 use super::value::write_text;
 
 /// Settings of the CSV writer.
@@ -28,24 +29,25 @@ impl Default for CsvOptions {
 /// with no column is dropped, with a single `tracing` warning per writer, so every row keeps
 /// the header's column count.
 pub struct CsvWriter<W: Write> {
-    out: csv::Writer<W>,
+    out: W,
     properties: Vec<String>,
     columns: Option<Columns>,
     separator: String,
     label: String,
-    cell: String,
+    /// The row being built: cells are formatted straight into it and it is written whole.
+    line: String,
 }
 
 impl<W: Write> CsvWriter<W> {
     /// A writer that writes the header with the first row.
     pub fn new(out: W, properties: &[String], options: &CsvOptions) -> CsvWriter<W> {
         CsvWriter {
-            out: builder().from_writer(out),
+            out,
             properties: properties.to_vec(),
             columns: None,
             separator: options.array_separator.clone(),
             label: "csv".to_string(),
-            cell: String::new(),
+            line: String::new(),
         }
     }
 
@@ -67,21 +69,39 @@ impl<W: Write> CsvWriter<W> {
     pub fn write_row(&mut self, computer: &str, instance: &Instance) -> io::Result<()> {
         if self.columns.is_none() {
             let columns = Columns::from_first(&self.properties, instance, &self.label);
-            self.out.write_record(columns.header()).map_err(csv_io)?;
+            self.write_header(&columns)?;
             self.columns = Some(columns);
         }
-        let Some(columns) = self.columns.as_mut() else {
+        let CsvWriter { out, columns: Some(columns), separator, line, .. } = self else {
             return Ok(());
         };
-        self.out.write_field(computer).map_err(csv_io)?;
+        line.clear();
+        push_field(line, computer);
         for value in columns.row(instance) {
-            self.cell.clear();
+            line.push(',');
+            let start = line.len();
             if let Some(v) = value {
-                write_text(&mut self.cell, v, &self.separator);
+                write_text(line, v, separator);
+                if !never_quoted(v) {
+                    quote_from(line, start);
+                }
             }
-            self.out.write_field(&self.cell).map_err(csv_io)?;
         }
-        self.out.write_record(None::<&[u8]>).map_err(csv_io)
+        end_record(line);
+        out.write_all(line.as_bytes())
+    }
+
+    fn write_header(&mut self, columns: &Columns) -> io::Result<()> {
+        let line = &mut self.line;
+        line.clear();
+        for (i, name) in columns.header().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            push_field(line, name);
+        }
+        end_record(line);
+        self.out.write_all(line.as_bytes())
     }
 
     /// Flushes and returns the underlying writer. With no rows written and a property list
@@ -89,16 +109,68 @@ impl<W: Write> CsvWriter<W> {
     pub fn finish(mut self) -> io::Result<W> {
         if self.columns.is_none() && !self.properties.is_empty() {
             let columns = Columns::from_first(&self.properties, &Instance::default(), &self.label);
-            self.out.write_record(columns.header()).map_err(csv_io)?;
+            self.write_header(&columns)?;
         }
-        self.out.into_inner().map_err(|e| e.into_error())
+        self.out.flush()?;
+        Ok(self.out)
     }
 }
 
-fn builder() -> csv::WriterBuilder {
-    let mut b = csv::WriterBuilder::new();
-    b.has_headers(false).terminator(csv::Terminator::CRLF).quote_style(csv::QuoteStyle::Necessary);
-    b
+/// Whether the text of a value can never need quotes: numbers, booleans, datetimes and
+/// intervals are written with digits, letters and `+-.:` only.
+fn never_quoted(value: &Value) -> bool {
+    matches!(
+        value,
+        Value::Null
+            | Value::Bool(_)
+            | Value::SInt8(_)
+            | Value::UInt8(_)
+            | Value::SInt16(_)
+            | Value::UInt16(_)
+            | Value::SInt32(_)
+            | Value::UInt32(_)
+            | Value::SInt64(_)
+            | Value::UInt64(_)
+            | Value::Real32(_)
+            | Value::Real64(_)
+            | Value::DateTime(_)
+            | Value::Interval(_)
+    )
+}
+
+/// Appends one field, quoted when needed.
+fn push_field(line: &mut String, text: &str) {
+    let start = line.len();
+    line.push_str(text);
+    quote_from(line, start);
+}
+
+/// Quotes the field that starts at `start` (the end of `line`) if it holds a delimiter, a quote
+/// or a line break, doubling its quotes (RFC 4180); other fields stay bare.
+fn quote_from(line: &mut String, start: usize) {
+    let Some(field) = line.get(start..) else { return };
+    if !csv_needs_quotes(field) {
+        return;
+    }
+    let field = field.to_string();
+    line.truncate(start);
+    line.push('"');
+    for (i, part) in field.split('"').enumerate() {
+        if i > 0 {
+            line.push_str("\"\"");
+        }
+        line.push_str(part);
+    }
+    line.push('"');
+}
+
+/// Ends a record with CRLF. A record of a single empty field is written `""`, or it would
+/// read back as an empty line.
+fn end_record(line: &mut String) {
+    if line.is_empty() {
+        line.push_str("\"\"");
+    }
+    line.push_str("\r\n");
 }
 
 /// The header's property columns (after `PSComputerName`) of a CSV file this module wrote,
@@ -128,7 +200,6 @@ fn csv_io(e: csv::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cim::Value;
 
     fn s(v: &str) -> Value {
         Value::String(v.into())
@@ -226,5 +297,75 @@ mod tests {
         assert_eq!(cols, ["a,b", "C"]);
         assert!(read_header("".as_bytes()).is_err());
         assert!(read_header("X,Y\r\n".as_bytes()).is_err());
+    }
+}
+
+/// The rows this writer makes against the csv crate's writer (what it used before) fed the
+/// same cells, for tricky text and every kind of value.
+#[cfg(test)]
+mod same_as_csv_crate {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::sink::value::strategies::{text, value};
+    use crate::sink::value::write_text;
+
+    /// A cell's text as it was made before integers, booleans and characters were written
+    /// directly: through `Value`'s `Display`.
+    fn old_text(v: &Value, sep: &str) -> String {
+        match v {
+            Value::Array(items) => items.iter().map(|i| old_text(i, sep)).collect::<Vec<_>>().join(sep),
+            Value::Null | Value::String(_) | Value::Real32(_) | Value::Real64(_) | Value::Instance(_) => {
+                let mut s = String::new();
+                write_text(&mut s, v, sep);
+                s
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn reference(rows: &[(String, Vec<Value>)], sep: &str) -> String {
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .terminator(csv::Terminator::CRLF)
+            .quote_style(csv::QuoteStyle::Necessary)
+            .from_writer(Vec::new());
+        let width = rows.first().map_or(0, |(_, v)| v.len());
+        let header: Vec<String> =
+            std::iter::once("PSComputerName".to_string()).chain((0..width).map(|i| format!("P,\"{i}\""))).collect();
+        w.write_record(&header).unwrap();
+        for (computer, values) in rows {
+            let cells = std::iter::once(computer.clone()).chain(values.iter().map(|v| old_text(v, sep)));
+            w.write_record(cells.collect::<Vec<_>>()).unwrap();
+        }
+        String::from_utf8(w.into_inner().unwrap()).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn rows_match(
+            rows in prop::collection::vec((text(), prop::collection::vec(value(), 4)), 1..6),
+            sep in prop_oneof![Just(";".to_string()), Just(",".to_string()), Just("\"|\"".to_string())],
+        ) {
+            let props: Vec<String> = (0..4).map(|i| format!("P,\"{i}\"")).collect();
+            let mut w = CsvWriter::new(Vec::new(), &[], &CsvOptions { array_separator: sep.clone() });
+            for (computer, values) in &rows {
+                let mut inst = Instance::new("C");
+                for (name, v) in props.iter().zip(values) {
+                    inst.push(name.as_str(), v.clone());
+                }
+                w.write_row(computer, &inst).unwrap();
+            }
+            let ours = String::from_utf8(w.finish().unwrap()).unwrap();
+            prop_assert_eq!(ours, reference(&rows, &sep));
+        }
+    }
+
+    #[test]
+    fn a_record_of_one_empty_field_is_quoted() {
+        let mut w = CsvWriter::new(Vec::new(), &[], &CsvOptions::default());
+        w.write_row("", &Instance::new("C")).unwrap();
+        let rows = [(String::new(), Vec::new())];
+        assert_eq!(String::from_utf8(w.finish().unwrap()).unwrap(), reference(&rows, ";"));
     }
 }

@@ -22,24 +22,26 @@ pub struct JsonWriter<W: Write> {
     properties: Vec<String>,
     started: bool,
     has_items: bool,
+    /// The item being built, written whole.
+    line: Vec<u8>,
 }
 
 impl<W: Write> JsonWriter<W> {
     /// A writer that opens the array with the first row (or at `finish`).
     pub fn new(out: W, properties: &[String]) -> JsonWriter<W> {
-        JsonWriter { out, properties: properties.to_vec(), started: false, has_items: false }
+        JsonWriter { out, properties: properties.to_vec(), started: false, has_items: false, line: Vec::new() }
     }
 
     /// A writer continuing an array whose `[` and items are already written and whose tail
     /// was cut off (see [`resume_point`]).
     pub(crate) fn resume(out: W, properties: &[String], has_items: bool) -> JsonWriter<W> {
-        JsonWriter { out, properties: properties.to_vec(), started: true, has_items }
+        JsonWriter { out, properties: properties.to_vec(), started: true, has_items, line: Vec::new() }
     }
 
     /// Writes one instance as an array item.
     pub fn write_row(&mut self, computer: &str, instance: &Instance) -> io::Result<()> {
-        let JsonWriter { out, properties, started, has_items } = self;
-        write_item(out, started, has_items, &JsonRow { computer, instance, properties })
+        let JsonWriter { out, properties, started, has_items, line } = self;
+        write_item(out, line, started, has_items, &JsonRow { computer, instance, properties })
     }
 
     /// Writes one instance with its own property list: one file may hold several queries.
@@ -49,8 +51,8 @@ impl<W: Write> JsonWriter<W> {
         instance: &Instance,
         properties: &[String],
     ) -> io::Result<()> {
-        let JsonWriter { out, started, has_items, .. } = self;
-        write_item(out, started, has_items, &JsonRow { computer, instance, properties })
+        let JsonWriter { out, started, has_items, line, .. } = self;
+        write_item(out, line, started, has_items, &JsonRow { computer, instance, properties })
     }
 
     /// Closes the array (an empty one is `[]`), flushes and returns the underlying writer.
@@ -64,22 +66,32 @@ impl<W: Write> JsonWriter<W> {
     }
 }
 
-fn write_item(out: &mut impl Write, started: &mut bool, has_items: &mut bool, row: &JsonRow) -> io::Result<()> {
+fn write_item(
+    out: &mut impl Write,
+    line: &mut Vec<u8>,
+    started: &mut bool,
+    has_items: &mut bool,
+    row: &JsonRow,
+) -> io::Result<()> {
     let sep: &[u8] = match (*started, *has_items) {
         (false, _) => b"[\n",
         (true, true) => b",\n",
         (true, false) => b"\n",
     };
-    out.write_all(sep)?;
+    line.clear();
+    line.extend_from_slice(sep);
+    row.write_to(line)?;
+    out.write_all(line)?;
     *started = true;
-    serde_json::to_writer(&mut *out, row)?;
     *has_items = true;
     Ok(())
 }
 
-fn write_line(out: &mut impl Write, row: &JsonRow) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, row)?;
-    out.write_all(b"\n")
+fn write_line(out: &mut impl Write, line: &mut Vec<u8>, row: &JsonRow) -> io::Result<()> {
+    line.clear();
+    row.write_to(line)?;
+    line.push(b'\n');
+    out.write_all(line)
 }
 
 /// Where to cut a finished JSON file written by [`JsonWriter`] to continue it, given its
@@ -100,17 +112,19 @@ pub(crate) fn resume_point(len: u64, last: &[u8]) -> Option<(u64, bool)> {
 pub struct NdjsonWriter<W: Write> {
     out: W,
     properties: Vec<String>,
+    /// The line being built, written whole.
+    line: Vec<u8>,
 }
 
 impl<W: Write> NdjsonWriter<W> {
     /// A writer; continuing a file needs nothing more than appending.
     pub fn new(out: W, properties: &[String]) -> NdjsonWriter<W> {
-        NdjsonWriter { out, properties: properties.to_vec() }
+        NdjsonWriter { out, properties: properties.to_vec(), line: Vec::new() }
     }
 
     /// Writes one instance as a line.
     pub fn write_row(&mut self, computer: &str, instance: &Instance) -> io::Result<()> {
-        write_line(&mut self.out, &JsonRow { computer, instance, properties: &self.properties })
+        write_line(&mut self.out, &mut self.line, &JsonRow { computer, instance, properties: &self.properties })
     }
 
     /// Writes one instance with its own property list: one file may hold several queries.
@@ -120,7 +134,7 @@ impl<W: Write> NdjsonWriter<W> {
         instance: &Instance,
         properties: &[String],
     ) -> io::Result<()> {
-        write_line(&mut self.out, &JsonRow { computer, instance, properties })
+        write_line(&mut self.out, &mut self.line, &JsonRow { computer, instance, properties })
     }
 
     /// Flushes and returns the underlying writer.

@@ -14,6 +14,7 @@ mod columns;
 mod csv;
 mod json;
 mod path;
+mod scan;
 mod set;
 mod table;
 mod value;

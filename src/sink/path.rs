@@ -109,6 +109,39 @@ pub(crate) struct TemplateInfo {
     pub(crate) source: String,
     /// Whether the path changes with the computer: such files are finished per computer.
     pub(crate) uses_computer: bool,
+    /// Which of the row's variables the path can depend on, in [`ROW_VARIABLES`] order.
+    pub(crate) uses: [bool; 4],
+}
+
+/// The variables that change from row to row, in the order of [`TemplateInfo::uses`].
+pub(crate) const ROW_VARIABLES: [&str; 4] = ["session", "computer", "query", "class"];
+
+/// Which row variables a template can depend on. A template made only of plain variable
+/// references (`{{query}}`, `{{{class}}}`, `{{~ computer ~}}`) depends on those it names;
+/// anything else (helpers, blocks, `this`, paths) could reach any variable, so it depends on
+/// all of them.
+fn row_variables_used(source: &str) -> [bool; 4] {
+    let mut uses = [false; 4];
+    let mut rest = source;
+    while let Some(open) = rest.find("{{") {
+        let escaped = rest.get(..open).is_some_and(|before| before.ends_with('\\'));
+        let after = rest.get(open + 2..).unwrap_or("");
+        let Some(close) = after.find("}}") else { return [true; 4] };
+        let inner = after.get(..close).unwrap_or("");
+        let name = inner.trim_matches(|c: char| c == '{' || c == '}' || c == '~' || c.is_whitespace());
+        let known = ROW_VARIABLES.iter().position(|v| *v == name);
+        match known {
+            Some(i) if !escaped => {
+                if let Some(u) = uses.get_mut(i) {
+                    *u = true;
+                }
+            }
+            _ if !escaped && matches!(name, "date" | "run_id") => {}
+            _ => return [true; 4],
+        }
+        rest = after.get(close + 2..).unwrap_or("");
+    }
+    uses
 }
 
 /// Renders the path templates of a run's sinks.
@@ -134,7 +167,11 @@ impl PathRenderer {
         for (index, source) in sources.into_iter().enumerate() {
             r.hb.register_template_string(&index.to_string(), source)
                 .map_err(|e| SinkError::Template { template: source.to_string(), message: e.to_string() })?;
-            r.templates.push(TemplateInfo { source: source.to_string(), uses_computer: false });
+            r.templates.push(TemplateInfo {
+                source: source.to_string(),
+                uses_computer: false,
+                uses: row_variables_used(source),
+            });
             let probe = |computer: &'static str| RowContext {
                 session: "session",
                 computer,
@@ -274,6 +311,23 @@ mod tests {
                 Err(SinkError::Template { .. }) => assert!(!escapes, "{t}"),
                 other => panic!("{t}: {:?}", other.err()),
             }
+        }
+    }
+
+    #[test]
+    fn row_variables_of_plain_templates_only() {
+        assert_eq!(row_variables_used("{{query}}.csv"), [false, false, true, false]);
+        assert_eq!(row_variables_used("{{date}}/{{{class}}}-{{~ computer ~}}_{{run_id}}"), [false, true, false, true]);
+        assert_eq!(row_variables_used("{{session}}/x.csv"), [true, false, false, false]);
+        assert_eq!(row_variables_used("fixed.csv"), [false; 4]);
+        for anything in [
+            "{{#each this}}{{this}}{{/each}}.csv",
+            "{{#if (eq query \"a\")}}a{{else}}b{{/if}}.csv",
+            "{{lookup this \"computer\"}}.csv",
+            "\\{{query}}.csv",
+            "{{query",
+        ] {
+            assert_eq!(row_variables_used(anything), [true; 4], "{anything}");
         }
     }
 }

@@ -46,27 +46,49 @@ pub struct SinkSet {
     /// Files completed in this run, by relative path, with the sink that wrote them.
     done: HashMap<PathBuf, usize>,
     failed: HashSet<PathBuf>,
-    /// Each sink's last rendered path: rows come in pages per host and query, so rendering
-    /// once per page instead of once per row is most of the cost saved.
-    last: Vec<Option<LastPath>>,
+    /// Each sink's rendered paths by the values of the variables its template uses: rows
+    /// come in pages from many hosts at once, and rendering a template costs more than
+    /// writing a page of rows.
+    paths: Vec<PathCache>,
     durable: bool,
     continue_existing: bool,
 }
 
-struct LastPath {
-    query: String,
-    class: String,
-    session: String,
-    computer: String,
-    path: PathBuf,
+/// Rendered paths of one sink, keyed by the row's variables that its template uses.
+#[derive(Default)]
+struct PathCache {
+    paths: HashMap<String, PathBuf>,
+    /// Built for each lookup, kept to reuse its allocation.
+    key: String,
 }
 
-impl LastPath {
-    fn matches(&self, row: &RowContext) -> bool {
-        self.computer == row.computer
-            && self.query == row.query
-            && self.session == row.session
-            && self.class == row.class
+/// Most paths a cache keeps: a template naming each computer has one per host, and a fleet
+/// can be large; past this the cache starts over.
+const MAX_CACHED_PATHS: usize = 4096;
+
+impl PathCache {
+    fn get(&mut self, sink: usize, renderer: &PathRenderer, row: &RowContext) -> Result<PathBuf, SinkError> {
+        let Some(uses) = renderer.template(sink).map(|t| t.uses) else {
+            return renderer.render(sink, row);
+        };
+        self.key.clear();
+        for (used, value) in uses.iter().zip([row.session, row.computer, row.query, row.class]) {
+            if *used {
+                // Length-prefixed, so no two value lists make the same key.
+                self.key.push_str(itoa::Buffer::new().format(value.len()));
+                self.key.push(':');
+                self.key.push_str(value);
+            }
+        }
+        if let Some(path) = self.paths.get(self.key.as_str()) {
+            return Ok(path.clone());
+        }
+        let path = renderer.render(sink, row)?;
+        if self.paths.len() >= MAX_CACHED_PATHS {
+            self.paths.clear();
+        }
+        self.paths.insert(self.key.clone(), path.clone());
+        Ok(path)
     }
 }
 
@@ -89,18 +111,19 @@ struct OpenFile {
 }
 
 enum FileWriter {
-    // Boxed: the csv crate's writer carries its own buffer state, far larger than the others.
-    Csv(Box<CsvWriter<BufWriter<File>>>),
+    Csv(CsvWriter<BufWriter<File>>),
     Json(JsonWriter<BufWriter<File>>),
     Ndjson(NdjsonWriter<BufWriter<File>>),
 }
 
 impl FileWriter {
-    fn write_row(&mut self, row: &RowContext, instance: &Instance) -> io::Result<()> {
+    fn write_rows(&mut self, row: &RowContext, instances: &[Instance]) -> io::Result<()> {
         match self {
-            FileWriter::Csv(w) => w.write_row(row.computer, instance),
-            FileWriter::Json(w) => w.write_row_with(row.computer, instance, row.properties),
-            FileWriter::Ndjson(w) => w.write_row_with(row.computer, instance, row.properties),
+            FileWriter::Csv(w) => instances.iter().try_for_each(|i| w.write_row(row.computer, i)),
+            FileWriter::Json(w) => instances.iter().try_for_each(|i| w.write_row_with(row.computer, i, row.properties)),
+            FileWriter::Ndjson(w) => {
+                instances.iter().try_for_each(|i| w.write_row_with(row.computer, i, row.properties))
+            }
         }
     }
 
@@ -171,7 +194,7 @@ impl SinkSet {
         create_new(&probe).map_err(|e| io_err(&probe, Operation::Create, e))?;
         let _ = fs::remove_file(&probe);
         Ok(SinkSet {
-            last: specs.iter().map(|_| None).collect(),
+            paths: specs.iter().map(|_| PathCache::default()).collect(),
             durable: false,
             continue_existing: false,
             out_dir: out_dir.to_path_buf(),
@@ -204,17 +227,30 @@ impl SinkSet {
     /// Writes one instance to every sink. A failing sink does not keep the row from the
     /// others; the first error is returned.
     pub fn write(&mut self, row: &RowContext, instance: &Instance) -> Result<(), SinkError> {
+        self.write_rows(row, std::slice::from_ref(instance))
+    }
+
+    /// Writes a page of instances of one query to every sink: the file of each sink is looked
+    /// up once for the page. A failing sink does not keep the rows from the others; the first
+    /// error is returned.
+    pub fn write_rows(&mut self, row: &RowContext, instances: &[Instance]) -> Result<(), SinkError> {
         let mut first = None;
         for sink in 0..self.sinks.len() {
-            if let Err(e) = self.write_to(sink, row, instance) {
+            if let Err(e) = self.write_to(sink, row, instances) {
                 first.get_or_insert(e);
             }
         }
         first.map_or(Ok(()), Err)
     }
 
-    fn write_to(&mut self, sink: usize, row: &RowContext, instance: &Instance) -> Result<(), SinkError> {
-        let rel = self.path_of(sink, row)?;
+    fn write_to(&mut self, sink: usize, row: &RowContext, instances: &[Instance]) -> Result<(), SinkError> {
+        if instances.is_empty() {
+            return Ok(());
+        }
+        let rel = match self.paths.get_mut(sink) {
+            Some(cache) => cache.get(sink, &self.renderer, row)?,
+            None => self.renderer.render(sink, row)?,
+        };
         if self.failed.contains(&rel) {
             return Err(SinkError::Failed { path: self.out_dir.join(&rel) });
         }
@@ -240,31 +276,12 @@ impl SinkSet {
                 file.queries.push((row.session.to_string(), row.query.to_string()));
             }
         }
-        if let Err(e) = file.writer.write_row(row, instance) {
+        if let Err(e) = file.writer.write_rows(row, instances) {
             let path = file.path.clone();
             self.fail(&rel);
             return Err(io_err(&path, Operation::Write, e));
         }
         Ok(())
-    }
-
-    fn path_of(&mut self, sink: usize, row: &RowContext) -> Result<PathBuf, SinkError> {
-        if let Some(Some(last)) = self.last.get(sink)
-            && last.matches(row)
-        {
-            return Ok(last.path.clone());
-        }
-        let path = self.renderer.render(sink, row)?;
-        if let Some(slot) = self.last.get_mut(sink) {
-            *slot = Some(LastPath {
-                query: row.query.to_string(),
-                class: row.class.to_string(),
-                session: row.session.to_string(),
-                computer: row.computer.to_string(),
-                path: path.clone(),
-            });
-        }
-        Ok(path)
     }
 
     /// Reports that every query of `computer` in `session` is finished: its per-computer files
@@ -384,12 +401,10 @@ impl SinkSet {
             None if self.continue_existing && path.is_file() => self.reopen(conf, &path, &temp)?,
             None => {
                 let file = create_new(&temp).map_err(|e| io_err(&temp, Operation::Create, e))?;
-                let out = BufWriter::new(file);
+                let out = buffered(file);
                 let label = path.display().to_string();
                 match conf.kind {
-                    SinkKind::Csv => {
-                        FileWriter::Csv(Box::new(CsvWriter::new(out, row.properties, &conf.csv).labelled(&label)))
-                    }
+                    SinkKind::Csv => FileWriter::Csv(CsvWriter::new(out, row.properties, &conf.csv).labelled(&label)),
                     SinkKind::Json => FileWriter::Json(JsonWriter::new(out, &[])),
                     SinkKind::Ndjson => FileWriter::Ndjson(NdjsonWriter::new(out, &[])),
                 }
@@ -417,7 +432,7 @@ impl SinkSet {
             SinkKind::Csv => {
                 let columns = read_header(io::BufReader::new(File::open(path)?))?;
                 file.seek(SeekFrom::End(0))?;
-                FileWriter::Csv(Box::new(CsvWriter::resume(BufWriter::new(file), columns, &conf.csv, &label)))
+                FileWriter::Csv(CsvWriter::resume(buffered(file), columns, &conf.csv, &label))
             }
             SinkKind::Json => {
                 let len = file.metadata()?.len();
@@ -433,11 +448,11 @@ impl SinkSet {
                 })?;
                 file.set_len(cut)?;
                 file.seek(SeekFrom::End(0))?;
-                FileWriter::Json(JsonWriter::resume(BufWriter::new(file), &[], has_items))
+                FileWriter::Json(JsonWriter::resume(buffered(file), &[], has_items))
             }
             SinkKind::Ndjson => {
                 file.seek(SeekFrom::End(0))?;
-                FileWriter::Ndjson(NdjsonWriter::new(BufWriter::new(file), &[]))
+                FileWriter::Ndjson(NdjsonWriter::new(buffered(file), &[]))
             }
         };
         Ok(writer)
@@ -488,6 +503,15 @@ impl SinkSet {
         let template = |i: usize| self.sinks.get(i).map(|s| s.template.clone()).unwrap_or_default();
         SinkError::SharedPath { path: self.out_dir.join(rel), first: template(first), second: template(second) }
     }
+}
+
+/// Output files are written in 64 KiB blocks: a row is a few hundred bytes, and the default
+/// 8 KiB buffer makes a write system call every few dozen rows. Larger blocks save little
+/// more and hold back a full disk's error for longer.
+const FILE_BUFFER: usize = 64 * 1024;
+
+fn buffered(file: File) -> BufWriter<File> {
+    BufWriter::with_capacity(FILE_BUFFER, file)
 }
 
 fn create_new(path: &Path) -> io::Result<File> {

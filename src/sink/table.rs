@@ -57,7 +57,7 @@ impl<W: Write> TableWriter<W> {
             // PSComputerName is text; property columns are numeric until a row says otherwise.
             self.numeric = (0..columns.len()).map(|i| i > 0).collect();
         }
-        let values = columns.row(instance);
+        let values: Vec<Option<&Value>> = columns.row(instance).collect();
         let mut cells = Vec::with_capacity(values.len() + 1);
         cells.push(self.cell(computer));
         for (i, value) in values.into_iter().enumerate() {

@@ -6,6 +6,9 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 use crate::cim::{Instance, Reference, Value};
 
+use super::columns::same_name;
+use super::scan::json_needs_escapes;
+
 /// The column every row starts with, as PowerShell names it.
 pub const COMPUTER_COLUMN: &str = "PSComputerName";
 
@@ -118,7 +121,7 @@ impl Serialize for JsonRow<'_> {
                 if is_repeat(self.properties, i) {
                     continue;
                 }
-                let found = self.instance.properties.iter().find(|p| p.name.eq_ignore_ascii_case(name));
+                let found = self.instance.properties.iter().find(|p| same_name(&p.name, name));
                 match found {
                     Some(p) => map.serialize_entry(&p.name, &JsonValue(&p.value))?,
                     None => map.serialize_entry(name, &JsonValue(&Value::Null))?,
@@ -127,6 +130,76 @@ impl Serialize for JsonRow<'_> {
         }
         map.end()
     }
+}
+
+impl JsonRow<'_> {
+    /// Appends the row as compact JSON: the same bytes as serializing it with serde_json, with
+    /// names, strings, integers, booleans and nulls written directly (every row is mostly
+    /// those) and the rest left to serde_json.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.push(b'{');
+        json_str(out, COMPUTER_COLUMN)?;
+        out.push(b':');
+        json_str(out, self.computer)?;
+        let entry = |out: &mut Vec<u8>, name: &str, value: &Value| {
+            out.push(b',');
+            json_str(out, name)?;
+            out.push(b':');
+            json_value(out, value)
+        };
+        if self.properties.is_empty() {
+            for p in &self.instance.properties {
+                if !p.name.eq_ignore_ascii_case(COMPUTER_COLUMN) {
+                    entry(out, &p.name, &p.value)?;
+                }
+            }
+        } else {
+            for (i, name) in self.properties.iter().enumerate() {
+                if is_repeat(self.properties, i) {
+                    continue;
+                }
+                match self.instance.properties.iter().find(|p| same_name(&p.name, name)) {
+                    Some(p) => entry(out, &p.name, &p.value)?,
+                    None => entry(out, name, &Value::Null)?,
+                }
+            }
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+fn json_str(out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
+    if json_needs_escapes(text) {
+        return serde_json::to_writer(&mut *out, text);
+    }
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+    Ok(())
+}
+
+fn json_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(v) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
+        Value::SInt8(v) => json_int(out, *v),
+        Value::UInt8(v) => json_int(out, *v),
+        Value::SInt16(v) => json_int(out, *v),
+        Value::UInt16(v) => json_int(out, *v),
+        Value::SInt32(v) => json_int(out, *v),
+        Value::UInt32(v) => json_int(out, *v),
+        Value::SInt64(v) => json_int(out, *v),
+        Value::UInt64(v) => json_int(out, *v),
+        Value::String(v) => return json_str(out, v),
+        other => return serde_json::to_writer(&mut *out, &JsonValue(other)),
+    }
+    Ok(())
+}
+
+/// serde_json writes integers with itoa too: the same digits.
+fn json_int(out: &mut Vec<u8>, v: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 /// Whether `names[i]` cannot be a column of its own: it is `PSComputerName` (always the first
@@ -160,10 +233,26 @@ pub fn write_text(out: &mut String, value: &Value, separator: &str) {
                 write_text(out, item, separator);
             }
         }
+        Value::Bool(v) => out.push_str(if *v { "True" } else { "False" }),
+        Value::SInt8(v) => push_int(out, *v),
+        Value::UInt8(v) => push_int(out, *v),
+        Value::SInt16(v) => push_int(out, *v),
+        Value::UInt16(v) => push_int(out, *v),
+        Value::SInt32(v) => push_int(out, *v),
+        Value::UInt32(v) => push_int(out, *v),
+        Value::SInt64(v) => push_int(out, *v),
+        Value::UInt64(v) => push_int(out, *v),
+        Value::Char16(v) => out.push(*v),
         other => {
             let _ = write!(out, "{other}");
         }
     }
+}
+
+/// Integers are most cells of an inventory; `itoa` writes them without the formatting
+/// machinery's per-call overhead, with the same digits.
+fn push_int(out: &mut String, v: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(v));
 }
 
 /// A real as .NET prints it (what PowerShell's CSV has): the shortest digits that read back to
@@ -277,5 +366,94 @@ mod tests {
         let r =
             Reference { address: None, resource_uri: "Win32_Disk".into(), selectors: vec![("K".into(), "v".into())] };
         assert_eq!(text(&Value::Reference(Box::new(r)), sep), "Win32_Disk?K=v");
+    }
+}
+
+/// Values for the tests that compare the direct writers with the formatting they replace.
+#[cfg(test)]
+pub(crate) mod strategies {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::cim::{DateTime, Interval};
+
+    /// Text with everything CSV quotes and JSON escapes, and any other.
+    pub(crate) fn text() -> BoxedStrategy<String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("\"".to_string()),
+            Just("a,b".to_string()),
+            Just("quote \" backslash \\ nl \n crlf \r\n tab \t nul \0 del \u{7f} ✓ Zürich 東京".to_string()),
+            "[a-z,;\"\\\r\n\u{0}-\u{1f}]{0,20}",
+            any::<String>(),
+        ]
+        .boxed()
+    }
+
+    /// Every kind of value but arrays and embedded instances, NaN and infinities included.
+    pub(crate) fn scalar() -> BoxedStrategy<Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i8>().prop_map(Value::SInt8),
+            any::<u8>().prop_map(Value::UInt8),
+            any::<i16>().prop_map(Value::SInt16),
+            any::<u16>().prop_map(Value::UInt16),
+            any::<i32>().prop_map(Value::SInt32),
+            any::<u32>().prop_map(Value::UInt32),
+            any::<i64>().prop_map(Value::SInt64),
+            any::<u64>().prop_map(Value::UInt64),
+            prop_oneof![Just(f32::NAN), Just(f32::INFINITY), any::<f32>()].prop_map(Value::Real32),
+            prop_oneof![Just(f64::NAN), Just(f64::NEG_INFINITY), any::<f64>()].prop_map(Value::Real64),
+            any::<char>().prop_map(Value::Char16),
+            text().prop_map(Value::String),
+            (any::<i32>(), 0u32..1_000_000).prop_map(|(s, us)| Value::DateTime(DateTime::from_unix(s.into(), us))),
+            any::<u64>().prop_map(|us| Value::Interval(Interval { microseconds: us.into() })),
+            (text(), text()).prop_map(|(k, v)| Value::Reference(Reference {
+                address: None,
+                resource_uri: k.clone(),
+                selectors: vec![(k, v)],
+            })),
+        ]
+        .boxed()
+    }
+
+    /// Any value: mostly scalars, some arrays and embedded instances.
+    pub(crate) fn value() -> BoxedStrategy<Value> {
+        prop_oneof![
+            4 => scalar(),
+            1 => prop::collection::vec(scalar(), 0..3).prop_map(Value::Array),
+            1 => (text(), scalar()).prop_map(|(n, v)| Value::Instance(Box::new(Instance::new("E").with(n, v)))),
+        ]
+        .boxed()
+    }
+}
+
+/// The JSON rows written directly against serde_json serializing the same [`JsonRow`].
+#[cfg(test)]
+mod same_as_serde_json {
+    use proptest::prelude::*;
+
+    use super::strategies::{text, value};
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn rows_match(
+            computer in text(),
+            props in prop::collection::vec((prop_oneof![text(), Just("PSComputerName".to_string())], value()), 0..6),
+            list in prop::collection::vec(prop_oneof![text(), Just("a".to_string()), Just("A".to_string())], 0..4),
+        ) {
+            let mut inst = Instance::new("C");
+            for (n, v) in &props {
+                inst.push(n.as_str(), v.clone());
+            }
+            for properties in [&[][..], &list[..]] {
+                let row = JsonRow { computer: &computer, instance: &inst, properties };
+                let mut ours = Vec::new();
+                row.write_to(&mut ours).unwrap();
+                prop_assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&row).unwrap());
+            }
+        }
     }
 }
