@@ -409,11 +409,11 @@ pub(crate) mod strategies {
             text().prop_map(Value::String),
             (any::<i32>(), 0u32..1_000_000).prop_map(|(s, us)| Value::DateTime(DateTime::from_unix(s.into(), us))),
             any::<u64>().prop_map(|us| Value::Interval(Interval { microseconds: us.into() })),
-            (text(), text()).prop_map(|(k, v)| Value::Reference(Reference {
+            (text(), text()).prop_map(|(k, v)| Value::Reference(Box::new(Reference {
                 address: None,
                 resource_uri: k.clone(),
                 selectors: vec![(k, v)],
-            })),
+            }))),
         ]
         .boxed()
     }
