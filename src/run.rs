@@ -184,7 +184,9 @@ pub async fn execute(
         .map_err(|source| StartError::NotWritable { path: cfg.out_dir.clone(), source })?;
 
     let (cancel_handle, cancel_rx) = cancel;
-    let (tx, rx) = mpsc::channel::<Msg>(256);
+    // The queue bounds what waits for the writer: a page of 50 instances is 100-200 KiB
+    // parsed, so 64 messages hold at most some 10 MiB when the disk stalls the writer.
+    let (tx, rx) = mpsc::channel::<Msg>(64);
     let shared = Arc::new(Shared {
         connectors,
         tx,
