@@ -362,6 +362,7 @@ impl<'s> Builder<'s> {
         Instance { class_name: class, properties: Vec::with_capacity(self.last_len) }
     }
 
+    #[inline(always)]
     fn slot(&mut self, name: &str) -> usize {
         if let Some(s) = self.slots.get(self.cursor).filter(|s| s.name.as_str() == name) {
             let _ = s;
@@ -389,6 +390,7 @@ impl<'s> Builder<'s> {
     }
 
     /// Adds one property element to `inst`: a new property, or one more element of an array.
+    #[inline(always)]
     fn add(&mut self, inst: &mut Instance, name: &str, raw: Raw<'_>) -> Result<(), Error> {
         let i = self.slot(name);
         self.cursor = i + 1;
@@ -444,6 +446,7 @@ impl<'s> Builder<'s> {
     }
 }
 
+#[inline(always)]
 fn raw_value(r: Raw<'_>, ty: Option<CimType>, arrays: &[String], limits: &Limits) -> Result<Value, Error> {
     Ok(match r {
         Raw::Nil => Value::Null,
@@ -452,6 +455,7 @@ fn raw_value(r: Raw<'_>, ty: Option<CimType>, arrays: &[String], limits: &Limits
     })
 }
 
+#[inline(always)]
 fn text_value(text: Cow<'_, str>, ty: Option<CimType>) -> Value {
     match ty {
         None | Some(CimType::String) => Value::String(text.into_owned()),
@@ -763,6 +767,7 @@ impl<'a> Xml<'a> {
 
     /// Reads `<name>text</name>` or `<name a="v"/>` whole when that comes next (see
     /// [`xml::Reader::simple`]).
+    #[inline(always)]
     fn simple(&mut self) -> Result<Option<Whole<'a>>, Error> {
         let Some(el) = self.r.simple().map_err(|e| protocol(format!("malformed XML: {e}")))? else {
             return Ok(None);
@@ -795,6 +800,7 @@ impl<'a> Xml<'a> {
     }
 
     /// Counts an element starting at `depth` against the limits.
+    #[inline(always)]
     fn count_element(&mut self, depth: usize) -> Result<(), Error> {
         if depth > self.limits.max_depth {
             return Err(protocol(format!("XML nesting deeper than {}", self.limits.max_depth)));
@@ -810,6 +816,7 @@ impl<'a> Xml<'a> {
     }
 
     /// The [`Ns`] of a binding the reader reported, remembering the last one resolved.
+    #[inline(always)]
     fn resolve(&mut self, binding: Option<usize>, serial: u64) -> Ns {
         match binding {
             Some(_) if self.last_serial.0 == serial => self.last_serial.1,

@@ -146,6 +146,7 @@ struct Scanned<'a> {
 impl<'a> Scanned<'a> {
     /// Checks it is a name as Namespaces in XML allow: not empty, not starting with `-`, `.`,
     /// a digit or a colon, and a colon only with text on both sides.
+    #[inline(always)]
     fn check(&self, at: usize) -> Result<(), XmlError> {
         match self.name.as_bytes().first() {
             None => err(at, "a name is missing"),
@@ -158,6 +159,7 @@ impl<'a> Scanned<'a> {
     }
 
     /// (prefix, local name); the prefix is empty when there is none.
+    #[inline(always)]
     fn split(&self) -> (&'a str, &'a str) {
         match self.colon {
             Some(c) => (self.name.get(..c).unwrap_or(""), self.name.get(c + 1..).unwrap_or("")),
@@ -241,6 +243,7 @@ fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
 /// The first `<`, `&` or carriage return in `hay`: where a text ends or needs rewriting.
 /// Eight bytes at a time (the classic zero-byte test on a word): texts are short, and a
 /// vector search costs more to set up than it saves.
+#[inline(always)]
 fn find_markup(hay: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
@@ -265,6 +268,7 @@ fn find_markup(hay: &[u8]) -> Option<usize> {
 
 /// The text from `start` to the next `<` (or the end), rewritten only if it holds a reference
 /// or a carriage return; with the offset where it ends.
+#[inline(always)]
 fn text_at(text: &str, start: usize) -> Result<(Cow<'_, str>, usize), XmlError> {
     let b = text.as_bytes();
     let rest = b.get(start..).unwrap_or(&[]);
@@ -349,6 +353,7 @@ impl<'a> Reader<'a> {
 
     /// [`Reader::lookup`] for an element read whole, remembering the last answer: the
     /// properties of an item all carry the item's prefix.
+    #[inline(always)]
     fn lookup_cached(&mut self, prefix: &'a str) -> Option<usize> {
         match self.last_lookup {
             (p, generation, found) if generation == self.generation && p == prefix => found,
@@ -399,6 +404,7 @@ impl<'a> Reader<'a> {
     /// nothing and returns `None`, and [`Reader::next`] reads it event by event. Most
     /// properties of an instance have this shape, and reading them whole is several times
     /// cheaper than as three events.
+    #[inline(always)]
     pub(crate) fn simple(&mut self) -> Result<Option<Simple<'a>>, XmlError> {
         self.pop_bindings();
         if self.pending_end || self.open.is_empty() {
@@ -445,6 +451,7 @@ impl<'a> Reader<'a> {
 
     /// The namespace of an element read whole: `None` to leave it to [`Reader::next`] (the
     /// reserved prefixes), `Some(None)` for no namespace.
+    #[inline(always)]
     fn element_namespace(&mut self, prefix: &'a str, at: usize) -> Result<Option<Option<usize>>, XmlError> {
         Ok(match prefix {
             "" if self.defaults == 0 => Some(None),
@@ -558,6 +565,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A name starting at `at` and the offset after it; a second colon is an error.
+    #[inline(always)]
     fn name_at(&self, at: usize) -> Result<(Scanned<'a>, usize), XmlError> {
         let rest = self.bytes().get(at..).unwrap_or(&[]);
         let mut len = rest.len();
