@@ -159,7 +159,7 @@ def main():
     ap.add_argument("--clients", default="cimrun,pypsrp")
     ap.add_argument("--peer-max-hosts", type=int, default=1000,
                     help="run the Python peer only up to this many hosts (it is CPU-bound)")
-    ap.add_argument("--throttle", type=int, default=200, help="cimrun throttle = peer thread pool size")
+    ap.add_argument("--throttle", type=int, default=64, help="cimrun throttle = peer thread pool size (64 is cimrun's default)")
     ap.add_argument("--auth", default="basic", choices=["basic", "ntlm"])
     ap.add_argument("--timeout", type=int, default=900, help="per client run, seconds")
     ap.add_argument("--cimrun", default=os.path.join(ROOT, "target", "release", "cimrun"))
