@@ -24,7 +24,7 @@ fn any(text: &[u8], word_hit: impl Fn(u64) -> u64, byte_hit: impl Fn(u8) -> bool
         return text.iter().any(|&b| byte_hit(b));
     }
     let mut chunks = text.chunks_exact(8);
-    if (&mut chunks).any(word) {
+    if chunks.any(word) {
         return true;
     }
     !chunks.remainder().is_empty() && text.get(text.len() - 8..).is_some_and(word)

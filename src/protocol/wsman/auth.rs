@@ -328,7 +328,6 @@ impl SecurityContext {
         let [_, plain] = buffers;
         let (at, len) = (plain.data().as_ptr() as usize, plain.data().len());
         let copy = (at != data_at).then(|| plain.data().to_vec());
-        drop(plain);
         match copy {
             Some(copy) => Ok(copy),
             None => {

@@ -381,10 +381,8 @@ impl<'s> Builder<'s> {
         self.slots.push(Slot { name, schema: None, facts: false, ty: None, is_array: false, seen_in: 0, at: 0 });
         if i == LINEAR_NAMES {
             self.index.extend(self.slots.iter().enumerate().map(|(i, s)| (s.name.clone(), i)));
-        } else if i > LINEAR_NAMES {
-            if let Some(s) = self.slots.get(i) {
-                self.index.insert(s.name.clone(), i);
-            }
+        } else if let Some(s) = self.slots.get(i).filter(|_| i > LINEAR_NAMES) {
+            self.index.insert(s.name.clone(), i);
         }
         i
     }
@@ -594,6 +592,9 @@ pub fn decode<'b>(body: &'b [u8], content_type: Option<&str>) -> Result<Cow<'b, 
 fn protocol(msg: impl Into<String>) -> Error {
     Error::new(Category::ProtocolError, msg)
 }
+
+/// An attribute of a collected element: (namespace, local name, value).
+pub(crate) type Attribute = (Option<Arc<str>>, String, String);
 
 /// A collected element: what items and faults are converted from.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -846,7 +847,7 @@ impl<'a> Xml<'a> {
 
     /// The attributes of the element just started, resolved, as a tree keeps them. Must be
     /// called before the next event is read, while the element's namespace scope is current.
-    fn attributes(&mut self, tag: &Tag<'_>) -> Result<Vec<(Option<Arc<str>>, String, String)>, Error> {
+    fn attributes(&mut self, tag: &Tag<'_>) -> Result<Vec<Attribute>, Error> {
         if !tag.has_attributes {
             return Ok(Vec::new());
         }
@@ -1008,7 +1009,7 @@ fn namespace(others: &mut Vec<Arc<str>>, index: &mut HashMap<Arc<str>, usize>, l
         return Ns::Other(*last);
     }
     if let Some(k) = KNOWN_NS.iter().find(|k| k.as_bytes() == uri) {
-        return Ns::Known(*k);
+        return Ns::Known(k);
     }
     let text = String::from_utf8_lossy(uri);
     let found = if others.len() <= LINEAR_NAMESPACES {

@@ -389,13 +389,11 @@ impl<'a> Reader<'a> {
     }
 
     fn pop_bindings(&mut self) {
-        if let Some(n) = self.pending_pop.take() {
-            if self.bindings.len() > n {
-                let gone = self.bindings.get(n..).map_or(0, |b| b.iter().filter(|b| b.prefix.is_empty()).count());
-                self.defaults -= gone.min(self.defaults);
-                self.bindings.truncate(n);
-                self.generation += 1;
-            }
+        if let Some(n) = self.pending_pop.take().filter(|&n| self.bindings.len() > n) {
+            let gone = self.bindings.get(n..).map_or(0, |b| b.iter().filter(|b| b.prefix.is_empty()).count());
+            self.defaults -= gone.min(self.defaults);
+            self.bindings.truncate(n);
+            self.generation += 1;
         }
     }
 
