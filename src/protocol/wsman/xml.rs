@@ -14,7 +14,7 @@ use std::borrow::Cow;
 /// The namespace bound to the `xml` prefix by definition.
 const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 
-/// At most this many attributes per element: duplicates are found by comparing each pair.
+/// At most this many attributes per element.
 const MAX_ATTRIBUTES: usize = 256;
 
 /// A reader error: what was wrong and the byte offset where it was found.
@@ -633,8 +633,9 @@ impl<'a> Reader<'a> {
         let attrs_from = at;
         let bindings_before = self.bindings.len();
         let mut count = 0usize;
-        // The names seen so far, for the duplicate check; past this many, the text is read again.
+        // The names seen so far, for the duplicate check.
         let mut seen: [&str; 8] = [""; 8];
+        let mut many: Option<std::collections::HashSet<&str>> = None;
         let mut has_attributes = false;
         let b = self.bytes();
         let (attrs_to, empty) = loop {
@@ -674,16 +675,18 @@ impl<'a> Reader<'a> {
             if count >= MAX_ATTRIBUTES {
                 return err(spaced, format!("more than {MAX_ATTRIBUTES} attributes on <{qname}>"));
             }
-            let twice = if count <= seen.len() {
-                seen.iter().take(count).any(|&n| n == name)
-            } else {
-                Attrs { rest: self.text.get(attrs_from..spaced).unwrap_or(""), at: attrs_from }.any(|(n, _, _)| n == name)
+            let twice = match many.as_mut() {
+                Some(set) => !set.insert(name),
+                None => seen.iter().take(count).any(|&n| n == name),
             };
             if twice {
                 return err(spaced, format!("attribute {name} given twice"));
             }
-            if let Some(slot) = seen.get_mut(count) {
-                *slot = name;
+            match seen.get_mut(count) {
+                Some(slot) => *slot = name,
+                // Past the few an element usually has, a set keeps the check linear.
+                None if many.is_none() => many = Some(seen.iter().copied().chain([name]).collect()),
+                None => {}
             }
             count += 1;
             if name == "xmlns" {
@@ -951,6 +954,21 @@ mod tests {
                 "E"
             ]
         );
+    }
+
+    #[test]
+    fn many_attributes_are_checked_for_duplicates() {
+        let attrs: String = (0..200).map(|i| format!(" a{i}=\"{i}\"")).collect();
+        let doc = format!("<r{attrs}/>");
+        assert_eq!(ours(&doc).unwrap().len(), 2);
+        for dup in [3, 8, 150] {
+            let bad = format!("<r{attrs} a{dup}=\"x\"/>");
+            assert!(ours(&bad).unwrap_err().message.contains("given twice"), "a{dup}");
+        }
+        let too_many: String = (0..300).map(|i| format!(" a{i}=\"{i}\"")).collect();
+        assert!(ours(&format!("<r{too_many}/>")).unwrap_err().message.contains("more than 256"));
+        let widest: String = (0..256).map(|i| format!(" a{i}=\"{i}\"")).collect();
+        assert!(ours(&format!("<r{widest}/>")).is_ok());
     }
 
     #[test]
