@@ -214,8 +214,19 @@ fn merge(inputs: &[PathBuf], out: &std::path::Path) -> i32 {
     }
 }
 
+/// The async runtime: one worker thread unless `TOKIO_WORKER_THREADS` says otherwise.
+///
+/// The runtime's work is the parsing of responses, about 10 µs of CPU per instance: one thread
+/// keeps up with 100,000 instances a second, more than a fleet of WinRM servers hands out, and a
+/// second one only adds wake-ups and cross-thread frees. Measured on a simulated fleet of 1,000
+/// hosts (BENCHMARKS.md): 8% less CPU with no latency, 12-26% less with 50 ms, and less wall
+/// time. The writer thread and the blocking pool are separate either way.
 fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(1);
+    }
+    match builder.enable_all().build() {
         Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("cimrun: cannot start the async runtime: {e}");
