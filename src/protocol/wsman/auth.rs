@@ -327,14 +327,12 @@ impl SecurityContext {
         })?;
         let [_, plain] = buffers;
         let (at, len) = (plain.data().as_ptr() as usize, plain.data().len());
-        let copy = (at != data_at).then(|| plain.data().to_vec());
-        match copy {
-            Some(copy) => Ok(copy),
-            None => {
-                // Decrypted in place, as NTLM and Kerberos do: keep the buffer rather than copy it.
-                data.truncate(len);
-                Ok(data)
-            }
+        if at == data_at {
+            // Decrypted in place, as NTLM and Kerberos do: keep the buffer rather than copy it.
+            data.truncate(len);
+            Ok(data)
+        } else {
+            Ok(plain.data().to_vec())
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Responses: EnumerateResponse, PullResponse and GetResponse bodies into CIM instances.
 //!
-//! The envelope is read as a stream with quick-xml's namespace-aware reader, matching
+//! The envelope is read as a stream with our namespace-aware reader ([`super::xml`]), matching
 //! (namespace URI, local name) and never prefixes, since servers choose prefixes freely.
 //! Items are converted to instances as their events arrive, borrowing names and text from the
 //! body: a property holding only text (nearly all of them) costs no allocation but its value,
@@ -172,19 +172,6 @@ fn body_reply(x: &mut Xml<'_>, expect: &Expect<'_>) -> Result<Reply, Error> {
     Ok(Reply::Page(page))
 }
 
-/// One item of Items collected as a tree: a typed class element, a `w:XmlFragment`, or an EPR
-/// (EnumerateEPR).
-fn item_instance(item: &Elem, expect: &Expect<'_>) -> Result<Instance, Error> {
-    if item.is(NS_ADDRESSING, "EndpointReference") || item.child(NS_ADDRESSING, "ReferenceParameters").is_some() {
-        return Ok(epr_instance(item, expect));
-    }
-    let class = if item.is(NS_WSMAN, "XmlFragment") { expect.class } else { item.local.as_str() };
-    // A class enumeration also returns instances of subclasses (Win32_TerminalService among
-    // Win32_Service); one we do not know still has every property of the class queried.
-    let schema = schema::class(class).or_else(|| schema::class(expect.class));
-    instance(item, class, schema, expect.arrays, &expect.limits)
-}
-
 /// An EPR item (EnumerateEPR): an instance holding the keys its selectors give.
 fn epr_instance(item: &Elem, expect: &Expect<'_>) -> Instance {
     let r = reference(item);
@@ -238,8 +225,7 @@ impl<'e> Items<'e> {
     /// Reads the item just started.
     fn read(&mut self, x: &mut Xml<'_>, start: &Start<'_>) -> Result<Instance, Error> {
         if start.is(NS_ADDRESSING, "EndpointReference") {
-            let tree = x.tree(start)?;
-            return item_instance(&tree, self.expect);
+            return Ok(epr_instance(&x.tree(start)?, self.expect));
         }
         let (class, schema) = self.class(start);
         let mut inst = self.builder.begin(class, schema);
@@ -252,7 +238,7 @@ impl<'e> Items<'e> {
                     let children = if el.text.is_empty() { Vec::new() } else { vec![Node::Text(el.text.into_owned())] };
                     let attrs = el.attribute.map(|(ns, l, v)| (x.ns_text(ns), l.to_string(), v.into_owned()));
                     let tree = Elem { ns: x.ns_text(el.ns), local: el.local.to_string(), attrs: attrs.into_iter().collect(), children };
-                    self.builder.add(&mut inst, el.local, Raw::Tree(&tree))?;
+                    self.builder.add(&mut inst, el.local, Raw::Tree(Cow::Borrowed(&tree)))?;
                     addressing.push(tree);
                 } else {
                     let raw = if el.nil { Raw::Nil } else { Raw::Text(el.text) };
@@ -264,19 +250,10 @@ impl<'e> Items<'e> {
             if child.ns == Ns::Known(NS_ADDRESSING) {
                 epr |= child.local() == "ReferenceParameters";
                 let tree = x.tree(&child)?;
-                self.builder.add(&mut inst, &tree.local, Raw::Tree(&tree))?;
+                self.builder.add(&mut inst, &tree.local, Raw::Tree(Cow::Borrowed(&tree)))?;
                 addressing.push(tree);
             } else {
                 let raw = x.property(&child)?;
-                let tree;
-                let raw = match raw {
-                    Prop::Nil => Raw::Nil,
-                    Prop::Text(t) => Raw::Text(t),
-                    Prop::Tree(t) => {
-                        tree = t;
-                        Raw::Tree(&tree)
-                    }
-                };
                 self.builder.add(&mut inst, child.local(), raw)?;
             }
         }
@@ -290,19 +267,12 @@ impl<'e> Items<'e> {
     }
 }
 
-/// One property element as the stream delivered it.
-enum Prop<'a> {
-    Nil,
-    Text(Cow<'a, str>),
-    /// An element with child elements, converted by [`value`].
-    Tree(Elem),
-}
-
-/// A property element's content, borrowed for conversion.
+/// A property element's content, as far as it had to be read: most hold only text.
 enum Raw<'r> {
     Nil,
     Text(Cow<'r, str>),
-    Tree(&'r Elem),
+    /// An element with child elements, converted by [`value`].
+    Tree(Cow<'r, Elem>),
 }
 
 /// Up to this many distinct names, a name is found by linear search; beyond, through a map.
@@ -364,8 +334,7 @@ impl<'s> Builder<'s> {
 
     #[inline(always)]
     fn slot(&mut self, name: &str) -> usize {
-        if let Some(s) = self.slots.get(self.cursor).filter(|s| s.name.as_str() == name) {
-            let _ = s;
+        if self.slots.get(self.cursor).is_some_and(|s| s.name.as_str() == name) {
             return self.cursor;
         }
         let found = if self.slots.len() <= LINEAR_NAMES {
@@ -449,7 +418,7 @@ fn raw_value(r: Raw<'_>, ty: Option<CimType>, arrays: &[String], limits: &Limits
     Ok(match r {
         Raw::Nil => Value::Null,
         Raw::Text(text) => text_value(text, ty),
-        Raw::Tree(e) => value(e, ty, arrays, limits)?,
+        Raw::Tree(e) => value(&e, ty, arrays, limits)?,
     })
 }
 
@@ -478,7 +447,7 @@ fn instance(
         } else if c.elements().next().is_none() {
             Raw::Text(Cow::Owned(c.text()))
         } else {
-            Raw::Tree(c)
+            Raw::Tree(Cow::Borrowed(c))
         };
         b.add(&mut inst, &c.local, raw)?;
     }
@@ -720,12 +689,7 @@ struct Xml<'a> {
     depth: usize,
     /// Elements started so far.
     elements: usize,
-    /// Namespace URIs other than [`KNOWN_NS`] seen so far (a typed item's class namespace).
-    others: Vec<Arc<str>>,
-    /// Index of `others`, once it is too long to search.
-    others_index: HashMap<Arc<str>, usize>,
-    /// The last of `others` matched: every property of a typed item is in its namespace.
-    last_other: usize,
+    namespaces: Namespaces,
     /// The namespace binding (by serial) last resolved, and what it resolved to.
     last_serial: (u64, Ns),
 }
@@ -740,9 +704,7 @@ impl<'a> Xml<'a> {
             limits,
             depth: 0,
             elements: 0,
-            others: Vec::new(),
-            others_index: HashMap::new(),
-            last_other: 0,
+            namespaces: Namespaces::default(),
             last_serial: (0, Ns::None),
         }
     }
@@ -785,8 +747,7 @@ impl<'a> Xml<'a> {
                 }
                 let ans = match binding {
                     Some(i) => {
-                        let uri = self.r.namespace(i);
-                        namespace(&mut self.others, &mut self.others_index, &mut self.last_other, uri.as_bytes())
+                        self.namespaces.id(self.r.namespace(i))
                     }
                     None => Ns::None,
                 };
@@ -822,8 +783,7 @@ impl<'a> Xml<'a> {
         match binding {
             Some(_) if self.last_serial.0 == serial => self.last_serial.1,
             Some(i) => {
-                let uri = self.r.namespace(i);
-                let ns = namespace(&mut self.others, &mut self.others_index, &mut self.last_other, uri.as_bytes());
+                let ns = self.namespaces.id(self.r.namespace(i));
                 self.last_serial = (serial, ns);
                 ns
             }
@@ -854,18 +814,14 @@ impl<'a> Xml<'a> {
         let mut attrs = Vec::new();
         for a in self.r.attributes(tag) {
             let a = a.map_err(|e| protocol(format!("malformed attribute: {e}")))?;
-            let ns = a.ns.map(|uri| namespace(&mut self.others, &mut self.others_index, &mut self.last_other, uri.as_bytes()));
-            attrs.push((ns, a.local.to_string(), a.value.into_owned()));
+            let ns = a.ns.map(|uri| self.namespaces.id(uri));
+            attrs.push((ns.and_then(|n| self.namespaces.text(n)), a.local.to_string(), a.value.into_owned()));
         }
-        Ok(attrs.into_iter().map(|(ns, l, v)| (ns.and_then(|n| self.ns_text(n)), l, v)).collect())
+        Ok(attrs)
     }
 
     fn ns_text(&self, ns: Ns) -> Option<Arc<str>> {
-        match ns {
-            Ns::None => None,
-            Ns::Known(k) => Some(Arc::from(k)),
-            Ns::Other(i) => self.others.get(i).cloned(),
-        }
+        self.namespaces.text(ns)
     }
 
     /// An element from a start (read just now, see [`Xml::attributes`]) and its children.
@@ -926,10 +882,10 @@ impl<'a> Xml<'a> {
 
     /// Reads the property element just started: nil, its text, or a tree if it has child
     /// elements (then its attributes are kept too).
-    fn property(&mut self, start: &Start<'_>) -> Result<Prop<'a>, Error> {
+    fn property(&mut self, start: &Start<'_>) -> Result<Raw<'a>, Error> {
         if start.nil {
             self.skip()?;
-            return Ok(Prop::Nil);
+            return Ok(Raw::Nil);
         }
         let attrs = self.attributes(&start.tag)?;
         let mut text: Option<Cow<'a, str>> = None;
@@ -945,14 +901,14 @@ impl<'a> Xml<'a> {
                     }
                     text = Some(joined);
                 }
-                Ev::End => return Ok(Prop::Text(text.unwrap_or(Cow::Borrowed("")))),
+                Ev::End => return Ok(Raw::Text(text.unwrap_or(Cow::Borrowed("")))),
                 Ev::Start(child) => {
                     let mut root = self.elem_with(start, attrs, Vec::new());
                     if let Some(t) = text.filter(|t| !t.is_empty()) {
                         root.children.push(Node::Text(t.into_owned()));
                     }
                     root.children.push(Node::Elem(self.tree(&child)?));
-                    return Ok(Prop::Tree(self.rest(root)?));
+                    return Ok(Raw::Tree(Cow::Owned(self.rest(root)?)));
                 }
                 Ev::Eof => return Err(protocol("the response ends in the middle of an element")),
             }
@@ -1003,35 +959,54 @@ impl<'a> Xml<'a> {
     }
 }
 
-/// The [`Ns`] of a resolved namespace URI, remembering URIs not in [`KNOWN_NS`].
-fn namespace(others: &mut Vec<Arc<str>>, index: &mut HashMap<Arc<str>, usize>, last: &mut usize, uri: &[u8]) -> Ns {
-    if others.get(*last).is_some_and(|o| o.as_bytes() == uri) {
-        return Ns::Other(*last);
-    }
-    if let Some(k) = KNOWN_NS.iter().find(|k| k.as_bytes() == uri) {
-        return Ns::Known(k);
-    }
-    let text = String::from_utf8_lossy(uri);
-    let found = if others.len() <= LINEAR_NAMESPACES {
-        others.iter().position(|o| **o == *text)
-    } else {
-        index.get(&*text).copied()
-    };
-    let i = match found {
-        Some(i) => i,
-        None => {
-            let n: Arc<str> = Arc::from(&*text);
-            others.push(n.clone());
-            if others.len() == LINEAR_NAMESPACES + 1 {
-                index.extend(others.iter().enumerate().map(|(i, o)| (o.clone(), i)));
-            } else if others.len() > LINEAR_NAMESPACES + 1 {
-                index.insert(n, others.len() - 1);
-            }
-            others.len() - 1
+/// Namespace URIs other than [`KNOWN_NS`] seen in a response (a typed item's class
+/// namespace), numbered for [`Ns::Other`].
+#[derive(Default)]
+struct Namespaces {
+    list: Vec<Arc<str>>,
+    /// Index of `list`, once it is too long to search.
+    index: HashMap<Arc<str>, usize>,
+    /// The last one matched: every property of a typed item is in its namespace.
+    last: usize,
+}
+
+impl Namespaces {
+    /// The [`Ns`] of a resolved namespace URI, remembering it if it is new.
+    fn id(&mut self, uri: &str) -> Ns {
+        if self.list.get(self.last).is_some_and(|o| **o == *uri) {
+            return Ns::Other(self.last);
         }
-    };
-    *last = i;
-    Ns::Other(i)
+        if let Some(k) = KNOWN_NS.iter().find(|k| **k == uri) {
+            return Ns::Known(k);
+        }
+        let found = if self.list.len() <= LINEAR_NAMESPACES {
+            self.list.iter().position(|o| **o == *uri)
+        } else {
+            self.index.get(uri).copied()
+        };
+        let i = found.unwrap_or_else(|| {
+            let n: Arc<str> = Arc::from(uri);
+            self.list.push(n.clone());
+            let i = self.list.len() - 1;
+            if i == LINEAR_NAMESPACES {
+                self.index.extend(self.list.iter().enumerate().map(|(i, o)| (o.clone(), i)));
+            } else if i > LINEAR_NAMESPACES {
+                self.index.insert(n, i);
+            }
+            i
+        });
+        self.last = i;
+        Ns::Other(i)
+    }
+
+    /// The URI of an [`Ns`], as a collected element keeps it.
+    fn text(&self, ns: Ns) -> Option<Arc<str>> {
+        match ns {
+            Ns::None => None,
+            Ns::Known(k) => Some(Arc::from(k)),
+            Ns::Other(i) => self.list.get(i).cloned(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1143,6 +1118,19 @@ mod tests {
         // Text the table's type cannot hold stays text; unknown properties stay text.
         assert_eq!(i.get("Odd"), Some(&Value::String("300".into())));
         assert_eq!(i.get("Free"), Some(&Value::String("x".into())));
+    }
+
+    /// One item collected as a tree and converted (a typed class element, a `w:XmlFragment`, or
+    /// an EPR): the reference the streamed conversion is tested against.
+    fn item_instance(item: &Elem, expect: &Expect<'_>) -> Result<Instance, Error> {
+        if item.is(NS_ADDRESSING, "EndpointReference") || item.child(NS_ADDRESSING, "ReferenceParameters").is_some() {
+            return Ok(epr_instance(item, expect));
+        }
+        let class = if item.is(NS_WSMAN, "XmlFragment") { expect.class } else { item.local.as_str() };
+        // A class enumeration also returns instances of subclasses (Win32_TerminalService among
+        // Win32_Service); one we do not know still has every property of the class queried.
+        let schema = schema::class(class).or_else(|| schema::class(expect.class));
+        instance(item, class, schema, expect.arrays, &expect.limits)
     }
 
     /// Reads an item both ways: streamed, and collected into a tree then converted.

@@ -68,7 +68,7 @@ pub(crate) struct Simple<'a> {
     pub text: Cow<'a, str>,
     /// The one attribute of an empty element (`<p:X xsi:nil="true"/>`): its namespace binding
     /// (resolve it before the next read), local name and value.
-    pub attribute: Option<(Option<usize>, &'a str, Cow<'a, str>)>,
+    pub attribute: Option<SimpleAttribute<'a>>,
 }
 
 /// One attribute, namespace resolved.
@@ -165,13 +165,6 @@ impl<'a> Scanned<'a> {
             Some(c) => (self.name.get(..c).unwrap_or(""), self.name.get(c + 1..).unwrap_or("")),
             None => ("", self.name),
         }
-    }
-}
-
-fn split_qname(qname: &str) -> (&str, &str) {
-    match qname.split_once(':') {
-        Some((p, l)) => (p, l),
-        None => ("", qname),
     }
 }
 
@@ -325,12 +318,24 @@ impl<'a> Reader<'a> {
     where
         'a: 'r,
     {
-        let base = self.offset_of(tag.attrs);
-        Attrs { rest: tag.attrs, at: base }.filter_map(move |(name, raw, at)| {
-            if name == "xmlns" || name.starts_with("xmlns:") {
+        // The tag's attribute text was checked when it was read: walk it again with the same
+        // parser.
+        let end = self.offset_of(tag.attrs) + tag.attrs.len();
+        let mut at = self.offset_of(tag.attrs);
+        std::iter::from_fn(move || {
+            at = self.skip_space(at);
+            if at >= end {
                 return None;
             }
-            let (prefix, local) = split_qname(name);
+            let a = self.attribute_at(at).ok()?;
+            at = a.end;
+            Some(a)
+        })
+        .filter_map(move |RawAttribute { name, raw, value_at: at, .. }| {
+            if name.name == "xmlns" || name.name.starts_with("xmlns:") {
+                return None;
+            }
+            let (prefix, local) = name.split();
             let ns = match prefix {
                 "" => None,
                 "xml" => Some(NS_XML),
@@ -430,7 +435,7 @@ impl<'a> Reader<'a> {
             }
             Some(b'/') if b.get(after + 1) == Some(&b'>') => (Cow::Borrowed(""), None, after + 1),
             Some(b' ') => {
-                let Some((attribute, end)) = self.one_attribute(after + 1)? else {
+                let Some((attribute, end)) = self.one_attribute(after + 1) else {
                     return Ok(None);
                 };
                 scanned.check(start + 1)?;
@@ -439,63 +444,71 @@ impl<'a> Reader<'a> {
             _ => return Ok(None),
         };
         let (prefix, local) = scanned.split();
-        let Some(ns) = self.element_namespace(prefix, start)? else {
+        if matches!(prefix, "xml" | "xmlns") {
             return Ok(None);
-        };
+        }
+        let ns = self.element_namespace(prefix, start)?;
         self.pos = end + 1;
         let ns_serial = ns.and_then(|i| self.bindings.get(i)).map_or(0, |b| b.serial);
         Ok(Some(Simple { ns, ns_serial, local, text, attribute }))
     }
 
-    /// The namespace of an element read whole: `None` to leave it to [`Reader::next`] (the
-    /// reserved prefixes), `Some(None)` for no namespace.
+    /// The binding of an element's prefix (the default namespace for none), `None` when it has
+    /// no namespace; an undeclared prefix is an error. The reserved prefixes are the caller's.
     #[inline(always)]
-    fn element_namespace(&mut self, prefix: &'a str, at: usize) -> Result<Option<Option<usize>>, XmlError> {
+    fn element_namespace(&mut self, prefix: &'a str, at: usize) -> Result<Option<usize>, XmlError> {
         Ok(match prefix {
-            "" if self.defaults == 0 => Some(None),
-            "" => Some(self.lookup("").filter(|&i| !self.namespace(i).is_empty())),
-            "xml" | "xmlns" => None,
+            "" if self.defaults == 0 => None,
+            "" => self.lookup("").filter(|&i| !self.namespace(i).is_empty()),
             p => match self.lookup_cached(p) {
-                Some(i) => Some(Some(i)),
+                Some(i) => Some(i),
                 None => return err(at, format!("undeclared namespace prefix {p}")),
             },
         })
     }
 
     /// `name="value"/>` from `at`: one attribute, not a namespace declaration, closing an
-    /// empty element. The attribute and the offset of the final `>`; `None` for anything else.
-    #[allow(clippy::type_complexity)]
-    fn one_attribute(&self, at: usize) -> Result<Option<((Option<usize>, &'a str, Cow<'a, str>), usize)>, XmlError> {
-        let b = self.bytes();
-        let (name, eq) = self.name_at(at)?;
-        if b.get(eq) != Some(&b'=') || name.name.starts_with("xmlns") {
-            return Ok(None);
+    /// empty element. The attribute and the offset of the final `>`; `None` for anything else,
+    /// errors included, which [`Reader::next`] then reports.
+    fn one_attribute(&self, at: usize) -> Option<(SimpleAttribute<'a>, usize)> {
+        let a = self.attribute_at(at).ok()?;
+        let end = self.skip_space(a.end);
+        if self.bytes().get(end..end + 2) != Some(b"/>".as_slice()) || a.name.name.starts_with("xmlns") {
+            return None;
         }
-        let quote = match b.get(eq + 1) {
-            Some(&c @ (b'"' | b'\'')) => c,
-            _ => return Ok(None),
-        };
-        let Some(close) = b.get(eq + 2..).and_then(|r| find_byte(quote, r)).map(|n| eq + 2 + n) else {
-            return Ok(None);
-        };
-        if b.get(close + 1..close + 3) != Some(b"/>".as_slice()) {
-            return Ok(None);
-        }
-        let raw = self.text.get(eq + 2..close).unwrap_or("");
-        if raw.contains('<') {
-            return Ok(None);
-        }
-        name.check(at)?;
-        let (prefix, local) = name.split();
+        let (prefix, local) = a.name.split();
         let ns = match prefix {
             "" => None,
-            "xml" | "xmlns" => return Ok(None),
-            p => match self.lookup(p) {
-                Some(i) => Some(i),
-                None => return Ok(None),
-            },
+            "xml" | "xmlns" => return None,
+            p => Some(self.lookup(p)?),
         };
-        Ok(Some(((ns, local, unescape(raw, eq + 2, false)?), close + 2)))
+        Some(((ns, local, unescape(a.raw, a.value_at, false).ok()?), end + 1))
+    }
+
+    /// The attribute starting at `at`: `name = "value"`, checked (name, quoting, no `<` in the
+    /// value) but not unescaped.
+    fn attribute_at(&self, at: usize) -> Result<RawAttribute<'a>, XmlError> {
+        let b = self.bytes();
+        let (name, after) = self.name_at(at)?;
+        name.check(at)?;
+        let n = name.name;
+        let eq = self.skip_space(after);
+        if b.get(eq) != Some(&b'=') {
+            return err(eq, format!("attribute {n} has no value"));
+        }
+        let q = self.skip_space(eq + 1);
+        let quote = match b.get(q) {
+            Some(&c @ (b'"' | b'\'')) => c,
+            _ => return err(q, format!("the value of attribute {n} is not quoted")),
+        };
+        let Some(len) = b.get(q + 1..).and_then(|r| find_byte(quote, r)) else {
+            return err(q, format!("the value of attribute {n} is not closed"));
+        };
+        let raw = self.text.get(q + 1..q + 1 + len).unwrap_or("");
+        if raw.contains('<') {
+            return err(q, format!("'<' in the value of attribute {n}"));
+        }
+        Ok(RawAttribute { name, raw, value_at: q + 1, end: q + 2 + len })
     }
 
     /// Reads the next event.
@@ -653,25 +666,8 @@ impl<'a> Reader<'a> {
                 Some(_) if spaced == at => return err(at, format!("malformed tag <{qname}")),
                 Some(_) => {}
             }
-            let (name, after) = self.name_at(spaced)?;
-            name.check(spaced)?;
+            let RawAttribute { name, raw, value_at, end } = self.attribute_at(spaced)?;
             let name = name.name;
-            let eq = self.skip_space(after);
-            if b.get(eq) != Some(&b'=') {
-                return err(eq, format!("attribute {name} has no value"));
-            }
-            let q = self.skip_space(eq + 1);
-            let quote = match b.get(q) {
-                Some(&c @ (b'"' | b'\'')) => c,
-                _ => return err(q, format!("the value of attribute {name} is not quoted")),
-            };
-            let Some(len) = b.get(q + 1..).and_then(|r| memchr::memchr(quote, r)) else {
-                return err(q, format!("the value of attribute {name} is not closed"));
-            };
-            let raw = self.text.get(q + 1..q + 1 + len).unwrap_or("");
-            if raw.contains('<') {
-                return err(q, format!("'<' in the value of attribute {name}"));
-            }
             if count >= MAX_ATTRIBUTES {
                 return err(spaced, format!("more than {MAX_ATTRIBUTES} attributes on <{qname}>"));
             }
@@ -690,33 +686,28 @@ impl<'a> Reader<'a> {
             }
             count += 1;
             if name == "xmlns" {
-                let uri = unescape(raw, q + 1, false)?;
+                let uri = unescape(raw, value_at, false)?;
                 self.bind("", uri);
             } else if let Some(prefix) = name.strip_prefix("xmlns:") {
-                let uri = unescape(raw, q + 1, false)?;
+                let uri = unescape(raw, value_at, false)?;
                 if uri.is_empty() || prefix == "xmlns" {
                     return err(spaced, format!("{name} cannot be bound to {uri:?}"));
                 }
                 self.bind(prefix, uri);
             } else {
                 has_attributes = true;
-                unescape(raw, q + 1, false)?;
+                unescape(raw, value_at, false)?;
             }
-            at = q + 2 + len;
+            at = end;
         };
         let (prefix, local) = scanned.split();
         let ns = match prefix {
             "xmlns" => return err(start, format!("<{qname}> uses the reserved prefix xmlns")),
-            "" if self.defaults == 0 => None,
-            "" => self.lookup("").filter(|&i| !self.namespace(i).is_empty()),
-            p => match self.lookup(p) {
-                Some(i) => Some(i),
-                None if p == "xml" => {
-                    self.bind("xml", Cow::Borrowed(NS_XML));
-                    Some(self.bindings.len() - 1)
-                }
-                None => return err(start, format!("undeclared namespace prefix {p}")),
-            },
+            "xml" if self.lookup("xml").is_none() => {
+                self.bind("xml", Cow::Borrowed(NS_XML));
+                Some(self.bindings.len() - 1)
+            }
+            p => self.element_namespace(p, start)?,
         };
         self.open.push(Open { qname, bindings_before });
         self.pos = at;
@@ -732,36 +723,18 @@ fn unescape_cdata(raw: &str) -> Cow<'_, str> {
     if raw.contains('\r') { Cow::Owned(raw.replace("\r\n", "\n").replace('\r', "\n")) } else { Cow::Borrowed(raw) }
 }
 
-/// Walks attribute text the reader has already checked: (name, raw value, value offset).
-struct Attrs<'a> {
-    rest: &'a str,
-    at: usize,
+/// An attribute as [`Reader::attribute_at`] finds it.
+struct RawAttribute<'a> {
+    name: Scanned<'a>,
+    /// The value between the quotes, not unescaped, and its offset.
+    raw: &'a str,
+    value_at: usize,
+    /// The offset after the closing quote.
+    end: usize,
 }
 
-impl<'a> Iterator for Attrs<'a> {
-    type Item = (&'a str, &'a str, usize);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let b = self.rest.as_bytes();
-        let start = b.iter().position(|&c| !is_space(c))?;
-        let eq = start + b.get(start..)?.iter().position(|&c| c == b'=')?;
-        let mut name_end = eq;
-        while name_end > start && b.get(name_end - 1).is_some_and(|&c| is_space(c)) {
-            name_end -= 1;
-        }
-        let mut q = eq + 1;
-        while b.get(q).is_some_and(|&c| is_space(c)) {
-            q += 1;
-        }
-        let quote = *b.get(q)?;
-        let close = q + 1 + memchr::memchr(quote, b.get(q + 1..)?)?;
-        let (name, value) = (self.rest.get(start..name_end)?, self.rest.get(q + 1..close)?);
-        let offset = self.at + q + 1;
-        self.rest = self.rest.get(close + 1..)?;
-        self.at += close + 1;
-        Some((name, value, offset))
-    }
-}
+/// The one attribute of an element read whole: namespace binding, local name, value.
+type SimpleAttribute<'a> = (Option<usize>, &'a str, Cow<'a, str>);
 
 #[cfg(test)]
 mod tests {
