@@ -110,29 +110,33 @@ impl Serialize for JsonRow<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry(COMPUTER_COLUMN, self.computer)?;
-        if self.properties.is_empty() {
-            for p in &self.instance.properties {
-                if !p.name.eq_ignore_ascii_case(COMPUTER_COLUMN) {
-                    map.serialize_entry(&p.name, &JsonValue(&p.value))?;
-                }
-            }
-        } else {
-            for (i, name) in self.properties.iter().enumerate() {
-                if is_repeat(self.properties, i) {
-                    continue;
-                }
-                let found = self.instance.properties.iter().find(|p| same_name(&p.name, name));
-                match found {
-                    Some(p) => map.serialize_entry(&p.name, &JsonValue(&p.value))?,
-                    None => map.serialize_entry(name, &JsonValue(&Value::Null))?,
-                }
-            }
+        for (name, value) in self.entries() {
+            map.serialize_entry(name, &JsonValue(value))?;
         }
         map.end()
     }
 }
 
 impl JsonRow<'_> {
+    /// The row's properties after `PSComputerName`: the listed ones (a missing one as null,
+    /// repeats once), or all of the instance's.
+    fn entries(&self) -> impl Iterator<Item = (&str, &Value)> {
+        let all = self.properties.is_empty();
+        let own = self
+            .instance
+            .properties
+            .iter()
+            .filter(move |p| all && !p.name.eq_ignore_ascii_case(COMPUTER_COLUMN))
+            .map(|p| (p.name.as_str(), &p.value));
+        let listed = self.properties.iter().enumerate().filter(|&(i, _)| !is_repeat(self.properties, i)).map(
+            |(_, name)| match self.instance.properties.iter().find(|p| same_name(&p.name, name)) {
+                Some(p) => (p.name.as_str(), &p.value),
+                None => (name.as_str(), &Value::Null),
+            },
+        );
+        own.chain(listed)
+    }
+
     /// Appends the row as compact JSON: the same bytes as serializing it with serde_json, with
     /// names, strings, integers, booleans and nulls written directly (every row is mostly
     /// those) and the rest left to serde_json.
@@ -141,28 +145,11 @@ impl JsonRow<'_> {
         json_str(out, COMPUTER_COLUMN)?;
         out.push(b':');
         json_str(out, self.computer)?;
-        let entry = |out: &mut Vec<u8>, name: &str, value: &Value| {
+        for (name, value) in self.entries() {
             out.push(b',');
             json_str(out, name)?;
             out.push(b':');
-            json_value(out, value)
-        };
-        if self.properties.is_empty() {
-            for p in &self.instance.properties {
-                if !p.name.eq_ignore_ascii_case(COMPUTER_COLUMN) {
-                    entry(out, &p.name, &p.value)?;
-                }
-            }
-        } else {
-            for (i, name) in self.properties.iter().enumerate() {
-                if is_repeat(self.properties, i) {
-                    continue;
-                }
-                match self.instance.properties.iter().find(|p| same_name(&p.name, name)) {
-                    Some(p) => entry(out, &p.name, &p.value)?,
-                    None => entry(out, name, &Value::Null)?,
-                }
-            }
+            json_value(out, value)?;
         }
         out.push(b'}');
         Ok(())
