@@ -6,6 +6,9 @@
 //! interpreter or package fails the test; it never skips.
 #![cfg(feature = "testkit")]
 
+mod support;
+use support::python;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,12 +18,6 @@ use cimrun::testkit::render::wire_texts;
 use cimrun::testkit::{Fault, HostConfig, TestServer, dataset};
 use serde_json::Value as Json;
 
-fn python() -> PathBuf {
-    match std::env::var_os("CIMRUN_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-    }
-}
 
 /// Every dataset class; some also as WQL queries (`Class:properties[:condition]`), whose
 /// property lists come back as `w:XmlFragment` items.

@@ -9,6 +9,9 @@
 //! pyspnego and pypsrp. These tests fail, not skip, when it is missing.
 #![cfg(feature = "testkit")]
 
+mod support;
+use support::python;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
@@ -282,12 +285,6 @@ fn dmtf_resource_uris_filters_key_only_and_an_explicit_resource_uri() {
 const PEER_USER: &str = "WINHOST\\inventory";
 const PEER_PASSWORD: &str = "Pa55w.rd-Ünïcode";
 
-fn python() -> PathBuf {
-    match std::env::var_os("CIMRUN_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-    }
-}
 
 /// The recorded Windows Server 2012 pages of Win32_Service: an EnumerateResponse and 3 Pulls.
 fn recorded_pages() -> Vec<PathBuf> {

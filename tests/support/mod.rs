@@ -10,6 +10,15 @@ use std::time::{Duration, Instant};
 use cimrun::report::{self, Status, TaskRecord};
 use cimrun::testkit::{HostConfig, TestServer, dataset};
 
+/// The Python with the interop peers: `CIMRUN_PYTHON` (set by scripts/test.sh) or the repo's
+/// `.venv`.
+pub fn python() -> PathBuf {
+    match std::env::var_os("CIMRUN_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
+    }
+}
+
 /// The password every test host accepts (see `HostConfig::new`).
 pub const PASSWORD: &str = "P@ssw0rd!";
 /// The environment variable the jobs read it from.
@@ -234,7 +243,7 @@ pub fn dataset_keys(config: &HostConfig, class: &str) -> BTreeSet<String> {
 fn key_of_instance(i: &cimrun::cim::Instance, keys: &[&str]) -> String {
     keys.iter()
         .map(|k| {
-            let v = i.properties.iter().find(|p| p.name.eq_ignore_ascii_case(k)).map(|p| &p.value);
+            let v = i.get(k);
             let json = v.map(|v| serde_json::to_value(cimrun::sink::JsonValue(v)).unwrap_or_default());
             json.map(|j| j.to_string()).unwrap_or_else(|| "null".into())
         })
