@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -136,7 +136,6 @@ struct Shared {
     credentials: HashMap<String, Credential>,
     rows: AtomicU64,
     failed_tasks: AtomicU64,
-    output_failed: Arc<AtomicBool>,
 }
 
 /// A handle to interrupt a run (signals, output failure).
@@ -198,14 +197,12 @@ pub async fn execute(
         credentials: cfg.credentials,
         rows: AtomicU64::new(0),
         failed_tasks: AtomicU64::new(0),
-        output_failed: Arc::new(AtomicBool::new(false)),
     });
     let writer_cancel = cancel_handle.clone();
     // The writer must not hold a sender, or the channel would never close.
-    let writer_flag = shared.output_failed.clone();
     let writer = std::thread::Builder::new()
         .name("cimrun-writer".into())
-        .spawn(move || writer_loop(sinks, report, rx, writer_cancel, writer_flag))
+        .spawn(move || writer_loop(sinks, report, rx, writer_cancel))
         .map_err(|e| StartError::Sinks(format!("cannot start the writer thread: {e}")))?;
 
     let host_count = plan.hosts.len();
@@ -334,7 +331,6 @@ fn writer_loop(
     mut report: ReportWriter,
     mut rx: mpsc::Receiver<Msg>,
     cancel: CancelHandle,
-    output_failed: Arc<AtomicBool>,
 ) -> (SinkSet, ReportWriter, Option<String>, Vec<TaskRecord>) {
     let mut output_error: Option<String> = None;
     // Kept for the end-of-run message, so it needs no second read of run.json (whose size
@@ -348,7 +344,6 @@ fn writer_loop(
     let fail = |output_error: &mut Option<String>, msg: String| {
         if output_error.is_none() {
             tracing::error!("output failed, stopping the run: {msg}");
-            output_failed.store(true, Ordering::SeqCst);
             cancel.cancel(0);
             *output_error = Some(msg);
         }
