@@ -171,7 +171,7 @@ pub fn main() -> i32 {
             return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
         }
     };
-    let quiet_default = matches!(&cli.command, Command::Run(a) if show_bar(a.progress));
+    let quiet_default = matches!(&cli.command, Command::Run(a) if a.progress.shows_bar());
     init_logging(quiet_default);
     match cli.command {
         Command::Schema => {
@@ -232,14 +232,6 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
             eprintln!("cimrun: cannot start the async runtime: {e}");
             None
         }
-    }
-}
-
-fn show_bar(mode: ProgressMode) -> bool {
-    match mode {
-        ProgressMode::Always => true,
-        ProgressMode::Never => false,
-        ProgressMode::Auto => std::io::stderr().is_terminal(),
     }
 }
 

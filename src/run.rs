@@ -38,6 +38,17 @@ pub enum ProgressMode {
     Never,
 }
 
+impl ProgressMode {
+    /// Whether a run in this mode draws a bar (rather than writing log lines).
+    pub fn shows_bar(self) -> bool {
+        match self {
+            ProgressMode::Always => true,
+            ProgressMode::Never => false,
+            ProgressMode::Auto => std::io::stderr().is_terminal(),
+        }
+    }
+}
+
 /// The protocols available to this run.
 #[derive(Clone)]
 pub struct Connectors {
@@ -831,13 +842,7 @@ struct Progress {
 
 impl Progress {
     fn new(mode: ProgressMode, total: u64) -> Progress {
-        let tty = std::io::stderr().is_terminal();
-        let show = match mode {
-            ProgressMode::Always => true,
-            ProgressMode::Never => false,
-            ProgressMode::Auto => tty,
-        };
-        let bar = show.then(|| {
+        let bar = mode.shows_bar().then(|| {
             let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             b.set_style(
                 ProgressStyle::with_template(
