@@ -142,7 +142,7 @@ pub fn datetime(d: &DateTime) -> String {
 
 /// A new `uuid:` message ID in Windows' upper-case form.
 pub fn message_id() -> String {
-    format!("uuid:{}", uuid::Uuid::new_v4().to_string().to_ascii_uppercase())
+    crate::protocol::wsman::envelope::new_message_id()
 }
 
 /// The envelope around a response body.

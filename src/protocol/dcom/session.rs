@@ -412,7 +412,7 @@ impl DcomSession {
 
 /// A fresh causality id per logical operation.
 fn causality() -> [u8; 16] {
-    Nonces::random().map(|n| n.session_key).unwrap_or([0x5a; 16])
+    uuid::Uuid::new_v4().into_bytes()
 }
 
 /// RemoteCreateInstance at COM 5.7, again at 5.6 if the server refuses the version.
@@ -425,7 +425,7 @@ async fn activate(scm: &mut Channel) -> Result<(ActivationReply, ComVersion), Er
         orpc.version = version;
         let call = RemoteCreateInstance { orpc, properties: request.interface_pointer() };
         let stub = match scm.call(IID_IREMOTE_SCM_ACTIVATOR, RemoteCreateInstance::OPNUM, None, &call.encode()).await {
-            Err(e) if e.code.as_deref() == Some("0x80010110") => {
+            Err(e) if e.code == Some(format!("0x{RPC_E_VERSION_MISMATCH:08x}")) => {
                 last = Some(e);
                 continue;
             }
