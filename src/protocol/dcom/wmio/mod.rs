@@ -13,7 +13,7 @@ pub mod path;
 use std::sync::Arc;
 
 use crate::cim::schema::CimType;
-use crate::cim::{Instance, Value};
+use crate::cim::{Instance, Name, Value};
 
 use super::DecodeError;
 use super::cursor::Cursor;
@@ -40,7 +40,8 @@ pub struct Decoration {
 /// One property of a class, in declaration order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PropertyDef {
-    pub name: String,
+    /// Shared: every instance of the class carries a clone of it.
+    pub name: Name,
     pub wire_type: WireType,
     pub qualifiers: Vec<Qualifier>,
     /// The class's default value (NULL when it has none), after the NdTable bits.
@@ -224,7 +225,7 @@ fn class_part(c: &mut Cursor<'_>, parent: Option<&ClassDef>, depth: usize) -> Re
         };
         properties.push(PropertyDef {
             is_key: has_key(&quals),
-            name: p.name,
+            name: p.name.into(),
             wire_type: p.wire_type,
             qualifiers: quals,
             default,
