@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use super::{DateTime, Interval, Value};
+use super::{DateTime, Interval, Name, Value};
 
 /// A CIM scalar type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,7 +105,8 @@ fn parse_real(t: &str) -> Option<f64> {
 /// One property of a known class.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PropertySchema {
-    pub name: String,
+    /// Shared: a provider clones it into each instance.
+    pub name: Name,
     pub cim_type: CimType,
     pub is_array: bool,
 }
@@ -181,7 +182,7 @@ fn parse_table(text: &str) -> Result<Vec<ClassSchema>, String> {
         if cls.property(pname).is_some() {
             return Err(format!("line {}: {pname} listed twice in {}", n + 1, cls.name));
         }
-        cls.properties.push(PropertySchema { name: pname.to_string(), cim_type, is_array });
+        cls.properties.push(PropertySchema { name: Name::from(pname), cim_type, is_array });
     }
     let mut seen = std::collections::HashSet::new();
     for c in &out {
