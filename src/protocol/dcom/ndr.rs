@@ -5,7 +5,6 @@
 //! it, an embedded pointer's after the structure that holds it. Unique pointers get a fresh
 //! referent id each; full pointers reuse the id of the pointee they alias.
 
-use std::collections::{HashMap, HashSet};
 
 use super::DecodeError;
 use super::cursor::Cursor;
@@ -18,8 +17,6 @@ const FIRST_REFERENT: u32 = 0x0002_0000;
 pub struct NdrWriter {
     buf: Vec<u8>,
     next_referent: u32,
-    /// Full pointers already written, by the caller's key, so an alias reuses its referent id.
-    full: HashMap<u64, u32>,
 }
 
 impl Default for NdrWriter {
@@ -30,7 +27,7 @@ impl Default for NdrWriter {
 
 impl NdrWriter {
     pub fn new() -> NdrWriter {
-        NdrWriter { buf: Vec::new(), next_referent: FIRST_REFERENT, full: HashMap::new() }
+        NdrWriter { buf: Vec::new(), next_referent: FIRST_REFERENT }
     }
 
     /// Pads with zeros to a multiple of `n` from the start of the stub.
@@ -70,24 +67,6 @@ impl NdrWriter {
             self.u32(0);
         }
         present
-    }
-
-    /// A full pointer (`[ptr]`): `key` names the pointee, `None` is NULL. The first time a key
-    /// is written it gets a fresh referent id and its pointee must follow (returns true); an
-    /// alias repeats the id and sends no pointee.
-    pub fn full_pointer(&mut self, key: Option<u64>) -> bool {
-        let Some(key) = key else {
-            self.u32(0);
-            return false;
-        };
-        if let Some(&id) = self.full.get(&key) {
-            self.u32(id);
-            return false;
-        }
-        let id = self.fresh_referent();
-        self.full.insert(key, id);
-        self.u32(id);
-        true
     }
 
     fn fresh_referent(&mut self) -> u32 {
@@ -133,36 +112,15 @@ impl NdrWriter {
     }
 }
 
-/// What a full pointer read says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FullPointer {
-    Null,
-    /// A referent id seen for the first time: its pointee follows.
-    First(u32),
-    /// An alias of a pointee already read.
-    Alias(u32),
-}
-
 /// Reads an NDR stub.
 #[derive(Debug, Clone)]
 pub struct NdrReader<'a> {
     c: Cursor<'a>,
-    /// Referent ids of the full pointers read so far.
-    seen: HashSet<u32>,
 }
 
 impl<'a> NdrReader<'a> {
     pub fn new(stub: &'a [u8]) -> NdrReader<'a> {
-        NdrReader { c: Cursor::new(stub), seen: HashSet::new() }
-    }
-
-    /// A full pointer (`[ptr]`), telling a first occurrence from an alias.
-    pub fn full_pointer(&mut self, what: &'static str) -> Result<FullPointer, DecodeError> {
-        Ok(match self.u32(what)? {
-            0 => FullPointer::Null,
-            id if self.seen.insert(id) => FullPointer::First(id),
-            id => FullPointer::Alias(id),
-        })
+        NdrReader { c: Cursor::new(stub) }
     }
 
     pub fn align(&mut self, n: usize) -> Result<(), DecodeError> {
@@ -292,25 +250,6 @@ mod tests {
         assert_eq!(r.flagged_word_blob("b").unwrap(), "WQL");
         assert!(!r.pointer("p").unwrap());
         r.finish("stub").unwrap();
-    }
-
-    #[test]
-    fn full_pointers_alias_by_referent_id() {
-        let mut w = NdrWriter::new();
-        assert!(w.full_pointer(Some(1)));
-        w.u32(0xAAAA);
-        assert!(!w.full_pointer(Some(1)));
-        assert!(!w.full_pointer(None));
-        assert!(w.full_pointer(Some(2)));
-        w.u32(0xBBBB);
-        let b = w.into_bytes();
-        let mut r = NdrReader::new(&b);
-        let FullPointer::First(first) = r.full_pointer("p").unwrap() else { panic!() };
-        assert_eq!(r.u32("v").unwrap(), 0xAAAA);
-        assert_eq!(r.full_pointer("p").unwrap(), FullPointer::Alias(first));
-        assert_eq!(r.full_pointer("p").unwrap(), FullPointer::Null);
-        assert!(matches!(r.full_pointer("p").unwrap(), FullPointer::First(id) if id != first));
-        assert_eq!(r.u32("v").unwrap(), 0xBBBB);
     }
 
     #[test]
