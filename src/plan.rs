@@ -308,8 +308,7 @@ pub fn auth_mechanism(a: Authentication) -> AuthMechanism {
 /// The port a session connects to: the job's, or the protocol's default.
 pub fn effective_port(e: &Endpoint) -> Option<u16> {
     e.port.or(match e.protocol {
-        ProtocolKind::WsMan if e.wsman.use_ssl => Some(5986),
-        ProtocolKind::WsMan => Some(5985),
+        ProtocolKind::WsMan => Some(e.wsman.default_port()),
         ProtocolKind::Dcom => Some(135),
         ProtocolKind::Local => None,
     })

@@ -231,6 +231,13 @@ pub struct WsManSettings {
     pub client_key: Option<std::path::PathBuf>,
 }
 
+impl WsManSettings {
+    /// WinRM's listener port when the job names none: 5986 for HTTPS, 5985 for HTTP.
+    pub fn default_port(&self) -> u16 {
+        if self.use_ssl { 5986 } else { 5985 }
+    }
+}
+
 impl Default for WsManSettings {
     fn default() -> Self {
         WsManSettings {

@@ -44,13 +44,13 @@ impl SessionConfig {
     /// Settings for an endpoint: URL from computer, port, TLS and prefix; locales from the cultures.
     pub fn from_endpoint(ep: &Endpoint) -> SessionConfig {
         let w = &ep.wsman;
-        let (scheme, default_port) = if w.use_ssl { ("https", 5986) } else { ("http", 5985) };
+        let scheme = if w.use_ssl { "https" } else { "http" };
         let host = ep.computer.as_deref().unwrap_or("localhost");
         let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
         let prefix = if w.http_prefix.starts_with('/') { w.http_prefix.clone() } else { format!("/{}", w.http_prefix) };
         let size = w.max_envelope_size_kb.saturating_mul(1024).max(8192);
         SessionConfig {
-            to: format!("{scheme}://{host}:{}{prefix}", ep.port.unwrap_or(default_port)),
+            to: format!("{scheme}://{host}:{}{prefix}", ep.port.unwrap_or(w.default_port())),
             scheme: if w.dmtf_resource_uris { Scheme::Dmtf } else { Scheme::Wmi },
             max_envelope_size: size,
             max_envelope_cap: ENVELOPE_CAP.max(size),

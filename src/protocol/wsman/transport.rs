@@ -81,9 +81,7 @@ impl HttpTransport {
             .computer
             .clone()
             .unwrap_or_else(|| "localhost".to_string());
-        let port = endpoint
-            .port
-            .unwrap_or(if settings.use_ssl { 5986 } else { 5985 });
+        let port = endpoint.port.unwrap_or(settings.default_port());
         let https = settings.use_ssl;
         let refuse = |message: String| Error::new(Category::Unsupported, message);
 
