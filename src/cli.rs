@@ -266,15 +266,16 @@ fn selection(s: &SelectArgs) -> Selection {
     Selection { limit: s.limit.clone(), shard: s.shard, only: None }
 }
 
-fn build_plan(loaded: &LoadedJob, select: &SelectArgs) -> Result<plan::Plan, i32> {
-    plan::build(loaded, &selection(select)).map_err(|e| {
+/// The plan of a job, or the exit code after reporting why it cannot be built.
+fn build_plan(loaded: &LoadedJob, select: &plan::Selection) -> Result<plan::Plan, i32> {
+    plan::build(loaded, select).map_err(|e| {
         eprintln!("{}: error: {e}", loaded.path.display());
         EXIT_USAGE
     })
 }
 
 fn print_plan(loaded: &LoadedJob, select: &SelectArgs) -> i32 {
-    let plan = match build_plan(loaded, select) {
+    let plan = match build_plan(loaded, &selection(select)) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -358,12 +359,9 @@ async fn run_job(loaded: LoadedJob, args: RunArgs) -> i32 {
             Err(code) => return code,
         }
     }
-    let plan = match plan::build(&loaded, &select) {
+    let plan = match build_plan(&loaded, &select) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("{}: error: {e}", loaded.path.display());
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     warn_skipped_tls_checks(plan.hosts.iter().map(|h| (&*h.session, &h.endpoint)));
     let credentials = match resolve_credentials(&loaded, &plan) {
@@ -456,10 +454,7 @@ fn retry_selection(
         .filter(|t| t.status == Status::Ok)
         .map(key)
         .collect();
-    let plan = plan::build(loaded, select).map_err(|e| {
-        eprintln!("{}: error: {e}", loaded.path.display());
-        EXIT_USAGE
-    })?;
+    let plan = build_plan(loaded, select)?;
     let only: std::collections::HashSet<_> = plan
         .hosts
         .iter()
