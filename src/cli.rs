@@ -267,7 +267,7 @@ fn selection(s: &SelectArgs) -> Selection {
 }
 
 /// The plan of a job, or the exit code after reporting why it cannot be built.
-fn build_plan(loaded: &LoadedJob, select: &plan::Selection) -> Result<plan::Plan, i32> {
+fn build_plan(loaded: &LoadedJob, select: &Selection) -> Result<plan::Plan, i32> {
     plan::build(loaded, select).map_err(|e| {
         eprintln!("{}: error: {e}", loaded.path.display());
         EXIT_USAGE

@@ -249,6 +249,7 @@ fn endpoint(
     let dur = |s: Option<job::HumanDuration>, r: Option<job::HumanDuration>, d: Duration| {
         s.or(r).map(|h| h.0).unwrap_or(d)
     };
+    let wsman_defaults = WsManSettings::default();
     let wsman = WsManSettings {
         use_ssl: o.use_ssl.unwrap_or(false),
         skip_ca_check: o.skip_ca_check.unwrap_or(false),
@@ -256,8 +257,8 @@ fn endpoint(
         skip_revocation_check: o.skip_revocation_check.unwrap_or(false),
         allow_unencrypted: o.allow_unencrypted.unwrap_or(false),
         no_encryption: o.no_encryption.unwrap_or(false),
-        http_prefix: o.http_prefix.clone().unwrap_or_else(|| "/wsman".into()),
-        max_envelope_size_kb: o.max_envelope_size_kb.unwrap_or(512),
+        http_prefix: o.http_prefix.clone().unwrap_or(wsman_defaults.http_prefix),
+        max_envelope_size_kb: o.max_envelope_size_kb.unwrap_or(wsman_defaults.max_envelope_size_kb),
         proxy: o.proxy.clone(),
         culture: o.culture.clone(),
         ui_culture: o.ui_culture.clone(),
