@@ -119,13 +119,18 @@ pub fn parse_btime(proc_stat: &str) -> Option<i64> {
 
 /// `/proc/meminfo` as name → kB.
 pub fn parse_meminfo(text: &str) -> HashMap<String, u64> {
-    text.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.split_once(':')?;
-            let n = rest.split_whitespace().next()?.parse().ok()?;
-            Some((name.trim().to_string(), n))
-        })
-        .collect()
+    proc_fields(text).map(|(name, n, _)| (name.to_string(), n)).collect()
+}
+
+/// The `Name:  123 unit` lines of a /proc file (meminfo, a process's status and io): name,
+/// number and unit, if any; other lines are left out.
+pub fn proc_fields(text: &str) -> impl Iterator<Item = (&str, u64, Option<&str>)> {
+    text.lines().filter_map(|l| {
+        let (name, rest) = l.split_once(':')?;
+        let mut words = rest.split_whitespace();
+        let n = words.next()?.parse().ok()?;
+        Some((name.trim(), n, words.next()))
+    })
 }
 
 #[cfg(test)]

@@ -61,13 +61,9 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 
 /// `/proc/<pid>/status` memory lines (`VmPeak:  1234 kB`) as name → kB.
 pub fn parse_status_kb(text: &str) -> HashMap<String, u64> {
-    text.lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            let mut words = v.split_whitespace();
-            let n = words.next()?.parse().ok()?;
-            (words.next() == Some("kB")).then(|| (k.to_string(), n))
-        })
+    super::host::proc_fields(text)
+        .filter(|(_, _, unit)| *unit == Some("kB"))
+        .map(|(k, n, _)| (k.to_string(), n))
         .collect()
 }
 
@@ -85,12 +81,7 @@ pub fn command_line(raw: &[u8]) -> Option<String> {
 
 /// `/proc/<pid>/io` counters.
 fn parse_io(text: &str) -> HashMap<String, u64> {
-    text.lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            Some((k.trim().to_string(), v.trim().parse().ok()?))
-        })
-        .collect()
+    super::host::proc_fields(text).map(|(k, n, _)| (k.to_string(), n)).collect()
 }
 
 /// The pids listed in `/proc`.

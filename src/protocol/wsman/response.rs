@@ -12,7 +12,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-
 use super::envelope::{NS_ADDRESSING, NS_ENUMERATION, NS_SOAP, NS_WSMAN};
 use super::fault::{self, Fault};
 use super::xml::{self, Tag};
@@ -237,7 +236,12 @@ impl<'e> Items<'e> {
                 if el.ns == Ns::Known(NS_ADDRESSING) {
                     let children = if el.text.is_empty() { Vec::new() } else { vec![Node::Text(el.text.into_owned())] };
                     let attrs = el.attribute.map(|(ns, l, v)| (x.ns_text(ns), l.to_string(), v.into_owned()));
-                    let tree = Elem { ns: x.ns_text(el.ns), local: el.local.to_string(), attrs: attrs.into_iter().collect(), children };
+                    let tree = Elem {
+                        ns: x.ns_text(el.ns),
+                        local: el.local.to_string(),
+                        attrs: attrs.into_iter().collect(),
+                        children,
+                    };
                     self.builder.add(&mut inst, el.local, Raw::Tree(Cow::Borrowed(&tree)))?;
                     addressing.push(tree);
                 } else {
@@ -373,7 +377,8 @@ impl<'s> Builder<'s> {
         if !slot.facts || !same_schema {
             let prop = schema.and_then(|s| s.property(&slot.name));
             slot.ty = prop.map(|p| p.cim_type);
-            slot.is_array = prop.is_some_and(|p| p.is_array) || arrays.iter().any(|a| a.eq_ignore_ascii_case(&slot.name));
+            slot.is_array =
+                prop.is_some_and(|p| p.is_array) || arrays.iter().any(|a| a.eq_ignore_ascii_case(&slot.name));
             slot.schema = schema;
             slot.facts = true;
         }
@@ -622,7 +627,6 @@ impl Elem {
     }
 }
 
-
 /// Whether attributes mark their element `xsi:nil`.
 fn is_nil(attrs: &[(Option<Arc<str>>, String, String)]) -> bool {
     attrs.iter().any(|(n, l, v)| l == "nil" && n.as_deref() == Some(NS_XSI) && nil_value(v))
@@ -746,9 +750,7 @@ impl<'a> Xml<'a> {
                     return Err(protocol("attribute value exceeds the string limit"));
                 }
                 let ans = match binding {
-                    Some(i) => {
-                        self.namespaces.id(self.r.namespace(i))
-                    }
+                    Some(i) => self.namespaces.id(self.r.namespace(i)),
                     None => Ns::None,
                 };
                 Some((ans, local, value))
@@ -1182,11 +1184,15 @@ mod tests {
             assert!(!streamed.properties.is_empty(), "{item}");
         }
         // Beyond the linear search, grouping goes through the index and still finds repeats.
-        let wide: String = (0..60).map(|i| format!("<P{i}>{i}</P{i}>")).collect::<String>() + "<P3>again</P3><P59>x</P59>";
+        let wide: String =
+            (0..60).map(|i| format!("<P{i}>{i}</P{i}>")).collect::<String>() + "<P3>again</P3><P59>x</P59>";
         let (streamed, tree) = streamed_and_tree(&format!("<w:XmlFragment>{wide}</w:XmlFragment>"), "Q", &[]);
         assert_eq!(streamed, tree);
         assert_eq!(streamed.properties.len(), 60);
-        assert_eq!(streamed.get("P3"), Some(&Value::Array(vec![Value::String("3".into()), Value::String("again".into())])));
+        assert_eq!(
+            streamed.get("P3"),
+            Some(&Value::Array(vec![Value::String("3".into()), Value::String("again".into())]))
+        );
     }
 
     #[test]

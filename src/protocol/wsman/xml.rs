@@ -311,10 +311,7 @@ impl<'a> Reader<'a> {
 
     /// The attributes of a tag just read (namespace declarations left out), resolved in its
     /// scope. Only valid before the next event is read.
-    pub(crate) fn attributes<'r>(
-        &'r self,
-        tag: &Tag<'a>,
-    ) -> impl Iterator<Item = Result<Attribute<'r>, XmlError>> + 'r
+    pub(crate) fn attributes<'r>(&'r self, tag: &Tag<'a>) -> impl Iterator<Item = Result<Attribute<'r>, XmlError>> + 'r
     where
         'a: 'r,
     {
@@ -860,7 +857,11 @@ mod tests {
                         attrs.push(format!("{ans}|{}={v}", String::from_utf8_lossy(local.as_ref())));
                     }
                     attrs.sort();
-                    out.push(format!("S {ns}|{} {}", String::from_utf8_lossy(e.local_name().as_ref()), attrs.join(" ")));
+                    out.push(format!(
+                        "S {ns}|{} {}",
+                        String::from_utf8_lossy(e.local_name().as_ref()),
+                        attrs.join(" ")
+                    ));
                     if empty {
                         out.push("E".into());
                     }
