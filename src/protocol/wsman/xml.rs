@@ -52,9 +52,8 @@ pub(crate) struct Tag<'a> {
     /// serials mean the same URI, so a caller can remember what it made of one.
     pub ns_serial: u64,
     pub local: &'a str,
-    /// The attribute text after the name, checked; read it with [`Reader::attributes`].
-    attrs: &'a str,
-    /// It has attributes besides namespace declarations.
+    /// It has attributes besides namespace declarations (read them with
+    /// [`Reader::attributes`]).
     pub has_attributes: bool,
 }
 
@@ -115,6 +114,9 @@ pub(crate) struct Reader<'a> {
     generation: u64,
     /// The last prefix looked up for [`Reader::simple`], in which generation, and the answer.
     last_lookup: (&'a str, u64, Option<usize>),
+    /// The attributes (namespace declarations left out) of the last tag read, as it checked
+    /// them, for [`Reader::attributes`].
+    attrs: Vec<RawAttribute<'a>>,
 }
 
 fn err<T>(offset: usize, message: impl Into<String>) -> Result<T, XmlError> {
@@ -138,6 +140,7 @@ const ENDS_NAME: [bool; 256] = {
 };
 
 /// A scanned name: its text and where its one colon is, if it has one.
+#[derive(Debug, Clone, Copy)]
 struct Scanned<'a> {
     name: &'a str,
     colon: Option<usize>,
@@ -301,6 +304,7 @@ impl<'a> Reader<'a> {
             defaults: 0,
             generation: 0,
             last_lookup: ("", u64::MAX, None),
+            attrs: Vec::new(),
         }
     }
 
@@ -309,44 +313,24 @@ impl<'a> Reader<'a> {
         self.bindings.get(binding).map_or("", |b| &b.uri)
     }
 
-    /// The attributes of a tag just read (namespace declarations left out), resolved in its
+    /// The attributes of the tag just read (namespace declarations left out), resolved in its
     /// scope. Only valid before the next event is read.
-    pub(crate) fn attributes<'r>(&'r self, tag: &Tag<'a>) -> impl Iterator<Item = Result<Attribute<'r>, XmlError>> + 'r
+    pub(crate) fn attributes<'r>(&'r self, _tag: &Tag<'a>) -> impl Iterator<Item = Result<Attribute<'r>, XmlError>> + 'r
     where
         'a: 'r,
     {
-        // The tag's attribute text was checked when it was read: walk it again with the same
-        // parser.
-        let end = self.offset_of(tag.attrs) + tag.attrs.len();
-        let mut at = self.offset_of(tag.attrs);
-        std::iter::from_fn(move || {
-            at = self.skip_space(at);
-            if at >= end {
-                return None;
-            }
-            let a = self.attribute_at(at).ok()?;
-            at = a.end;
-            Some(a)
-        })
-        .filter_map(move |RawAttribute { name, raw, value_at: at, .. }| {
-            if name.name == "xmlns" || name.name.starts_with("xmlns:") {
-                return None;
-            }
+        self.attrs.iter().map(move |&RawAttribute { name, raw, value_at, .. }| {
             let (prefix, local) = name.split();
             let ns = match prefix {
                 "" => None,
                 "xml" => Some(NS_XML),
                 p => match self.lookup(p) {
                     Some(i) => Some(self.namespace(i)),
-                    None => return Some(err(at, format!("undeclared namespace prefix {p}"))),
+                    None => return err(value_at, format!("undeclared namespace prefix {p}")),
                 },
             };
-            Some(unescape(raw, at, false).map(|value| Attribute { ns, local, value }))
+            unescape(raw, value_at, false).map(|value| Attribute { ns, local, value })
         })
-    }
-
-    fn offset_of(&self, slice: &str) -> usize {
-        (slice.as_ptr() as usize).wrapping_sub(self.text.as_ptr() as usize).min(self.text.len())
     }
 
     fn lookup(&self, prefix: &str) -> Option<usize> {
@@ -498,7 +482,8 @@ impl<'a> Reader<'a> {
             Some(&c @ (b'"' | b'\'')) => c,
             _ => return err(q, format!("the value of attribute {n} is not quoted")),
         };
-        let Some(len) = b.get(q + 1..).and_then(|r| find_byte(quote, r)) else {
+        // Attribute values are mostly namespace URIs, too long for a byte-by-byte search.
+        let Some(len) = b.get(q + 1..).and_then(|r| memchr::memchr(quote, r)) else {
             return err(q, format!("the value of attribute {n} is not closed"));
         };
         let raw = self.text.get(q + 1..q + 1 + len).unwrap_or("");
@@ -640,30 +625,31 @@ impl<'a> Reader<'a> {
         let (scanned, mut at) = self.name_at(start + 1)?;
         scanned.check(start + 1)?;
         let qname = scanned.name;
-        let attrs_from = at;
         let bindings_before = self.bindings.len();
+        self.attrs.clear();
         let mut count = 0usize;
         // The names seen so far, for the duplicate check.
         let mut seen: [&str; 8] = [""; 8];
         let mut many: Option<std::collections::HashSet<&str>> = None;
         let mut has_attributes = false;
         let b = self.bytes();
-        let (attrs_to, empty) = loop {
+        let empty = loop {
             let spaced = self.skip_space(at);
             match b.get(spaced) {
                 Some(b'>') => {
                     at = spaced + 1;
-                    break (spaced, false);
+                    break false;
                 }
                 Some(b'/') if b.get(spaced + 1) == Some(&b'>') => {
                     at = spaced + 2;
-                    break (spaced, true);
+                    break true;
                 }
                 None => return err(start, format!("the document ends inside the tag <{qname}")),
                 Some(_) if spaced == at => return err(at, format!("malformed tag <{qname}")),
                 Some(_) => {}
             }
-            let RawAttribute { name, raw, value_at, end } = self.attribute_at(spaced)?;
+            let attribute = self.attribute_at(spaced)?;
+            let RawAttribute { name, raw, value_at, end } = attribute;
             let name = name.name;
             if count >= MAX_ATTRIBUTES {
                 return err(spaced, format!("more than {MAX_ATTRIBUTES} attributes on <{qname}>"));
@@ -694,6 +680,7 @@ impl<'a> Reader<'a> {
             } else {
                 has_attributes = true;
                 unescape(raw, value_at, false)?;
+                self.attrs.push(attribute);
             }
             at = end;
         };
@@ -709,9 +696,8 @@ impl<'a> Reader<'a> {
         self.open.push(Open { qname, bindings_before });
         self.pos = at;
         self.pending_end = empty;
-        let attrs = self.text.get(attrs_from..attrs_to).unwrap_or("");
         let ns_serial = ns.and_then(|i| self.bindings.get(i)).map_or(0, |b| b.serial);
-        Ok(Event::Start(Tag { ns, ns_serial, local, attrs, has_attributes }))
+        Ok(Event::Start(Tag { ns, ns_serial, local, has_attributes }))
     }
 }
 
@@ -721,6 +707,7 @@ fn unescape_cdata(raw: &str) -> Cow<'_, str> {
 }
 
 /// An attribute as [`Reader::attribute_at`] finds it.
+#[derive(Debug, Clone, Copy)]
 struct RawAttribute<'a> {
     name: Scanned<'a>,
     /// The value between the quotes, not unescaped, and its offset.
