@@ -969,7 +969,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 *self.proto.in_flight.lock().unwrap().get_mut(&self.computer).unwrap() -= 1;
                 let mut i = Instance::new(query.class_name());
-                i.push("Name", Value::String(self.computer.clone()));
+                i.push("Name", Value::String(self.computer.as_str().into()));
                 Ok(vec![i])
             }))
         }

@@ -99,7 +99,7 @@ fn from_impacket(j: &Json, t: WireType) -> Value {
     if t.is_array {
         return match j.as_array() {
             Some(items) => Value::Array(items.iter().map(|i| scalar(i, t.cim_type)).collect()),
-            None => Value::String(format!("not an array: {j}")),
+            None => Value::String(format!("not an array: {j}").into()),
         };
     }
     scalar(j, t.cim_type)
@@ -132,7 +132,7 @@ fn scalar(j: &Json, t: CimType) -> Value {
         CimType::Reference => text.map(|s| Value::Reference(Box::new(path::parse(s)))),
         CimType::Instance => (text == Some("<object>")).then(|| Value::String("<object>".into())),
     };
-    v.unwrap_or_else(|| Value::String(format!("unexpected {j} for {t:?}")))
+    v.unwrap_or_else(|| Value::String(format!("unexpected {j} for {t:?}").into()))
 }
 
 /// How a disagreement is settled.

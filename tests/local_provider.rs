@@ -56,7 +56,7 @@ fn u64_of(i: &Instance, p: &str) -> u64 {
 
 fn text_of(i: &Instance, p: &str) -> String {
     match i.get(p) {
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => s.to_string(),
         other => panic!("{p} = {other:?}"),
     }
 }
@@ -195,7 +195,7 @@ async fn addresses_and_gateway_match_ip() {
         };
         let c = configs.iter().find(|c| text_of(c, "SettingID") == f[dev + 1]).unwrap();
         let Some(Value::Array(gws)) = c.get("DefaultIPGateway") else { panic!("no gateway on {}", f[dev + 1]) };
-        assert!(gws.contains(&Value::String(f[gw + 1].to_string())));
+        assert!(gws.contains(&Value::String(f[gw + 1].into())));
     }
 }
 

@@ -295,7 +295,7 @@ fn fill_up_in_child(dir: &Path) {
     }
     let specs = [spec(SinkKind::Csv, "{{query}}.csv")];
     let mut set = SinkSet::new(&specs, dir, vars()).unwrap();
-    let big = Instance::new("C").with("Blob", Value::String("z".repeat(1000)));
+    let big = Instance::new("C").with("Blob", Value::String("z".repeat(1000).into()));
     let mut errors: Vec<SinkError> = Vec::new();
     for i in 0..200 {
         let r = RowContext { session: "s", computer: "h", query: "big", class: "C", properties: &[] };

@@ -8,6 +8,10 @@ pub mod schema;
 use std::fmt;
 use std::sync::Arc;
 
+/// A string value: up to 24 bytes inline, so most CIM strings (states, modes, class and
+/// host names) need no allocation of their own.
+pub type Text = compact_str::CompactString;
+
 /// A CIM property value, typed as CIM types it (DSP0004), so sinks can keep the types.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -24,7 +28,7 @@ pub enum Value {
     Real32(f32),
     Real64(f64),
     Char16(char),
-    String(String),
+    String(Text),
     DateTime(DateTime),
     Interval(Interval),
     /// Boxed: references are rare, and inline they would double the size of every value.

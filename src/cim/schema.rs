@@ -80,7 +80,7 @@ impl CimType {
                     _ => Value::Char16(char::from_u32(t.parse::<u16>().ok()? as u32)?),
                 }
             }
-            CimType::String => Value::String(text.to_string()),
+            CimType::String => Value::String(text.into()),
             CimType::DateTime => {
                 if let Some(d) = DateTime::parse_dmtf(t).or_else(|| DateTime::parse_iso8601(t)) {
                     Value::DateTime(d)

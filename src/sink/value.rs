@@ -393,7 +393,7 @@ pub(crate) mod strategies {
             prop_oneof![Just(f32::NAN), Just(f32::INFINITY), any::<f32>()].prop_map(Value::Real32),
             prop_oneof![Just(f64::NAN), Just(f64::NEG_INFINITY), any::<f64>()].prop_map(Value::Real64),
             any::<char>().prop_map(Value::Char16),
-            text().prop_map(Value::String),
+            text().prop_map(|s| Value::String(s.into())),
             (any::<i32>(), 0u32..1_000_000).prop_map(|(s, us)| Value::DateTime(DateTime::from_unix(s.into(), us))),
             any::<u64>().prop_map(|us| Value::Interval(Interval { microseconds: us.into() })),
             (text(), text()).prop_map(|(k, v)| Value::Reference(Box::new(Reference {

@@ -7,7 +7,7 @@
 //! `shared/testdata/wsman/txwinrm/data/server_2012`); properties are listed in the
 //! case-insensitive alphabetical order WMI uses on the wire.
 
-use crate::cim::{DateTime, Instance, Value};
+use crate::cim::{DateTime, Instance, Text, Value};
 
 /// The classes every generated host has, in the order [`Host::classes`] lists them.
 pub const CLASSES: &[&str] = &[
@@ -162,14 +162,14 @@ impl Props {
         self.0.push(name, value);
         self
     }
-    fn s(self, name: &str, value: impl Into<String>) -> Props {
+    fn s(self, name: &str, value: impl Into<Text>) -> Props {
         self.v(name, Value::String(value.into()))
     }
     fn null(self, names: &[&str]) -> Props {
         names.iter().fold(self, |p, n| p.v(n, Value::Null))
     }
     fn strings(self, name: &str, values: &[String]) -> Props {
-        self.v(name, Value::Array(values.iter().map(|s| Value::String(s.clone())).collect()))
+        self.v(name, Value::Array(values.iter().map(|s| Value::String(s.as_str().into())).collect()))
     }
     fn done(mut self) -> Instance {
         self.0.properties.sort_by_cached_key(|p| p.name.to_ascii_lowercase());
@@ -594,7 +594,7 @@ impl Gen {
         }
         out.sort_by_cached_key(|s| match s.get("Name") {
             Some(Value::String(n)) => n.to_ascii_lowercase(),
-            _ => String::new(),
+            _ => Text::default(),
         });
         out
     }

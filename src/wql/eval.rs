@@ -70,7 +70,7 @@ fn lookup<'a>(instance: &'a Instance, property: &str) -> Option<Cow<'a, Value>> 
     match instance.get(property) {
         Some(v) => Some(Cow::Borrowed(v)),
         None if property.eq_ignore_ascii_case("__CLASS") => {
-            Some(Cow::Owned(Value::String(instance.class_name.to_string())))
+            Some(Cow::Owned(Value::String(instance.class_name.as_ref().into())))
         }
         None => None,
     }

@@ -1,7 +1,7 @@
 //! Builds instances that have every property of their class, in the class table's order.
 
 use crate::cim::schema::{self, CimType, ClassSchema, PropertySchema};
-use crate::cim::{DateTime, Instance, Value};
+use crate::cim::{DateTime, Instance, Text, Value};
 
 /// An instance under construction: every property of the class starts null.
 pub struct Row {
@@ -36,13 +36,13 @@ impl Row {
     }
 
     /// Sets a string property.
-    pub fn text(&mut self, name: &str, value: Option<impl Into<String>>) -> &mut Row {
+    pub fn text(&mut self, name: &str, value: Option<impl Into<Text>>) -> &mut Row {
         self.set(name, value.map(|v| Value::String(v.into())))
     }
 
     /// Sets a string array property; `None` leaves it null.
     pub fn texts(&mut self, name: &str, values: Option<Vec<String>>) -> &mut Row {
-        self.set(name, values.map(|v| Value::Array(v.into_iter().map(Value::String).collect())))
+        self.set(name, values.map(|v| Value::Array(v.into_iter().map(|s| Value::String(s.into())).collect())))
     }
 
     /// Sets a datetime property.

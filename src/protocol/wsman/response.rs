@@ -177,7 +177,7 @@ fn epr_instance(item: &Elem, expect: &Expect<'_>) -> Instance {
     let mut inst = Instance::new(class_of_uri(&r.resource_uri).unwrap_or(expect.class));
     // The namespace selector of a DMTF EPR addresses the instance; it is not a key property.
     for (k, v) in r.selectors.into_iter().filter(|(k, _)| k != super::uri::CIM_NAMESPACE_SELECTOR) {
-        inst.push(k, Value::String(v));
+        inst.push(k, Value::String(v.into()));
     }
     inst
 }
@@ -430,9 +430,9 @@ fn raw_value(r: Raw<'_>, ty: Option<CimType>, arrays: &[String], limits: &Limits
 #[inline(always)]
 fn text_value(text: Cow<'_, str>, ty: Option<CimType>) -> Value {
     match ty {
-        None | Some(CimType::String) => Value::String(text.into_owned()),
+        None | Some(CimType::String) => Value::String(text.into()),
         // A value the table's type cannot hold is kept as text rather than lost.
-        Some(t) => t.parse_text(&text).unwrap_or_else(|| Value::String(text.into_owned())),
+        Some(t) => t.parse_text(&text).unwrap_or_else(|| Value::String(text.into())),
     }
 }
 
@@ -477,11 +477,11 @@ fn value(e: &Elem, ty: Option<CimType>, arrays: &[String], limits: &Limits) -> R
                     .or_else(|| DateTime::parse_dmtf(t.trim()))
                     .map(Value::DateTime)
                     .or_else(|| Interval::parse_dmtf(t.trim()).map(Value::Interval));
-                return Ok(v.unwrap_or(Value::String(t)));
+                return Ok(v.unwrap_or(Value::String(t.into())));
             }
             "Interval" => {
                 let v = Interval::parse_xs_duration(t.trim()).or_else(|| Interval::parse_dmtf(t.trim()));
-                return Ok(v.map(Value::Interval).unwrap_or(Value::String(t)));
+                return Ok(v.map(Value::Interval).unwrap_or(Value::String(t.into())));
             }
             _ => {}
         }

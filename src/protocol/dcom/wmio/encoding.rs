@@ -188,7 +188,7 @@ fn scalar(c: &mut Cursor<'_>, t: CimType, heap: &Heap<'_>, depth: usize) -> Resu
             let unit = c.u16("char16")?;
             Value::Char16(char::from_u32(unit.into()).unwrap_or(char::REPLACEMENT_CHARACTER))
         }
-        CimType::String => Value::String(heap.string(c.u32("string HeapRef")?, "string")?),
+        CimType::String => Value::String(heap.string(c.u32("string HeapRef")?, "string")?.into()),
         CimType::DateTime => datetime(heap.string(c.u32("datetime HeapRef")?, "datetime")?),
         CimType::Reference => Value::Reference(Box::new(path::parse(&heap.string(c.u32("reference HeapRef")?, "reference")?))),
         CimType::Instance => {
@@ -217,7 +217,7 @@ fn datetime(s: String) -> Value {
     {
         return Value::Interval(i);
     }
-    Value::String(s)
+    Value::String(s.into())
 }
 
 /// A qualifier: a name, its flavor bits, and its value.
@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(datetime("2021****000035.000000+000".into()), Value::String("2021****000035.000000+000".into()));
         // Multi-byte text must not reach the byte-slicing interval parser.
         let odd = "00000001020304.00000é:00".to_string();
-        assert_eq!(datetime(odd.clone()), Value::String(odd));
+        assert_eq!(datetime(odd.clone()), Value::String(odd.into()));
     }
 
     #[test]
