@@ -69,16 +69,7 @@ impl Connector for DcomConnector {
 
 /// A WMI HRESULT as the shared taxonomy.
 pub fn wbem_error(hresult: u32, what: &str) -> Error {
-    let category = match hresult {
-        0x8004_1003 | 0x8007_0005 => Category::AccessDenied,
-        0x8004_100E => Category::InvalidNamespace,
-        0x8004_1010 => Category::InvalidClass,
-        0x8004_1017 | 0x8004_1018 | 0x8004_1011 => Category::InvalidQuery,
-        0x8004_1002 => Category::NotFound,
-        0x8004_1032 => Category::Cancelled,
-        0x8004_106C => Category::QuotaExceeded,
-        _ => Category::ServerFault,
-    };
+    let category = crate::protocol::wbem::category(hresult).unwrap_or(Category::ServerFault);
     Error::new(category, format!("{what} failed with HRESULT 0x{hresult:08x}")).with_code(format!("0x{hresult:08x}"))
 }
 

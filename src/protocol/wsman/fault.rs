@@ -131,32 +131,23 @@ fn parse_code(s: &str) -> Option<u32> {
     }
 }
 
-/// The category a numeric code means, when it has one.
+/// The category a numeric code means, when it has one: WS-Man's own codes, then WMI's.
 fn category_of_code(code: u32) -> Option<Category> {
     Some(match code {
-        // ERROR_ACCESS_DENIED, E_ACCESSDENIED, WBEM_E_ACCESS_DENIED
-        5 | 0x8007_0005 | 0x8004_1003 => Category::AccessDenied,
-        // WBEM_E_INVALID_CLASS
-        0x8004_1010 => Category::InvalidClass,
-        // WBEM_E_INVALID_NAMESPACE
-        0x8004_100E => Category::InvalidNamespace,
-        // WBEM_E_INVALID_QUERY, WBEM_E_INVALID_QUERY_TYPE, ERROR_WSMAN_ENUMERATE_CANNOT_PROCESS_FILTER,
-        // ERROR_WSMAN_ENUMERATE_FILTER_DIALECT_REQUESTED_UNAVAILABLE
-        0x8004_1017 | 0x8004_1018 | 2_150_858_778 | 2_150_858_777 => Category::InvalidQuery,
-        // WBEM_E_NOT_FOUND, ERROR_WSMAN_RESOURCE_NOT_FOUND
-        0x8004_1002 | 2_150_858_752 => Category::NotFound,
-        // ERROR_WSMAN_OPERATION_TIMEDOUT, ERROR_WSMAN_ENUMERATE_TIMED_OUT, WBEM_E_TIMED_OUT
-        2_150_858_793 | 2_150_858_780 | 0x8004_3001 => Category::TimedOut,
+        // ERROR_WSMAN_ENUMERATE_CANNOT_PROCESS_FILTER, ERROR_WSMAN_ENUMERATE_FILTER_DIALECT_REQUESTED_UNAVAILABLE
+        2_150_858_778 | 2_150_858_777 => Category::InvalidQuery,
+        // ERROR_WSMAN_RESOURCE_NOT_FOUND
+        2_150_858_752 => Category::NotFound,
+        // ERROR_WSMAN_OPERATION_TIMEDOUT, ERROR_WSMAN_ENUMERATE_TIMED_OUT
+        2_150_858_793 | 2_150_858_780 => Category::TimedOut,
         // ERROR_WSMAN_QUOTA_MAX_OPERATIONS, _QUOTA_LIMIT, _QUOTA_USER, _QUOTA_SYSTEM,
-        // _QUOTA_MAX_OPERATIONS_USER_PPQ, WBEM_E_QUOTA_VIOLATION
-        2_150_859_174 | 2_150_858_815 | 2_150_859_175 | 2_150_859_176 | 2_150_859_240 | 0x8004_106C => {
-            Category::QuotaExceeded
-        }
+        // _QUOTA_MAX_OPERATIONS_USER_PPQ
+        2_150_859_174 | 2_150_858_815 | 2_150_859_175 | 2_150_859_176 | 2_150_859_240 => Category::QuotaExceeded,
         // ERROR_WSMAN_MAX_ENVELOPE_SIZE_EXCEEDED, ERROR_WSMAN_ENVELOPE_TOO_LARGE
         2_150_858_824 | 2_150_858_790 => Category::EnvelopeTooLarge,
         // ERROR_WSMAN_ENUMERATE_INVALID_ENUMERATION_CONTEXT, ERROR_WSMAN_ENUMERATION_CLOSED
         2_150_858_779 | 2_150_858_759 => Category::InvalidEnumerationContext,
-        _ => return None,
+        _ => return crate::protocol::wbem::category(code),
     })
 }
 
@@ -289,6 +280,9 @@ mod tests {
             ("w:InternalError", wf(5), Category::AccessDenied),
             ("w:InternalError", wf(2_150_858_780), Category::TimedOut),
             ("w:InternalError", wf(1), Category::ServerFault),
+            // WMI's codes in a WSManFault: the table DCOM's results use too.
+            ("w:InternalError", wf(0x8004_3001), Category::QuotaExceeded),
+            ("w:InternalError", wf(0x8004_1011), Category::ServerFault),
         ];
         for (sub, detail, want) in cases {
             assert_eq!(fault(&envelope(sub, &detail)).to_error().category, want, "{sub} {detail}");
