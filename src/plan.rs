@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::job::{self, Authentication, LoadedJob, OptionSet, Protocol, QueryDef, ResourceUriScheme};
 use crate::protocol::{
-    AuthMechanism, DcomSettings, Endpoint, ProtocolKind, QuerySpec, WsManSettings,
+    AuthMechanism, DcomSettings, Endpoint, ProtocolKind, QuerySpec, WsManSettings, normalize_namespace,
 };
 use crate::wql;
 
@@ -227,11 +227,6 @@ pub fn query_spec(q: &QueryDef) -> Result<QuerySpec, PlanError> {
     })
 }
 
-/// `root\cimv2`, `/root/cimv2/` → `root/cimv2`.
-pub fn normalize_namespace(ns: &str) -> String {
-    ns.split(['/', '\\']).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/")
-}
-
 fn endpoint(
     computer: Option<String>,
     session: &job::SessionSpec,
@@ -384,6 +379,8 @@ mod tests {
     #[test]
     fn namespaces_normalize() {
         assert_eq!(normalize_namespace("root\\cimv2"), "root/cimv2");
-        assert_eq!(normalize_namespace("/root/StandardCimv2/"), "root/StandardCimv2");
+        assert_eq!(normalize_namespace("/root//StandardCimv2/"), "root/StandardCimv2");
+        assert_eq!(normalize_namespace("\\"), "root/cimv2");
+        assert_eq!(normalize_namespace(""), "root/cimv2");
     }
 }

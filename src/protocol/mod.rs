@@ -313,6 +313,13 @@ impl Endpoint {
     }
 }
 
+/// `root\cimv2`, `/root//StandardCimv2/` → `root/cimv2`, `root/StandardCimv2`: the form every
+/// protocol names a namespace in (a URI path for WS-Man); empty means `root/cimv2`.
+pub fn normalize_namespace(ns: &str) -> String {
+    let parts: Vec<&str> = ns.split(['/', '\\']).filter(|s| !s.is_empty()).collect();
+    if parts.is_empty() { "root/cimv2".to_string() } else { parts.join("/") }
+}
+
 /// One query as a protocol needs it, resolved from the job.
 #[derive(Debug, Clone)]
 pub struct QuerySpec {

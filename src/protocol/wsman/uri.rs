@@ -5,7 +5,7 @@
 //! classes) addresses DMTF classes as `…/cim-schema/2/<Class>` with the namespace in a
 //! `__cimnamespace` selector.
 
-use crate::protocol::QuerySpec;
+use crate::protocol::{QuerySpec, normalize_namespace};
 
 /// Prefix of WMI resource URIs.
 pub const WMI_BASE: &str = "http://schemas.microsoft.com/wbem/wsman/1/wmi/";
@@ -51,13 +51,6 @@ pub fn resource(query: &QuerySpec, scheme: Scheme) -> Resource {
             filter,
         },
     }
-}
-
-/// `root\CIMV2`, `/root/cimv2/` → `root/CIMV2`, `root/cimv2`: the form a URI path takes.
-pub fn normalize_namespace(ns: &str) -> String {
-    let ns = ns.replace('\\', "/");
-    let trimmed = ns.trim_matches('/');
-    if trimmed.is_empty() { "root/cimv2".to_string() } else { trimmed.to_string() }
 }
 
 #[cfg(test)]
