@@ -117,6 +117,23 @@ pub(crate) struct Reader<'a> {
     /// The attributes (namespace declarations left out) of the last tag read, as it checked
     /// them, for [`Reader::attributes`].
     attrs: Vec<RawAttribute<'a>>,
+    /// The last start tag read that had attributes, as read.
+    repeat: Repeat<'a>,
+}
+
+/// A start tag with attributes and what reading it found. The items of a response open with
+/// the same tag (`<p:Win32_Service xmlns:xsi=… xmlns:p=… xmlns:cim=… xsi:type=…>`); a tag with
+/// the same bytes reads the same, so it is compared rather than read again.
+#[derive(Default)]
+struct Repeat<'a> {
+    /// From `<` to `>` inclusive; empty when there is none.
+    tag: &'a str,
+    name: Scanned<'a>,
+    empty: bool,
+    has_attributes: bool,
+    /// The namespace declarations, in order.
+    binds: Vec<(&'a str, Cow<'a, str>)>,
+    attrs: Vec<RawAttribute<'a>>,
 }
 
 fn err<T>(offset: usize, message: impl Into<String>) -> Result<T, XmlError> {
@@ -140,7 +157,7 @@ const ENDS_NAME: [bool; 256] = {
 };
 
 /// A scanned name: its text and where its one colon is, if it has one.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Scanned<'a> {
     name: &'a str,
     colon: Option<usize>,
@@ -305,6 +322,7 @@ impl<'a> Reader<'a> {
             generation: 0,
             last_lookup: ("", u64::MAX, None),
             attrs: Vec::new(),
+            repeat: Repeat::default(),
         }
     }
 
@@ -622,6 +640,10 @@ impl<'a> Reader<'a> {
 
     fn start_tag(&mut self) -> Result<Event<'a>, XmlError> {
         let start = self.pos;
+        let repeat = &self.repeat.tag;
+        if !repeat.is_empty() && self.bytes().get(start..start + repeat.len()) == Some(repeat.as_bytes()) {
+            return self.repeated_tag(start);
+        }
         let (scanned, mut at) = self.name_at(start + 1)?;
         scanned.check(start + 1)?;
         let qname = scanned.name;
@@ -693,9 +715,46 @@ impl<'a> Reader<'a> {
             }
             p => self.element_namespace(p, start)?,
         };
+        if count > 0 && prefix != "xml" {
+            let r = &mut self.repeat;
+            r.tag = self.text.get(start..at).unwrap_or("");
+            (r.name, r.empty, r.has_attributes) = (scanned, empty, has_attributes);
+            r.binds.clear();
+            r.binds.extend(self.bindings.iter().skip(bindings_before).map(|b| (b.prefix, b.uri.clone())));
+            r.attrs.clear();
+            r.attrs.extend_from_slice(&self.attrs);
+        }
         self.open.push(Open { qname, bindings_before });
         self.pos = at;
         self.pending_end = empty;
+        let ns_serial = ns.and_then(|i| self.bindings.get(i)).map_or(0, |b| b.serial);
+        Ok(Event::Start(Tag { ns, ns_serial, local, has_attributes }))
+    }
+
+    /// [`Reader::start_tag`] for a tag byte for byte the same as [`Reader::repeat`]'s: the same
+    /// declarations and attributes, already checked. Only the element's own prefix is looked up
+    /// again, as it may be declared outside the tag.
+    fn repeated_tag(&mut self, start: usize) -> Result<Event<'a>, XmlError> {
+        let r = std::mem::take(&mut self.repeat);
+        let bindings_before = self.bindings.len();
+        for (prefix, uri) in &r.binds {
+            self.bind(prefix, uri.clone());
+        }
+        self.attrs.clear();
+        self.attrs.extend_from_slice(&r.attrs);
+        let (prefix, local) = r.name.split();
+        let ns = match self.element_namespace(prefix, start) {
+            Ok(ns) => ns,
+            Err(e) => {
+                self.repeat = r;
+                return Err(e);
+            }
+        };
+        self.open.push(Open { qname: r.name.name, bindings_before });
+        self.pos = start + r.tag.len();
+        self.pending_end = r.empty;
+        let has_attributes = r.has_attributes;
+        self.repeat = r;
         let ns_serial = ns.and_then(|i| self.bindings.get(i)).map_or(0, |b| b.serial);
         Ok(Event::Start(Tag { ns, ns_serial, local, has_attributes }))
     }
@@ -915,6 +974,22 @@ mod tests {
                 "E"
             ]
         );
+    }
+
+    #[test]
+    fn repeated_start_tags_read_as_the_first_in_their_own_scope() {
+        // The same bytes again, in the same and in other scopes: the attribute prefix q and the
+        // element prefix p mean what the scope around each copy says.
+        let item = r#"<p:i xmlns:c="urn:c" c:k="1" q:t="x&amp;y"><p:n>a</p:n></p:i>"#;
+        let doc = format!(
+            r#"<r xmlns:q="urn:q1" xmlns:p="urn:p1">{item}{item}<s xmlns:q="urn:q2" xmlns:p="urn:p2">{item}<p:e q:t="x"/><p:e q:t="x"/></s>{item}</r>"#
+        );
+        assert_eq!(ours(&doc).map_err(|e| e.to_string()), reference(&doc));
+        // A copy outside the scope of its prefix is refused as the first would be.
+        let bad = r#"<r><a xmlns:x="urn:x"><x:e k="1" j="2"/></a><x:e k="1" j="2"/></r>"#;
+        let e = ours(bad).unwrap_err();
+        assert!(e.message.contains("undeclared namespace prefix x"), "{e}");
+        assert_eq!(e.offset, bad.rfind("<x:e").unwrap());
     }
 
     #[test]
