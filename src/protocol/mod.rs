@@ -6,6 +6,7 @@
 
 pub mod dcom;
 pub mod local;
+pub mod ntlm;
 pub mod wsman;
 
 use std::fmt;
