@@ -21,7 +21,8 @@ use sspi::{
     AuthIdentity, AuthIdentityBuffers, BufferType, ClientRequestFlags, Credentials,
     CredentialsBuffers, DataRepresentation, EncryptionFlags, KdcResolution, Kerberos,
     KerberosConfig, Negotiate, NegotiateConfig, NegotiatedProtocol, NetworkProtocol,
-    NetworkRequest, Ntlm, SecurityBuffer, SecurityBufferRef, SecurityStatus, Sspi, SspiImpl, Username,
+    NetworkRequest, Ntlm, SecurityBuffer, SecurityBufferRef, SecurityStatus, Sspi, SspiImpl,
+    Username,
 };
 
 use super::encryption::SealProtocol;
@@ -409,7 +410,6 @@ impl SecurityContext {
             return Ok(len);
         }
         let moved = plain.data().to_vec();
-        drop(plain);
         let room = sealed.get_mut(..moved.len()).ok_or_else(|| {
             Error::new(
                 Category::ProtocolError,
@@ -791,7 +791,10 @@ mod tests {
         client
     }
 
-    fn inbound<S: Sspi + SspiImpl>(server: &mut S, auth: &S::AuthenticationData) -> S::CredentialsHandle {
+    fn inbound<S: Sspi + SspiImpl>(
+        server: &mut S,
+        auth: &S::AuthenticationData,
+    ) -> S::CredentialsHandle {
         server
             .acquire_credentials_handle()
             .with_credential_use(sspi::CredentialUse::Inbound)
