@@ -6,8 +6,8 @@
 
 pub mod dcom;
 pub mod local;
-pub mod ntlm;
 pub mod wsman;
+pub mod ntlm;
 
 use std::fmt;
 use std::time::Duration;
