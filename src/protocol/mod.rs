@@ -8,6 +8,7 @@ pub mod dcom;
 pub mod local;
 pub mod wbem;
 pub mod wsman;
+pub mod ntlm;
 
 use std::fmt;
 use std::time::Duration;

@@ -7,6 +7,7 @@ use sspi::{
     Username, ntlm::NtlmConfig,
 };
 
+use crate::protocol::ntlm::find_authenticate;
 use crate::protocol::wsman::encryption::{self, SealProtocol};
 
 /// What one handshake leg produced.
@@ -126,7 +127,7 @@ impl Acceptor {
         let cbt = self.channel_bindings.as_deref();
         // sspi rejects bindings that differ (WinRM's default, Relaxed) but not missing ones,
         // which Strict also rejects.
-        if cbt.is_some() && self.require_bindings && authenticate_message(token).is_some_and(|m| !carries_channel_bindings(m)) {
+        if cbt.is_some() && self.require_bindings && find_authenticate(token).is_some_and(|m| !carries_channel_bindings(m)) {
             return Err("the NTLM response carries no channel bindings, which HTTPS requires".into());
         }
         let (status, output) = match &mut self.context {
@@ -213,13 +214,6 @@ where
         ctx.complete_auth_token(&mut output).map_err(|e| format!("NTLM rejected: {e}"))?;
     }
     Ok((status, output.into_iter().next().map(|b| b.buffer).unwrap_or_default()))
-}
-
-/// The NTLM AUTHENTICATE message in a token, raw or inside SPNEGO (which carries it verbatim).
-fn authenticate_message(token: &[u8]) -> Option<&[u8]> {
-    const SIGNATURE: &[u8] = b"NTLMSSP\0\x03\0\0\0";
-    let at = token.windows(SIGNATURE.len()).position(|w| w == SIGNATURE)?;
-    token.get(at..)
 }
 
 /// Whether an AUTHENTICATE message's NTLMv2 response has a non-zero MsvAvChannelBindings

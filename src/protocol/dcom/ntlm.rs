@@ -1,34 +1,13 @@
-//! NTLMv2 (MS-NLMP) for DCE/RPC: the three handshake messages and the session security that
-//! signs every PDU and seals stubs.
-//!
-//! DCE/RPC signs a message that is not the one it seals (the whole PDU is signed, only the stub
-//! is encrypted), so sealing and signing are separate calls that share the RC4 state of a
-//! direction in the order MS-NLMP 3.4.3 fixes: first the data, then the checksum.
+//! NTLMv2 (MS-NLMP) for DCE/RPC: the three handshake messages, ending in the
+//! [`NtlmSession`] (shared with WS-Man, in [`crate::protocol::ntlm`]) that signs every PDU and
+//! seals stubs.
 
-use hmac::{Hmac, KeyInit, Mac};
 use md4::{Digest, Md4};
-use md5::Md5;
 
 use super::cursor::Cursor;
+use crate::protocol::ntlm::{MESSAGE_SIGNATURE as SIGNATURE, NtlmSession, Rc4, Side, flags, hmac_md5};
 use crate::protocol::{Category, Error};
 
-/// Negotiate flags (MS-NLMP 2.2.2.5) this client uses.
-pub mod flags {
-    pub const UNICODE: u32 = 0x0000_0001;
-    pub const REQUEST_TARGET: u32 = 0x0000_0004;
-    pub const SIGN: u32 = 0x0000_0010;
-    pub const SEAL: u32 = 0x0000_0020;
-    pub const NTLM: u32 = 0x0000_0200;
-    pub const ALWAYS_SIGN: u32 = 0x0000_8000;
-    pub const EXTENDED_SESSION_SECURITY: u32 = 0x0008_0000;
-    pub const TARGET_INFO: u32 = 0x0080_0000;
-    pub const VERSION: u32 = 0x0200_0000;
-    pub const N128: u32 = 0x2000_0000;
-    pub const KEY_EXCH: u32 = 0x4000_0000;
-    pub const N56: u32 = 0x8000_0000;
-}
-
-const SIGNATURE: &[u8; 8] = b"NTLMSSP\0";
 /// Windows 10 build 19041, NTLM revision 15: the VERSION field is informational.
 const VERSION: [u8; 8] = [10, 0, 0x61, 0x4a, 0, 0, 0, 15];
 const AV_EOL: u16 = 0;
@@ -39,28 +18,6 @@ const AV_FLAG_MIC: u32 = 0x2;
 /// Offset of the MIC in an AUTHENTICATE message that has a VERSION field.
 const MIC_OFFSET: usize = 72;
 const AUTHENTICATE_HEADER: usize = 88;
-
-const CLIENT_SIGN: &[u8] = b"session key to client-to-server signing key magic constant\0";
-const CLIENT_SEAL: &[u8] = b"session key to client-to-server sealing key magic constant\0";
-const SERVER_SIGN: &[u8] = b"session key to server-to-client signing key magic constant\0";
-const SERVER_SEAL: &[u8] = b"session key to server-to-client sealing key magic constant\0";
-
-fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Md5> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().into()
-}
-
-fn md5(parts: &[&[u8]]) -> [u8; 16] {
-    let mut h = Md5::new();
-    for p in parts {
-        h.update(p);
-    }
-    h.finalize().into()
-}
 
 fn utf16le(s: &str) -> Vec<u8> {
     s.encode_utf16().flat_map(u16::to_le_bytes).collect()
@@ -97,48 +54,6 @@ pub fn ntlmv2_response(
     let mut response = proof.to_vec();
     response.extend(temp);
     (response, session_base_key)
-}
-
-/// RC4 (the NTLM sealing cipher); one instance per direction keeps its stream position.
-#[derive(Clone)]
-pub struct Rc4 {
-    s: [u8; 256],
-    i: u8,
-    j: u8,
-}
-
-impl Rc4 {
-    pub fn new(key: &[u8]) -> Rc4 {
-        let mut s = [0u8; 256];
-        for (k, v) in s.iter_mut().enumerate() {
-            *v = k as u8;
-        }
-        let mut j = 0u8;
-        if !key.is_empty() {
-            for i in 0..256 {
-                j = j.wrapping_add(s[i]).wrapping_add(key[i % key.len()]);
-                s.swap(i, j as usize);
-            }
-        }
-        Rc4 { s, i: 0, j: 0 }
-    }
-
-    /// Encrypts or decrypts in place, continuing the key stream.
-    pub fn apply(&mut self, data: &mut [u8]) {
-        for b in data {
-            self.i = self.i.wrapping_add(1);
-            self.j = self.j.wrapping_add(self.s[self.i as usize]);
-            self.s.swap(self.i as usize, self.j as usize);
-            let k = self.s[self.s[self.i as usize].wrapping_add(self.s[self.j as usize]) as usize];
-            *b ^= k;
-        }
-    }
-}
-
-impl std::fmt::Debug for Rc4 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Rc4([REDACTED])")
-    }
 }
 
 /// Per-call random inputs, injectable so the handshake is reproducible in tests.
@@ -368,100 +283,6 @@ impl Challenge {
     }
 }
 
-/// Which end of the connection a session is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Client,
-    Server,
-}
-
-/// NTLM session security with extended session security (MS-NLMP 3.4.4.2): a signing key,
-/// an RC4 stream and a sequence number per direction.
-#[derive(Debug, Clone)]
-pub struct NtlmSession {
-    flags: u32,
-    send_sign: [u8; 16],
-    recv_sign: [u8; 16],
-    send_seal: Rc4,
-    recv_seal: Rc4,
-    send_seq: u32,
-    recv_seq: u32,
-}
-
-/// Length of an NTLMSSP_MESSAGE_SIGNATURE.
-pub const SIGNATURE_LEN: usize = 16;
-
-impl NtlmSession {
-    /// Derives the four directional keys from the exported session key.
-    pub fn new(flags: u32, exported_session_key: &[u8; 16], side: Side) -> NtlmSession {
-        let key = |magic: &[u8]| md5(&[exported_session_key, magic]);
-        let (send_sign, recv_sign, send_seal, recv_seal) = match side {
-            Side::Client => (key(CLIENT_SIGN), key(SERVER_SIGN), key(CLIENT_SEAL), key(SERVER_SEAL)),
-            Side::Server => (key(SERVER_SIGN), key(CLIENT_SIGN), key(SERVER_SEAL), key(CLIENT_SEAL)),
-        };
-        NtlmSession {
-            flags,
-            send_sign,
-            recv_sign,
-            send_seal: Rc4::new(&send_seal),
-            recv_seal: Rc4::new(&recv_seal),
-            send_seq: 0,
-            recv_seq: 0,
-        }
-    }
-
-    /// The negotiated flags.
-    pub fn flags(&self) -> u32 {
-        self.flags
-    }
-
-    /// Encrypts outgoing data in place; call before [`NtlmSession::sign`] of the same message.
-    pub fn seal(&mut self, data: &mut [u8]) {
-        self.send_seal.apply(data);
-    }
-
-    /// Decrypts incoming data in place; call before [`NtlmSession::verify`] of the same message.
-    pub fn unseal(&mut self, data: &mut [u8]) {
-        self.recv_seal.apply(data);
-    }
-
-    /// The signature of an outgoing message (its plaintext), using the next sequence number.
-    pub fn sign(&mut self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
-        let seq = self.send_seq;
-        self.send_seq = self.send_seq.wrapping_add(1);
-        mac(self.flags, &self.send_sign, &mut self.send_seal, seq, message)
-    }
-
-    /// Checks the signature of an incoming message (its plaintext) against the next sequence number.
-    pub fn verify(&mut self, message: &[u8], signature: &[u8]) -> Result<(), Error> {
-        let seq = self.recv_seq;
-        self.recv_seq = self.recv_seq.wrapping_add(1);
-        let expected = mac(self.flags, &self.recv_sign, &mut self.recv_seal, seq, message);
-        // Constant time: the comparison must not tell an attacker how many bytes matched.
-        let same = signature.len() == SIGNATURE_LEN
-            && expected.iter().zip(signature).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if same {
-            Ok(())
-        } else {
-            Err(Error::new(Category::ProtocolError, format!("bad NTLM signature on message {seq} from the peer")))
-        }
-    }
-}
-
-fn mac(flags: u32, sign_key: &[u8; 16], seal: &mut Rc4, seq: u32, message: &[u8]) -> [u8; SIGNATURE_LEN] {
-    let digest = hmac_md5(sign_key, &[&seq.to_le_bytes(), message]);
-    let mut checksum = [0u8; 8];
-    checksum.copy_from_slice(&digest[..8]);
-    if flags & flags::KEY_EXCH != 0 {
-        seal.apply(&mut checksum);
-    }
-    let mut out = [0u8; SIGNATURE_LEN];
-    out[..4].copy_from_slice(&1u32.to_le_bytes());
-    out[4..12].copy_from_slice(&checksum);
-    out[12..].copy_from_slice(&seq.to_le_bytes());
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,38 +321,6 @@ mod tests {
         let mut key = [0x55u8; 16];
         Rc4::new(&base).apply(&mut key);
         assert_eq!(key.to_vec(), hex("c5 da d2 54 4f c9 79 90 94 ce 1c e9 0b c9 d0 3e"));
-    }
-
-    #[test]
-    fn seal_and_sign_match_ms_nlmp_4_2_4_4() {
-        let mut client = NtlmSession::new(SPEC_FLAGS, &[0x55; 16], Side::Client);
-        let plaintext = utf16le("Plaintext");
-        let mut data = plaintext.clone();
-        client.seal(&mut data);
-        assert_eq!(data, hex("54 e5 01 65 bf 19 36 dc 99 60 20 c1 81 1b 0f 06 fb 5f"));
-        let sig = client.sign(&plaintext);
-        assert_eq!(sig.to_vec(), hex("01 00 00 00 7f b3 8e c5 c5 5d 49 76 00 00 00 00"));
-
-        // The server's view of the same message: unseal, then verify, in the client's order.
-        let mut server = NtlmSession::new(SPEC_FLAGS, &[0x55; 16], Side::Server);
-        server.unseal(&mut data);
-        assert_eq!(data, plaintext);
-        server.verify(&plaintext, &sig).unwrap();
-    }
-
-    #[test]
-    fn verify_rejects_tampering_and_replay() {
-        let mut client = NtlmSession::new(SPEC_FLAGS, &[7; 16], Side::Client);
-        let mut server = NtlmSession::new(SPEC_FLAGS, &[7; 16], Side::Server);
-        let s0 = client.sign(b"first");
-        let s1 = client.sign(b"second");
-        assert!(server.verify(b"firsT", &s0).is_err());
-        // The failed check consumed sequence 0, so the genuine second message still verifies
-        // but replaying the first does not.
-        server.verify(b"second", &s1).unwrap();
-        let mut server2 = NtlmSession::new(SPEC_FLAGS, &[7; 16], Side::Server);
-        assert!(server2.verify(b"second", &s1).is_err());
-        assert!(server.verify(b"first", &s0[..15]).is_err());
     }
 
     fn spec_challenge(target_info: &[u8]) -> Vec<u8> {

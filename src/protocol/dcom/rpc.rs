@@ -8,7 +8,8 @@
 //! packet privacy the stub is sealed too. Every signature the server sends is verified.
 
 use super::cursor::Cursor;
-use super::ntlm::{Nonces, NtlmClient, NtlmSession, SIGNATURE_LEN};
+use super::ntlm::{Nonces, NtlmClient};
+use crate::protocol::ntlm::{NtlmSession, SIGNATURE_LEN};
 use crate::protocol::{Category, Error};
 
 /// PDU types (C706 12.6.4.1).
@@ -580,7 +581,7 @@ fn unsigned_pdu_flags(kind: u8, flags: u8, call_id: u32, body: &[u8], auth: Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::dcom::ntlm::{Side, flags};
+    use crate::protocol::ntlm::{Side, flags};
     use proptest::prelude::*;
 
     const IFACE: SyntaxId = SyntaxId { uuid: [7; 16], major: 1, minor: 0 };

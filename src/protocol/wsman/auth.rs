@@ -4,6 +4,9 @@
 //! (`Authorization: Negotiate <token>` / `WWW-Authenticate: Negotiate <token>`) and then seal
 //! every body with the established context. The context carries the sequence numbers of both
 //! directions, so it lives exactly as long as the connection it authenticated.
+//!
+//! Once an NTLM handshake (raw or under SPNEGO) completes, bodies are sealed with our own
+//! [`NtlmSession`], which works in place on the reply buffer; sspi keeps Kerberos.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
@@ -17,11 +20,13 @@ use sspi::ntlm::NtlmConfig;
 use sspi::{
     AuthIdentity, AuthIdentityBuffers, BufferType, ClientRequestFlags, Credentials,
     CredentialsBuffers, DataRepresentation, EncryptionFlags, KdcResolution, Kerberos,
-    KerberosConfig, Negotiate, NegotiateConfig, NetworkProtocol, NetworkRequest, Ntlm,
-    SecurityBuffer, SecurityBufferRef, SecurityStatus, Sspi, SspiImpl, Username,
+    KerberosConfig, Negotiate, NegotiateConfig, NegotiatedProtocol, NetworkProtocol,
+    NetworkRequest, Ntlm, SecurityBuffer, SecurityBufferRef, SecurityStatus, Sspi, SspiImpl,
+    Username,
 };
 
 use super::encryption::SealProtocol;
+use crate::protocol::ntlm::{NtlmSession, Side, authenticate_flags, find_authenticate};
 use crate::protocol::{Category, Credential, Error};
 
 /// Which SSPI package authenticates the connection.
@@ -169,6 +174,22 @@ pub struct SecurityContext {
     channel_bindings: Option<Vec<u8>>,
     kdc: KdcClient,
     complete: bool,
+    /// What the handshake showed of NTLM that sspi does not expose.
+    seen: NtlmHandshake,
+    /// After an NTLM handshake: the session security that seals and unseals bodies.
+    ntlm: Option<NtlmSession>,
+}
+
+/// The NTLM session parameters a handshake fixed, read from the tokens that crossed.
+#[derive(Debug, Default, Clone, Copy)]
+struct NtlmHandshake {
+    /// NegotiateFlags of the AUTHENTICATE message we sent (sspi sets KEY_EXCH only when the
+    /// server offered it).
+    flags: Option<u32>,
+    /// SPNEGO mechListMICs we sent and the server's that sspi verified: each took a sequence
+    /// number of its direction.
+    mics_sent: u32,
+    mics_received: u32,
 }
 
 impl std::fmt::Debug for SecurityContext {
@@ -177,6 +198,7 @@ impl std::fmt::Debug for SecurityContext {
             .field("package", &self.package)
             .field("target", &self.target)
             .field("complete", &self.complete)
+            .field("ntlm", &self.ntlm)
             .finish_non_exhaustive()
     }
 }
@@ -240,6 +262,8 @@ impl SecurityContext {
                 timeout: kdc_timeout,
             },
             complete: false,
+            seen: NtlmHandshake::default(),
+            ntlm: None,
         })
     }
 
@@ -258,6 +282,8 @@ impl SecurityContext {
         let cbt = self.channel_bindings.as_deref();
         let target = self.target.as_str();
         let kdc = &self.kdc;
+        let spnego = self.package == Package::Negotiate;
+        let server_mic = spnego && input.is_some_and(carries_mech_list_mic);
         let (token, status) = match &mut self.context {
             Context::Ntlm(ctx, creds) => init_step(ctx.as_mut(), creds, target, input, cbt, kdc),
             Context::Negotiate(ctx, creds) => {
@@ -268,15 +294,63 @@ impl SecurityContext {
             }
         }
         .map_err(sspi_auth_error)?;
+        // sspi verifies every mechListMIC the server sends once a mechanism is chosen, and
+        // fails the leg if it does not check out.
+        if server_mic {
+            self.seen.mics_received += 1;
+        }
+        if spnego && carries_mech_list_mic(&token) {
+            self.seen.mics_sent += 1;
+        }
+        if let Some(flags) = find_authenticate(&token).and_then(authenticate_flags) {
+            self.seen.flags = Some(flags);
+        }
         self.complete = matches!(status, SecurityStatus::Ok | SecurityStatus::CompleteNeeded);
+        if self.complete {
+            self.ntlm = self.ntlm_session()?;
+        }
         Ok(Step {
             token,
             complete: self.complete,
         })
     }
 
+    /// Our NTLM session security for a completed handshake, when NTLM is the mechanism.
+    fn ntlm_session(&self) -> Result<Option<NtlmSession>, Error> {
+        let keys = match &self.context {
+            Context::Ntlm(ctx, _) => ctx.query_context_session_key(),
+            Context::Negotiate(ctx, _)
+                if matches!(ctx.negotiated_protocol(), NegotiatedProtocol::Ntlm(_)) =>
+            {
+                ctx.query_context_session_key()
+            }
+            Context::Negotiate(..) | Context::Kerberos(..) => return Ok(None),
+        };
+        let flags = self.seen.flags.ok_or_else(|| {
+            auth_error("the NTLM handshake completed without an AUTHENTICATE message".into())
+        })?;
+        let keys = keys.map_err(sspi_auth_error)?;
+        // sspi's NTLM client keeps the exported session key, from which it derives its own
+        // sealing keys too.
+        let key = <[u8; 16]>::try_from(keys.session_key.as_ref().as_slice()).map_err(|_| {
+            auth_error(format!(
+                "an NTLM session key of {} bytes",
+                keys.session_key.as_ref().len()
+            ))
+        })?;
+        Ok(Some(
+            NtlmSession::new(flags, &key, Side::Client)
+                .with_sequence(self.seen.mics_sent, self.seen.mics_received),
+        ))
+    }
+
     /// Seals a body: returns (signature, sealed data) for [`super::encryption::build_body`].
     pub fn seal(&mut self, plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        if let Some(session) = &mut self.ntlm {
+            let mut data = plaintext.to_vec();
+            let signature = session.seal_message(&mut data);
+            return Ok((signature.to_vec(), data));
+        }
         let trailer = match &mut self.context {
             Context::Ntlm(ctx, _) => ctx.query_context_sizes(),
             Context::Negotiate(ctx, _) => ctx.query_context_sizes(),
@@ -305,14 +379,18 @@ impl SecurityContext {
         Ok((signature, data))
     }
 
-    /// Unseals a reply body and verifies its signature; a bad signature is a protocol error.
-    pub fn unseal(&mut self, signature: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Error> {
+    /// Unseals a reply body in place and verifies its signature; a bad signature is a
+    /// protocol error. The plaintext is the first `n` bytes of `sealed`, `n` returned.
+    pub fn unseal(&mut self, signature: &[u8], sealed: &mut [u8]) -> Result<usize, Error> {
+        if let Some(session) = &mut self.ntlm {
+            session.unseal_message(sealed, signature)?;
+            return Ok(sealed.len());
+        }
         let mut token = signature.to_vec();
-        let mut data = sealed.to_vec();
-        let data_at = data.as_ptr() as usize;
+        let data_at = sealed.as_ptr() as usize;
         let mut buffers = [
             SecurityBufferRef::token_buf(&mut token),
-            SecurityBufferRef::data_buf(&mut data),
+            SecurityBufferRef::data_buf(sealed),
         ];
         match &mut self.context {
             Context::Ntlm(ctx, _) => ctx.decrypt_message(&mut buffers),
@@ -328,13 +406,39 @@ impl SecurityContext {
         let [_, plain] = buffers;
         let (at, len) = (plain.data().as_ptr() as usize, plain.data().len());
         if at == data_at {
-            // Decrypted in place, as NTLM and Kerberos do: keep the buffer rather than copy it.
-            data.truncate(len);
-            Ok(data)
-        } else {
-            Ok(plain.data().to_vec())
+            // Decrypted in place, as NTLM and Kerberos do.
+            return Ok(len);
+        }
+        let moved = plain.data().to_vec();
+        let room = sealed.get_mut(..moved.len()).ok_or_else(|| {
+            Error::new(
+                Category::ProtocolError,
+                "the decrypted reply is longer than the sealed one",
+            )
+        })?;
+        room.copy_from_slice(&moved);
+        Ok(moved.len())
+    }
+}
+
+/// Whether an SPNEGO NegTokenResp (RFC 4178 4.2.2, `[1] SEQUENCE { [0] negState, [1]
+/// supportedMech, [2] responseToken, [3] mechListMIC }`) carries a mechListMIC.
+fn carries_mech_list_mic(token: &[u8]) -> bool {
+    let Some((fields, _)) = der_element(token, 0xa1).and_then(|(r, _)| der_element(r, 0x30))
+    else {
+        return false;
+    };
+    let mut rest = fields;
+    while let Some(&tag) = rest.first() {
+        if tag == 0xa3 {
+            return true;
+        }
+        match der_element(rest, tag) {
+            Some((_, after)) => rest = after,
+            None => return false,
         }
     }
+    false
 }
 
 fn acquire<S>(ctx: &mut S, identity: AuthIdentity) -> Result<Option<CredentialsBuffers>, Error>
@@ -594,79 +698,80 @@ mod tests {
         assert!(first(Package::Ntlm).starts_with(b"NTLMSSP\0\x01\0\0\0"));
     }
 
-    /// Runs the client against sspi's own NTLM acceptor: a unit check of the handshake and
-    /// sealing plumbing (interop with an independent acceptor is in tests/wsman_transport_ntlm.rs).
-    #[test]
-    fn ntlm_handshake_and_sealing_against_sspi_acceptor() {
-        let cred = credential("alice", "S3cret!");
-        let mut client = SecurityContext::new(
-            Package::Ntlm,
-            &cred,
-            "HTTP/host".into(),
-            None,
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        let mut server = Ntlm::new();
-        let server_identity = AuthIdentity {
-            username: Username::parse("alice").unwrap(),
-            password: "S3cret!".to_string().into(),
-        };
-        let mut server_creds = server
-            .acquire_credentials_handle()
-            .with_credential_use(sspi::CredentialUse::Inbound)
-            .with_auth_data(&server_identity)
-            .execute(&mut server)
+    /// sspi's acceptor for the client's tokens: its reply token and whether it is done.
+    fn accept<S: Sspi + SspiImpl>(
+        server: &mut S,
+        creds: &mut S::CredentialsHandle,
+        token: Vec<u8>,
+    ) -> (Vec<u8>, bool) {
+        let mut server_in = vec![SecurityBuffer::new(token, BufferType::Token)];
+        let mut server_out = vec![SecurityBuffer::new(Vec::new(), BufferType::Token)];
+        let builder = server
+            .accept_security_context()
+            .with_credentials_handle(creds)
+            .with_context_requirements(sspi::ServerRequestFlags::ALLOCATE_MEMORY)
+            .with_target_data_representation(DataRepresentation::Native)
+            .with_input(&mut server_in)
+            .with_output(&mut server_out);
+        let status = server
+            .accept_security_context_impl(builder)
             .unwrap()
-            .credentials_handle;
+            .resolve_to_result()
+            .unwrap()
+            .status;
+        if matches!(
+            status,
+            SecurityStatus::CompleteNeeded | SecurityStatus::CompleteAndContinue
+        ) {
+            server.complete_auth_token(&mut server_out).unwrap();
+        }
+        let done = status != SecurityStatus::ContinueNeeded;
+        (server_out.remove(0).buffer, done)
+    }
+
+    /// Authenticates a client of `package` against sspi's acceptor as the transport does (the
+    /// acceptor's last token rides on the 200), then exchanges sealed messages both ways,
+    /// the last reply tampered with.
+    fn handshake_and_seal<S: Sspi + SspiImpl>(
+        package: Package,
+        server: &mut S,
+        mut server_creds: S::CredentialsHandle,
+    ) -> SecurityContext {
+        let cred = credential("alice", "S3cret!");
+        let mut client =
+            SecurityContext::new(package, &cred, "HTTP/host".into(), None, Duration::from_secs(1))
+                .unwrap();
         let mut input: Option<Vec<u8>> = None;
-        loop {
+        for _ in 0..4 {
             let step = client.step(input.as_deref()).unwrap();
-            if step.token.is_empty() {
+            let (reply, done) = accept(server, &mut server_creds, step.token);
+            if done {
+                if !client.is_complete() {
+                    client.step(Some(&reply)).unwrap();
+                }
                 break;
             }
-            let mut server_in = vec![SecurityBuffer::new(step.token, BufferType::Token)];
-            let mut server_out = vec![SecurityBuffer::new(Vec::new(), BufferType::Token)];
-            let builder = server
-                .accept_security_context()
-                .with_credentials_handle(&mut server_creds)
-                .with_context_requirements(sspi::ServerRequestFlags::ALLOCATE_MEMORY)
-                .with_target_data_representation(DataRepresentation::Native)
-                .with_input(&mut server_in)
-                .with_output(&mut server_out);
-            let status = server
-                .accept_security_context_impl(builder)
-                .unwrap()
-                .resolve_to_result()
-                .unwrap()
-                .status;
-            if matches!(
-                status,
-                SecurityStatus::CompleteNeeded | SecurityStatus::CompleteAndContinue
-            ) {
-                server.complete_auth_token(&mut server_out).unwrap();
-                break;
-            }
-            input = Some(server_out.remove(0).buffer);
+            input = Some(reply);
         }
         assert!(client.is_complete());
+        assert!(client.ntlm.is_some(), "NTLM sealing is ours");
 
-        let (sig, sealed) = client.seal(b"<s:Envelope/>").unwrap();
-        assert_eq!(sig.len(), 16);
-        assert_ne!(sealed, b"<s:Envelope/>");
-        let mut s = sig.clone();
-        let mut d = sealed.clone();
-        let mut bufs = [
-            SecurityBufferRef::token_buf(&mut s),
-            SecurityBufferRef::data_buf(&mut d),
-        ];
-        server.decrypt_message(&mut bufs).unwrap();
-        assert_eq!(bufs[1].data(), b"<s:Envelope/>");
+        for i in 0..5 {
+            let request = format!("<s:Envelope n='{i}'>{}</s:Envelope>", "é".repeat(i * 100));
+            let (sig, sealed) = client.seal(request.as_bytes()).unwrap();
+            assert_eq!(sig.len(), 16);
+            assert_ne!(sealed, request.as_bytes());
+            let (mut s, mut d) = (sig.clone(), sealed.clone());
+            let mut bufs = [
+                SecurityBufferRef::token_buf(&mut s),
+                SecurityBufferRef::data_buf(&mut d),
+            ];
+            server.decrypt_message(&mut bufs).unwrap();
+            assert_eq!(bufs[1].data(), request.as_bytes());
 
-        // Server → client, then a tampered one.
-        for (i, tamper) in [false, true].into_iter().enumerate() {
+            let reply = format!("<reply n='{i}'/>").into_bytes();
             let mut s = vec![0u8; 16];
-            let mut d = format!("<reply n='{i}'/>").into_bytes();
+            let mut d = reply.clone();
             let mut bufs = [
                 SecurityBufferRef::token_buf(&mut s),
                 SecurityBufferRef::data_buf(&mut d),
@@ -674,15 +779,73 @@ mod tests {
             server
                 .encrypt_message(EncryptionFlags::empty(), &mut bufs)
                 .unwrap();
-            if tamper {
+            if i == 4 {
                 d[3] ^= 0x20;
-            }
-            let result = client.unseal(&s, &d);
-            if tamper {
-                assert_eq!(result.unwrap_err().category, Category::ProtocolError);
+                let err = client.unseal(&s, &mut d).unwrap_err();
+                assert_eq!(err.category, Category::ProtocolError);
             } else {
-                assert_eq!(result.unwrap(), format!("<reply n='{i}'/>").into_bytes());
+                let len = client.unseal(&s, &mut d).unwrap();
+                assert_eq!(d.get(..len), Some(reply.as_slice()));
             }
         }
+        client
+    }
+
+    fn inbound<S: Sspi + SspiImpl>(
+        server: &mut S,
+        auth: &S::AuthenticationData,
+    ) -> S::CredentialsHandle {
+        server
+            .acquire_credentials_handle()
+            .with_credential_use(sspi::CredentialUse::Inbound)
+            .with_auth_data(auth)
+            .execute(server)
+            .unwrap()
+            .credentials_handle
+    }
+
+    fn server_identity() -> AuthIdentity {
+        AuthIdentity {
+            username: Username::parse("alice").unwrap(),
+            password: "S3cret!".to_string().into(),
+        }
+    }
+
+    /// Raw NTLM against sspi's own acceptor: a unit check of the handshake and sealing
+    /// plumbing (interop with an independent acceptor is in tests/wsman_transport_ntlm.rs).
+    #[test]
+    fn ntlm_handshake_and_sealing_against_sspi_acceptor() {
+        let mut server = Ntlm::new();
+        let creds = inbound(&mut server, &server_identity());
+        let client = handshake_and_seal(Package::Ntlm, &mut server, creds);
+        assert_eq!((client.seen.mics_sent, client.seen.mics_received), (0, 0));
+    }
+
+    /// NTLM under SPNEGO: the mechListMICs both ways take sequence number 0 of each direction,
+    /// so sealing starts at 1.
+    #[test]
+    fn spnego_ntlm_sealing_starts_after_the_mech_list_mics() {
+        let config = NegotiateConfig::new(
+            Box::new(NtlmConfig::new("SERVER".into())),
+            Some("ntlm,!kerberos,!pku2u".into()),
+            "SERVER".into(),
+        );
+        let mut server = Negotiate::new_server(config, vec![server_identity()]).unwrap();
+        let creds = inbound(&mut server, &Credentials::AuthIdentity(server_identity()));
+        let client = handshake_and_seal(Package::Negotiate, &mut server, creds);
+        assert_eq!((client.seen.mics_sent, client.seen.mics_received), (1, 1));
+    }
+
+    #[test]
+    fn mech_list_mic_is_found_only_in_a_neg_token_resp() {
+        // [1] SEQUENCE { [0] ENUMERATED 0, [3] OCTET STRING (empty) }
+        let with = [0xa1, 0x0b, 0x30, 0x09, 0xa0, 0x03, 0x0a, 0x01, 0x00, 0xa3, 0x02, 0x04, 0x00];
+        assert!(carries_mech_list_mic(&with));
+        let mut without = with;
+        without[9] = 0xa2;
+        assert!(!carries_mech_list_mic(&without));
+        assert!(!carries_mech_list_mic(b"NTLMSSP\0\x03\0\0\0"));
+        assert!(!carries_mech_list_mic(&with[..8]));
+        assert!(!carries_mech_list_mic(&[]));
     }
 }

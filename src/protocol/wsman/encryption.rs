@@ -151,14 +151,25 @@ pub struct SealedBody<'a> {
 impl SealedBody<'_> {
     /// Checks the decrypted plaintext against the declared length.
     pub fn check_length(&self, plaintext: &[u8]) -> Result<(), FramingError> {
-        if plaintext.len() == self.original_len {
-            Ok(())
-        } else {
-            Err(FramingError::LengthMismatch {
-                declared: self.original_len,
-                actual: plaintext.len(),
-            })
-        }
+        check_length(self.original_len, plaintext.len())
+    }
+
+    /// Where the sealed data sits in `body`, the buffer these parts were parsed from, so a
+    /// mutable copy of it can be unsealed in place.
+    pub fn sealed_range(&self, body: &[u8]) -> Option<std::ops::Range<usize>> {
+        let start = (self.sealed.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+        let end = start.checked_add(self.sealed.len())?;
+        let found = body.get(start..end)?;
+        (found.as_ptr() == self.sealed.as_ptr()).then_some(start..end)
+    }
+}
+
+/// Checks the length of a decrypted plaintext against the declared one.
+pub fn check_length(declared: usize, actual: usize) -> Result<(), FramingError> {
+    if actual == declared {
+        Ok(())
+    } else {
+        Err(FramingError::LengthMismatch { declared, actual })
     }
 }
 

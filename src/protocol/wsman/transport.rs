@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use http::header::{
     AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT, WWW_AUTHENTICATE,
@@ -13,7 +13,7 @@ use http::{HeaderMap, Request};
 use http_body_util::Full;
 
 use super::auth::{Package, SecurityContext, basic_authorization, tls_server_end_point};
-use super::encryption::{build_body, is_encrypted_content_type, parse_body};
+use super::encryption::{build_body, check_length, is_encrypted_content_type, parse_body};
 use super::http::{Connection, Proxy, Reply, Target};
 use super::{HttpReply, Transport, tls};
 use crate::protocol::{AuthMechanism, Category, Credential, Endpoint, Error};
@@ -350,12 +350,24 @@ impl HttpTransport {
                     format!("reply sealed with {}", parts.protocol),
                 ));
             }
-            let plaintext = context.unseal(parts.signature, parts.sealed)?;
-            parts.check_length(&plaintext)?;
+            let signature = parts.signature.to_vec();
+            let outside =
+                || Error::new(Category::ProtocolError, "sealed data outside the reply body");
+            let sealed = parts.sealed_range(&reply.body).ok_or_else(outside)?;
+            let (original_type, declared) = (parts.original_type, parts.original_len);
+            // Unsealed in place: the body is ours unless the HTTP layer still shares its
+            // buffer, and then one copy makes it ours.
+            let mut body = reply
+                .body
+                .try_into_mut()
+                .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+            let data = body.get_mut(sealed.clone()).ok_or_else(outside)?;
+            let len = context.unseal(&signature, data)?;
+            check_length(declared, len)?;
             return Ok(HttpReply {
                 status: reply.status,
-                content_type: Some(parts.original_type),
-                body: Bytes::from(plaintext),
+                content_type: Some(original_type),
+                body: body.freeze().slice(sealed.start..sealed.start + len),
             });
         }
         // An unsealed success on a sealed session would be unauthenticated data; Windows sends
