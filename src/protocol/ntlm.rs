@@ -38,6 +38,31 @@ const CLIENT_SEAL: &[u8] = b"session key to client-to-server sealing key magic c
 const SERVER_SIGN: &[u8] = b"session key to server-to-client signing key magic constant\0";
 const SERVER_SEAL: &[u8] = b"session key to server-to-client sealing key magic constant\0";
 
+/// The local computer name (its first label, upper case) that NTLM reports as the
+/// workstation; `CIMRUN` when the system has none.
+pub fn workstation() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success
+    // (and we stop at the first NUL or the buffer end either way).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(buf.get(..end).unwrap_or_default()).into_owned()
+    } else {
+        String::new()
+    };
+    let short = name
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    if short.is_empty() {
+        "CIMRUN".to_string()
+    } else {
+        short
+    }
+}
+
 /// HMAC-MD5 over the concatenation of `parts`, without concatenating them.
 pub fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
     // HMAC accepts keys of any length, so this cannot fail.
@@ -295,6 +320,13 @@ fn check(flags: u32, seal: &mut Rc4, digest: [u8; 16], seq: u32, got: &[u8]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_workstation_is_the_short_upper_case_host_name() {
+        let w = workstation();
+        assert!(!w.is_empty() && !w.contains('.'), "{w}");
+        assert_eq!(w, w.to_ascii_uppercase());
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()

@@ -112,7 +112,7 @@ impl Channel {
         let ntlm = NtlmClient::new(
             &credential.username,
             credential.password.expose_secret(),
-            &workstation(),
+            &crate::protocol::ntlm::workstation(),
             level == AuthLevel::Privacy,
         );
         let call_deadline = endpoint.operation_timeout + CALL_MARGIN;
@@ -197,10 +197,6 @@ impl Channel {
         .await
         .map_err(|_| Error::new(Category::TimedOut, format!("no answer to operation {opnum} within {deadline:?}")))?
     }
-}
-
-fn workstation() -> String {
-    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "CIMRUN".into()).to_uppercase()
 }
 
 /// Now in FILETIME units (100 ns since 1601), for the NTLMv2 blob when the server sends no time.

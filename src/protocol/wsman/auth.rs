@@ -26,7 +26,7 @@ use sspi::{
 };
 
 use super::encryption::SealProtocol;
-use crate::protocol::ntlm::{NtlmSession, Side, authenticate_flags, find_authenticate};
+use crate::protocol::ntlm::{NtlmSession, Side, authenticate_flags, find_authenticate, workstation};
 use crate::protocol::{Category, Credential, Error};
 
 /// Which SSPI package authenticates the connection.
@@ -219,7 +219,7 @@ impl SecurityContext {
                 .map_err(|e| auth_error(format!("user name {:?}: {e}", credential.username)))?,
             password: credential.password.expose_secret().to_string().into(),
         };
-        let workstation = workstation_name();
+        let workstation = workstation();
         let context = match package {
             Package::Ntlm => {
                 let mut ntlm = Ntlm::with_config(NtlmConfig::new(workstation));
@@ -515,30 +515,6 @@ fn auth_error(message: String) -> Error {
 fn sspi_auth_error(e: sspi::Error) -> Error {
     Error::new(Category::AuthFailed, format!("authentication: {e}"))
         .with_code(format!("{:?}", e.error_type))
-}
-
-/// The local computer name NTLM reports as the workstation.
-fn workstation_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success
-    // (and we stop at the first NUL or the buffer end either way).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let name = if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(buf.get(..end).unwrap_or_default()).into_owned()
-    } else {
-        String::new()
-    };
-    let short = name
-        .split('.')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_uppercase();
-    if short.is_empty() {
-        "CIMRUN".to_string()
-    } else {
-        short
-    }
 }
 
 /// Talks to the KDC for Kerberos (TCP or UDP, RFC 4120 7.2), bounded by a timeout.
