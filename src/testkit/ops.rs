@@ -249,11 +249,8 @@ pub(crate) fn get(host: &HostConfig, request: &Request) -> Result<String, render
     });
     let inst = found.ok_or_else(faults::not_found)?;
     let mut xml = String::new();
-    render::item(
-        &mut xml,
-        inst,
-        &ItemShape::Typed { resource_uri: format!("{WMI_URI_PREFIX}root/cimv2/{}", target.class) },
-    );
+    // Typed as the request addressed the class (WMI or DMTF), as Enumerate's items are.
+    render::item(&mut xml, inst, &item_shape(request, &target));
     let action = "http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse";
     Ok(render::envelope(action, request.message_id.as_deref(), &xml))
 }
@@ -271,6 +268,15 @@ mod tests {
         r.resource_uri = Some(uri.to_string());
         r.filter = filter.map(|(d, t)| Filter { dialect: Some(d.to_string()), text: t.to_string() });
         r
+    }
+
+    #[test]
+    fn get_types_the_instance_as_the_request_addressed_its_class() {
+        let host = HostConfig::new("h1");
+        let wmi = get(&host, &request(&format!("{WMI_URI_PREFIX}root/cimv2/Win32_BIOS"), None)).unwrap();
+        assert!(wmi.contains(&format!("xmlns:p=\"{WMI_URI_PREFIX}root/cimv2/Win32_BIOS\"")), "{wmi}");
+        let dmtf = get(&host, &request(&format!("{DMTF_URI_PREFIX}Win32_BIOS"), None)).unwrap();
+        assert!(dmtf.contains(&format!("xmlns:p=\"{DMTF_URI_PREFIX}Win32_BIOS\"")), "{dmtf}");
     }
 
     #[test]

@@ -285,7 +285,7 @@ impl ServerBuilder {
     pub fn start(self) -> Result<TestServer, StartError> {
         // A listener per host plus a connection or two each: a large fleet needs more
         // descriptors than the usual soft limit of 1024.
-        raise_fd_limit(self.hosts.len() as u64 * 3 + 256);
+        crate::run::raise_open_file_limit(self.hosts.len() as u64 * 3 + 256);
         let needs_pki = self.hosts.iter().any(|h| h.https);
         let pki = if needs_pki { Some(TestPki::new()?) } else { None };
         let certificate_map = CertificateMap::default();
@@ -368,19 +368,6 @@ impl ServerBuilder {
             Err(_) => return Err(StartError::Runtime(io::Error::other("server thread exited"))),
         }
         Ok(TestServer { hosts, pki, certificate_map, stop: Some(stop_tx), thread: Some(thread) })
-    }
-}
-
-/// Raises the soft RLIMIT_NOFILE towards `wanted` (never above the hard limit); best effort.
-fn raise_fd_limit(wanted: u64) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read or write the struct passed by pointer.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= wanted as libc::rlim_t {
-            return;
-        }
-        lim.rlim_cur = (wanted as libc::rlim_t).min(lim.rlim_max);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
 }
 
