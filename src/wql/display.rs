@@ -181,7 +181,7 @@ mod tests {
                     value
                 }),
                 (ident(), any::<String>(), any::<bool>())
-                    .prop_map(|(property, pattern, negated)| Expr::Like { property, pattern, negated }),
+                    .prop_map(|(property, pattern, negated)| Expr::Like { property, pattern: pattern.into(), negated }),
                 (ident(), any::<bool>()).prop_map(|(property, negated)| Expr::IsNull { property, negated }),
                 (ident(), any::<String>()).prop_map(|(property, class)| Expr::Isa { property, class }),
             ];

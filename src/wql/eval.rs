@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use super::lexer::{Number, parse_number};
-use super::like::{LikePattern, fold};
+use super::like::fold;
 use super::{CmpOp, Expr, Literal};
 use crate::cim::{DateTime, Instance, Interval, Value};
 
@@ -48,7 +48,6 @@ impl Expr {
                 any(instance, property, |v| compare(v, value).is_some_and(|ord| holds(*op, ord)))
             }
             Expr::Like { property, pattern, negated } => {
-                let pattern = LikePattern::new(pattern);
                 any(instance, property, |v| match v {
                     Value::String(s) => pattern.matches(s) != *negated,
                     Value::Char16(c) => pattern.matches(c.encode_utf8(&mut [0; 4])) != *negated,

@@ -30,6 +30,48 @@ impl Part {
     }
 }
 
+/// A `LIKE` pattern as the query wrote it, compiled once when the query is parsed: a filter
+/// matches it against every instance, and compiling per instance allocated each time.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    text: String,
+    compiled: LikePattern,
+}
+
+impl Pattern {
+    /// Whether `text` matches, case-insensitively.
+    pub fn matches(&self, text: &str) -> bool {
+        self.compiled.matches(text)
+    }
+}
+
+impl From<String> for Pattern {
+    fn from(text: String) -> Pattern {
+        let compiled = LikePattern::new(&text);
+        Pattern { text, compiled }
+    }
+}
+
+impl From<&str> for Pattern {
+    fn from(text: &str) -> Pattern {
+        Pattern::from(text.to_string())
+    }
+}
+
+/// Patterns are equal when written the same; the compiled form follows from the text.
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        self.text == other.text
+    }
+}
+
+impl std::ops::Deref for Pattern {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
 /// A compiled `LIKE` pattern, reusable across many values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LikePattern {

@@ -14,7 +14,7 @@ mod lexer;
 mod like;
 mod parser;
 
-pub use like::LikePattern;
+pub use like::Pattern;
 pub use parser::{MAX_CONDITIONS, MAX_DEPTH, MAX_LEN, parse, parse_condition};
 
 /// A parsed `SELECT props FROM class [WHERE expr]`.
@@ -43,7 +43,7 @@ pub enum Expr {
     /// `property [NOT] LIKE 'pattern'` with WQL's `%`, `_`, `[abc]`, `[^a-z]`.
     Like {
         property: String,
-        pattern: String,
+        pattern: Pattern,
         negated: bool,
     },
     /// `property IS [NOT] NULL`.

@@ -291,7 +291,7 @@ impl Parser {
                 self.keyword("LIKE")?;
             }
             let pattern = self.string("a quoted LIKE pattern")?;
-            return Ok(Expr::Like { property, pattern, negated });
+            return Ok(Expr::Like { property, pattern: pattern.into(), negated });
         }
         if t.is_kw("IS") {
             self.bump();
