@@ -77,7 +77,10 @@ struct Kdc {
 impl Drop for Kdc {
     fn drop(&mut self) {
         // SIGTERM, which `timeout` passes on to the KDC; SIGKILL would orphan the KDC.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: signals our own child, which is not reaped yet (wait() below), so the pid is its.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
         let _ = self.child.wait();
     }
 }
