@@ -76,13 +76,27 @@ struct Kdc {
 
 impl Drop for Kdc {
     fn drop(&mut self) {
-        // SIGTERM, which `timeout` passes on to the KDC; SIGKILL would orphan the KDC.
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: signals our own child, which is not reaped yet (wait() below), so the pid is its.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
+}
+
+/// Writes the realm's krb5.conf and kdc.conf, with its KDC on `port`.
+fn write_config(dir: &Path, port: u16) {
+    let d = dir.display();
+    let krb5_conf = format!(
+        "[libdefaults]\n  default_realm = {REALM}\n  dns_lookup_kdc = false\n  dns_lookup_realm = false\n  rdns = false\n\
+         [realms]\n  {REALM} = {{\n    kdc = 127.0.0.1:{port}\n  }}\n"
+    );
+    // Pre-authentication required, as Active Directory does; AES keys only.
+    let kdc_conf = format!(
+        "[kdcdefaults]\n  kdc_listen = 127.0.0.1:{port}\n  kdc_tcp_listen = 127.0.0.1:{port}\n\
+         [realms]\n  {REALM} = {{\n    database_name = {d}/principal\n    key_stash_file = {d}/stash\n    acl_file = {d}/kadm5.acl\n\
+         \x20   supported_enctypes = aes256-cts-hmac-sha1-96:normal aes128-cts-hmac-sha1-96:normal\n\
+         \x20   default_principal_flags = +preauth\n  }}\n\
+         [logging]\n  kdc = FILE:{d}/kdc.log\n"
+    );
+    std::fs::write(dir.join("krb5.conf"), krb5_conf).unwrap();
+    std::fs::write(dir.join("kdc.conf"), kdc_conf).unwrap();
 }
 
 impl Kdc {
@@ -90,61 +104,35 @@ impl Kdc {
         // A test that failed while holding the lock leaves it poisoned; the realm is per test.
         let lock = REALM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        // Free for the moment: the KDC binds it (TCP and UDP) a few milliseconds later.
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let krb5_conf = format!(
-            "[libdefaults]\n  default_realm = {REALM}\n  dns_lookup_kdc = false\n  dns_lookup_realm = false\n  rdns = false\n\
-             [realms]\n  {REALM} = {{\n    kdc = 127.0.0.1:{port}\n  }}\n"
-        );
-        // Pre-authentication required, as Active Directory does; AES keys only.
-        let kdc_conf = format!(
-            "[kdcdefaults]\n  kdc_listen = 127.0.0.1:{port}\n  kdc_tcp_listen = 127.0.0.1:{port}\n\
-             [realms]\n  {REALM} = {{\n    database_name = {d}/principal\n    key_stash_file = {d}/stash\n    acl_file = {d}/kadm5.acl\n\
-             \x20   supported_enctypes = aes256-cts-hmac-sha1-96:normal aes128-cts-hmac-sha1-96:normal\n\
-             \x20   default_principal_flags = +preauth\n  }}\n\
-             [logging]\n  kdc = FILE:{d}/kdc.log\n"
-        );
-        std::fs::write(dir.path().join("krb5.conf"), krb5_conf).unwrap();
-        std::fs::write(dir.path().join("kdc.conf"), kdc_conf).unwrap();
         let path = dir.path();
+        write_config(path, 88);
         run("kdb5_util", &["create", "-s", "-r", REALM, "-P", "master-key"], path);
+        let keytab = path.join("http.keytab");
         for query in [
             format!("addprinc -pw {PASSWORD} inventory"),
             format!("addprinc -pw {PASSWORD} {}", UPN.replace('@', "\\@")),
             format!("addprinc -randkey HTTP/{HOST}"),
-            format!("ktadd -k {d}/http.keytab HTTP/{HOST}"),
+            format!("ktadd -k {} HTTP/{HOST}", keytab.display()),
         ] {
             run("kadmin.local", &["-r", REALM, "-q", &query], path);
         }
-        // `timeout` bounds the KDC's life even if this process dies without dropping it.
-        let child = Command::new("timeout")
-            .arg("300")
-            .arg(kdc_tool("krb5kdc"))
-            .args(["-n", "-r", REALM])
-            .env("KRB5_CONFIG", path.join("krb5.conf"))
-            .env("KRB5_KDC_PROFILE", path.join("kdc.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start krb5kdc: {e}"));
-        let mut kdc = Kdc { dir, child, _lock: lock };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = kdc.child.try_wait() {
-                panic!("krb5kdc exited ({status}): {}", kdc.log());
+        // The port is free when chosen but the KDC binds it (TCP and UDP) a moment later, so
+        // another process may take it first: then the KDC exits and another port is tried.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            write_config(path, port);
+            match launch(path, port) {
+                Ok(child) => {
+                    // SAFETY: every test touching the environment holds REALM_LOCK; sspi reads it
+                    // through std.
+                    unsafe { std::env::set_var("KRB5_CONFIG", path.join("krb5.conf")) };
+                    return Kdc { dir, child, _lock: lock };
+                }
+                Err(failure) => failures.push(failure),
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "krb5kdc is not listening on port {port} after 10 s: {}",
-                kdc.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        // SAFETY: every test touching the environment holds REALM_LOCK; sspi reads it through std.
-        unsafe { std::env::set_var("KRB5_CONFIG", kdc.dir.path().join("krb5.conf")) };
-        kdc
+        panic!("krb5kdc did not start: {failures:?}");
     }
 
     fn log(&self) -> String {
@@ -154,6 +142,44 @@ impl Kdc {
     fn peer(&self, protocol: &str, extra: &[&str]) -> Peer {
         Peer::start(self, protocol, extra)
     }
+}
+
+/// Runs the realm's KDC on `port` and waits until it accepts TCP connections.
+fn launch(dir: &Path, port: u16) -> Result<Child, String> {
+    // `timeout` bounds the KDC's life even if this process dies without dropping it.
+    let mut child = Command::new("timeout")
+        .arg("300")
+        .arg(kdc_tool("krb5kdc"))
+        .args(["-n", "-r", REALM])
+        .env("KRB5_CONFIG", dir.join("krb5.conf"))
+        .env("KRB5_KDC_PROFILE", dir.join("kdc.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start krb5kdc: {e}"));
+    let log = || std::fs::read_to_string(dir.join("kdc.log")).unwrap_or_default();
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited ({status}) on port {port}: {}", log()));
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            stop(&mut child);
+            return Err(format!("not listening on port {port} after 10 s: {}", log()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
+}
+
+/// Stops the KDC with SIGTERM, which `timeout` passes on to it (SIGKILL would orphan it).
+fn stop(child: &mut Child) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: signals our own child, which is not reaped yet (wait() below), so the pid is its.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let _ = child.wait();
 }
 
 impl Peer {
