@@ -8,13 +8,18 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
 command -v ip >/dev/null || need+=(iproute2)
 command -v uptime >/dev/null || need+=(procps)
 command -v hostname >/dev/null || need+=(hostname)
+# A throwaway MIT Kerberos realm for the Kerberos interop tests (KDC, kdb5_util, kadmin.local),
+# and the headers python-gssapi builds against.
+[ -x /usr/sbin/krb5kdc ] || need+=(krb5-kdc)
+[ -x /usr/sbin/kadmin.local ] || need+=(krb5-admin-server)
+command -v krb5-config >/dev/null || need+=(libkrb5-dev)
 # OpenSSL headers for the native-tls feature (--all-features builds it).
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} for the tests" >&2
-  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pypsrp, spnego, impacket, aiowmi' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pypsrp, spnego, impacket, aiowmi, gssapi, krb5' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
 fi

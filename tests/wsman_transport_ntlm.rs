@@ -6,48 +6,19 @@
 //! The peer needs Python with pyspnego and pypsrp: `$CIMRUN_PYTHON`, else `.venv/bin/python` in
 //! the crate root. These tests fail, not skip, when it is missing.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cimrun::protocol::wsman::transport::connect;
-use cimrun::protocol::{AuthMechanism, Category, Credential, Endpoint, ProtocolKind};
-use secrecy::SecretString;
+use cimrun::protocol::{AuthMechanism, Category, Endpoint};
+
+mod winrm_peer;
+use winrm_peer::{Peer, envelope, pages};
 
 const USER: &str = "WINHOST\\inventory";
 const PASSWORD: &str = "Pa55w.rd-Ünïcode";
-
-fn python() -> PathBuf {
-    match std::env::var_os("CIMRUN_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-    }
-}
-
-fn pages() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/testdata/wsman/txwinrm/data/server_2012");
-    (0..4)
-        .map(|i| dir.join(format!("Win32_Service_star_{i:03}.xml")))
-        .collect()
-}
-
-/// The running peer; killed (by its own handle) when dropped.
-struct Peer {
-    child: Child,
-    port: u16,
-    record: tempfile::TempDir,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 impl Peer {
     fn start(protocol: &str, extra: &[&str]) -> Peer {
@@ -55,79 +26,14 @@ impl Peer {
     }
 
     fn start_with(protocol: &str, extra: &[&str], pages: &[PathBuf]) -> Peer {
-        let record = tempfile::tempdir().unwrap();
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/winrm_ntlm_endpoint.py");
-        let python = python();
-        let mut child = Command::new(&python)
-            .arg(script)
-            .args([
-                "--user",
-                USER,
-                "--password",
-                PASSWORD,
-                "--protocol",
-                protocol,
-                "--lifetime",
-                "60",
-            ])
-            .arg("--record-dir")
-            .arg(record.path())
-            .args(extra)
-            .args(pages)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start the pyspnego peer with {}: {e} (set CIMRUN_PYTHON)",
-                    python.display()
-                )
-            });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| {
-            let status = child.wait().unwrap();
-            panic!(
-                "the pyspnego peer did not start ({status}); are pyspnego and pypsrp installed for {}?",
-                python.display()
-            )
-        });
-        Peer {
-            child,
-            port,
-            record,
-        }
+        let mut args = vec!["--user", USER, "--password", PASSWORD, "--protocol", protocol];
+        args.extend_from_slice(extra);
+        Peer::spawn(&args, &[], pages)
     }
 
     fn endpoint(&self, mechanism: AuthMechanism, password: &str) -> Endpoint {
-        let mut e = Endpoint::local();
-        e.protocol = ProtocolKind::WsMan;
-        e.computer = Some("127.0.0.1".into());
-        e.port = Some(self.port);
-        e.authentication = mechanism;
-        e.credential = Some(Credential {
-            username: USER.into(),
-            password: SecretString::from(password.to_string()),
-        });
-        e.connect_timeout = Duration::from_secs(5);
-        e.operation_timeout = Duration::from_secs(5);
-        e
+        self.endpoint_as("127.0.0.1", mechanism, USER, password)
     }
-
-    fn recorded(&self, index: usize) -> Vec<u8> {
-        std::fs::read(self.record.path().join(format!("request_{index:03}.xml"))).unwrap()
-    }
-}
-
-fn envelope(n: usize) -> String {
-    // Varying lengths and non-ASCII text exercise the Length header and the RC4 stream.
-    format!(
-        "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body n=\"{n}\">{}é</s:Body></s:Envelope>",
-        "x".repeat(n * 997)
-    )
 }
 
 async fn round_trip_pages(mechanism: AuthMechanism, protocol: &str) {

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """A minimal WinRM HTTP endpoint built on pyspnego's acceptor, for interop tests.
 
-It authenticates each connection with NTLM (or SPNEGO) exactly as WinRM does (a handshake on
-empty POSTs under the `Negotiate` scheme), then unseals each request with pyspnego's
-`unwrap_winrm` after checking its MS-WSMV 2.2.9.1 framing byte for byte, records it, and
+It authenticates each connection with NTLM, SPNEGO or Kerberos exactly as WinRM does (a
+handshake on empty POSTs under the `Negotiate` scheme, `Kerberos` for raw Kerberos), then
+unseals each request with pyspnego's `unwrap_winrm` after checking its MS-WSMV 2.2.9.1 framing byte for byte, records it, and
 answers with the next canned SOAP page sealed by pypsrp's WinRMEncryption. None of cimrun's
-code is involved on this side.
+code is involved on this side. Kerberos is accepted by MIT's GSSAPI (python-gssapi) with the
+service key in $KRB5_KTNAME.
 
 Prints the listening port on the first line of stdout, then serves until --lifetime expires.
 """
@@ -28,24 +29,31 @@ from pypsrp.encryption import WinRMEncryption
 from spnego.channel_bindings import GssChannelBindings
 
 BOUNDARY = b"--Encrypted Boundary"
-PROTOCOL = b"application/HTTP-SPNEGO-session-encrypted"
-CONTENT_TYPE = 'multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted";boundary="Encrypted Boundary"'
 
 
-def seal(ctx, plaintext):
+def sealed_protocol(protocol):
+    """The protocol named in sealed bodies (MS-WSMV 2.2.9.1): raw Kerberos has its own."""
+    return WinRMEncryption.KERBEROS if protocol == "kerberos" else WinRMEncryption.SPNEGO
+
+
+def content_type(protocol):
+    return 'multipart/encrypted;protocol="%s";boundary="Encrypted Boundary"' % sealed_protocol(protocol)
+
+
+def seal(ctx, protocol, plaintext):
     # pypsrp's own framing code, so our parser meets a real client library's bytes.
-    content_type, body = WinRMEncryption(ctx, WinRMEncryption.SPNEGO).wrap_message(plaintext)
+    content_type, body = WinRMEncryption(ctx, sealed_protocol(protocol)).wrap_message(plaintext)
     assert content_type == "multipart/encrypted"
     return body
 
 
-def unseal(ctx, body):
+def unseal(ctx, protocol, body):
     # Strict on purpose: exactly the bytes Windows and pypsrp send, part by part.
     parts = [p for p in body.split(BOUNDARY + b"\r\n") if p]
     if len(parts) != 2:
         raise ValueError("expected 2 MIME parts, got %d" % len(parts))
     match = re.search(rb"Length=(\d+)", parts[0])
-    if not match or PROTOCOL not in parts[0]:
+    if not match or sealed_protocol(protocol).encode() not in parts[0]:
         raise ValueError("bad header part: %r" % parts[0])
     payload = parts[1]
     if not payload.endswith(BOUNDARY + b"--\r\n"):
@@ -78,6 +86,7 @@ class State:
             self.bindings = GssChannelBindings(application_data=data)
         self.requests = 0
         self.connections = 0
+        self.mechanisms = []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -106,24 +115,32 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
         auth = self.headers.get("Authorization")
+        protocol = self.state.args.protocol
+        scheme_name = "Kerberos" if protocol == "kerberos" else "Negotiate"
         if auth:
             scheme, _, token = auth.partition(" ")
-            if scheme.lower() != "negotiate":
-                return self.reply(401, headers=[("WWW-Authenticate", "Negotiate")])
+            if scheme.lower() != scheme_name.lower():
+                return self.reply(401, headers=[("WWW-Authenticate", scheme_name)])
             if self.ctx is None or self.ctx.complete:
-                self.ctx = spnego.server(protocol=self.state.args.protocol, channel_bindings=self.state.bindings)
+                self.ctx = spnego.server(protocol=protocol, channel_bindings=self.state.bindings)
             try:
                 out = self.ctx.step(base64.b64decode(token))
             except Exception as e:  # wrong password, bad token: what Windows does is a bare 401
                 sys.stderr.write("peer: authentication failed: %s\n" % e)
                 self.ctx = None
-                return self.reply(401, headers=[("WWW-Authenticate", "Negotiate")])
-            headers = [("WWW-Authenticate", "Negotiate " + base64.b64encode(out).decode())] if out else []
+                return self.reply(401, headers=[("WWW-Authenticate", scheme_name)])
+            headers = [("WWW-Authenticate", scheme_name + " " + base64.b64encode(out).decode())] if out else []
+            if self.ctx.complete and self.state.args.record_dir:
+                # The mechanism each handshake settled on (SPNEGO may pick NTLM or Kerberos).
+                with self.state.lock:
+                    self.state.mechanisms.append(self.ctx.negotiated_protocol)
+                    with open(os.path.join(self.state.args.record_dir, "mechanisms"), "w") as f:
+                        f.write("\n".join(self.state.mechanisms))
             if not self.ctx.complete:
                 return self.reply(401, headers=headers)
             return self.reply(200, headers=headers)
         if self.ctx is None or not self.ctx.complete:
-            return self.reply(401, headers=[("WWW-Authenticate", "Negotiate")])
+            return self.reply(401, headers=[("WWW-Authenticate", scheme_name)])
         tls = self.state.args.tls_cert is not None
         if tls:
             # Over HTTPS WinRM does not seal messages: TLS protects them.
@@ -134,7 +151,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(400, b"message encryption required")
         else:
             try:
-                plaintext = unseal(self.ctx, body)
+                plaintext = unseal(self.ctx, protocol, body)
             except Exception as e:
                 sys.stderr.write("peer: request failed to unseal: %s\n" % e)
                 return self.reply(500, b"bad sealed request")
@@ -163,20 +180,20 @@ class Handler(BaseHTTPRequestHandler):
                 page = re.sub(rb"(<(?:\w+:)?RelatesTo[^>]*>)[^<]*(<)", lambda m: m.group(1) + message_id.group(1) + m.group(2), page, count=1)
         if tls:
             return self.reply(200, page, headers=[("Content-Type", "application/soap+xml;charset=UTF-8")])
-        sealed = seal(self.ctx, page)
+        sealed = seal(self.ctx, protocol, page)
         if self.state.args.tamper_reply == index:
             # Flip one bit inside the sealed data, after the 16-byte signature.
             start = sealed.index(b"octet-stream\r\n") + len(b"octet-stream\r\n") + 4 + 16
             sealed = sealed[:start] + bytes([sealed[start] ^ 0x01]) + sealed[start + 1 :]
         status = 500 if index == self.state.args.fault_reply else 200
-        self.reply(status, sealed, headers=[("Content-Type", CONTENT_TYPE)])
+        self.reply(status, sealed, headers=[("Content-Type", content_type(protocol))])
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--user", required=True, help="DOMAIN\\user or user")
     parser.add_argument("--password", required=True)
-    parser.add_argument("--protocol", default="ntlm", choices=["ntlm", "negotiate"])
+    parser.add_argument("--protocol", default="ntlm", choices=["ntlm", "negotiate", "kerberos"])
     parser.add_argument("--lifetime", type=float, default=60.0, help="seconds before exiting")
     parser.add_argument("--record-dir", help="write each unsealed request here")
     parser.add_argument("--relate", action="store_true", help="rewrite each page's RelatesTo to the request's MessageID")
