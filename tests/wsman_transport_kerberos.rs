@@ -252,10 +252,8 @@ async fn negotiate_chooses_kerberos_and_seals_with_it() {
 async fn wrong_password_is_auth_failed(mechanism: AuthMechanism, protocol: &str) {
     let kdc = Kdc::start();
     let peer = kdc.peer(protocol, &[]);
-    let started = Instant::now();
     let error = connect(&peer.endpoint(mechanism, "not the password")).await.err().unwrap();
     assert_eq!(error.category, Category::AuthFailed, "{error}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     // Refused by the KDC at pre-authentication: nothing reached the service.
     assert!(kdc.log().contains("PREAUTH_FAILED"), "KDC log:\n{}", kdc.log());
     assert_eq!(peer.mechanisms(), "");
