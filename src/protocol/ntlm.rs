@@ -224,11 +224,6 @@ impl NtlmSession {
         self
     }
 
-    /// The negotiated flags.
-    pub fn flags(&self) -> u32 {
-        self.flags
-    }
-
     /// Encrypts outgoing data in place; call before [`NtlmSession::sign`] of the same message.
     pub fn seal(&mut self, data: &mut [u8]) {
         self.send_seal.apply(data);

@@ -126,11 +126,9 @@ pub(crate) struct Reader<'a> {
 /// the same bytes reads the same, so it is compared rather than read again.
 #[derive(Default)]
 struct Repeat<'a> {
-    /// From `<` to `>` inclusive; empty when there is none.
+    /// From `<` to `>` inclusive (`/>` for an empty element); empty when there is none.
     tag: &'a str,
     name: Scanned<'a>,
-    empty: bool,
-    has_attributes: bool,
     /// The namespace declarations, in order.
     binds: Vec<(&'a str, Cow<'a, str>)>,
     attrs: Vec<RawAttribute<'a>>,
@@ -656,7 +654,6 @@ impl<'a> Reader<'a> {
         // The names seen so far, for the duplicate check.
         let mut seen: [&str; 8] = [""; 8];
         let mut many: Option<std::collections::HashSet<&str>> = None;
-        let mut has_attributes = false;
         let b = self.bytes();
         let empty = loop {
             let spaced = self.skip_space(at);
@@ -703,7 +700,6 @@ impl<'a> Reader<'a> {
                 }
                 self.bind(prefix, uri);
             } else {
-                has_attributes = true;
                 unescape(raw, value_at, false)?;
                 self.attrs.push(attribute);
             }
@@ -721,17 +717,22 @@ impl<'a> Reader<'a> {
         if count > 0 && prefix != "xml" {
             let r = &mut self.repeat;
             r.tag = self.text.get(start..at).unwrap_or("");
-            (r.name, r.empty, r.has_attributes) = (scanned, empty, has_attributes);
+            r.name = scanned;
             r.binds.clear();
             r.binds.extend(self.bindings.iter().skip(bindings_before).map(|b| (b.prefix, b.uri.clone())));
             r.attrs.clear();
             r.attrs.extend_from_slice(&self.attrs);
         }
-        self.open.push(Open { qname, bindings_before });
-        self.pos = at;
+        Ok(self.opened(Open { qname, bindings_before }, at, empty, ns, local))
+    }
+
+    /// Enters the element whose start tag ends before `end`: the event for it.
+    fn opened(&mut self, open: Open<'a>, end: usize, empty: bool, ns: Option<usize>, local: &'a str) -> Event<'a> {
+        self.open.push(open);
+        self.pos = end;
         self.pending_end = empty;
         let ns_serial = ns.and_then(|i| self.bindings.get(i)).map_or(0, |b| b.serial);
-        Ok(Event::Start(Tag { ns, ns_serial, local, has_attributes }))
+        Event::Start(Tag { ns, ns_serial, local, has_attributes: !self.attrs.is_empty() })
     }
 
     /// [`Reader::start_tag`] for a tag byte for byte the same as [`Reader::repeat`]'s: the same
@@ -753,13 +754,10 @@ impl<'a> Reader<'a> {
                 return Err(e);
             }
         };
-        self.open.push(Open { qname: r.name.name, bindings_before });
-        self.pos = start + r.tag.len();
-        self.pending_end = r.empty;
-        let has_attributes = r.has_attributes;
+        let open = Open { qname: r.name.name, bindings_before };
+        let event = self.opened(open, start + r.tag.len(), r.tag.ends_with("/>"), ns, local);
         self.repeat = r;
-        let ns_serial = ns.and_then(|i| self.bindings.get(i)).map_or(0, |b| b.serial);
-        Ok(Event::Start(Tag { ns, ns_serial, local, has_attributes }))
+        Ok(event)
     }
 }
 
