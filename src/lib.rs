@@ -14,6 +14,7 @@ pub mod protocol;
 pub mod report;
 pub mod run;
 pub mod sink;
+mod swar;
 pub mod wql;
 #[cfg(feature = "testkit")]
 #[doc(hidden)]

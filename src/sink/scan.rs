@@ -2,19 +2,7 @@
 //! finding the few bytes that make a cell need quoting or escaping (almost no cell has one),
 //! and comparing names without a call to `memcmp`, which costs more than a short name.
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Non-zero when some byte of `word` equals `byte` (which byte is not told, only whether).
-fn has_byte(word: u64, byte: u8) -> u64 {
-    let x = word ^ (ONES * u64::from(byte));
-    x.wrapping_sub(ONES) & !x & HIGHS
-}
-
-/// Non-zero when some byte of `word` is below `limit` (at most 128).
-fn has_below(word: u64, limit: u8) -> u64 {
-    word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS
-}
+use crate::swar::{has_below, has_byte};
 
 /// Whether some byte of `text` is one `byte_hit` looks for, checked a word at a time by
 /// `word_hit`; a short tail is checked as the last eight bytes, overlapping the word before.

@@ -11,6 +11,8 @@
 
 use std::borrow::Cow;
 
+use crate::swar::has_byte;
+
 /// The namespace bound to the `xml` prefix by definition.
 const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 
@@ -256,19 +258,13 @@ fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
 /// vector search costs more to set up than it saves.
 #[inline(always)]
 fn find_markup(hay: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    // The lowest flagged byte is exact; higher flags may be false, and are never read.
-    let has = |w: u64, b: u8| {
-        let x = w ^ (LO * b as u64);
-        x.wrapping_sub(LO) & !x & HI
-    };
+    // Only the lowest flagged byte is read: it is exact.
     let mut i = 0;
     while let Some(chunk) = hay.get(i..i + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let w = u64::from_le_bytes(word);
-        let m = has(w, b'<') | has(w, b'&') | has(w, b'\r');
+        let m = has_byte(w, b'<') | has_byte(w, b'&') | has_byte(w, b'\r');
         if m != 0 {
             return Some(i + (m.trailing_zeros() / 8) as usize);
         }
