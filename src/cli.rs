@@ -216,7 +216,7 @@ fn merge(inputs: &[PathBuf], out: &std::path::Path) -> i32 {
 
 /// The async runtime: one worker thread unless `TOKIO_WORKER_THREADS` says otherwise.
 ///
-/// The runtime's work is the parsing of responses, about 10 µs of CPU per instance: one thread
+/// The runtime's work is the parsing of responses, a few µs of CPU per instance: one thread
 /// keeps up with 100,000 instances a second, more than a fleet of WinRM servers hands out, and a
 /// second one only adds wake-ups and cross-thread frees. Measured on a simulated fleet of 1,000
 /// hosts (BENCHMARKS.md): 8% less CPU with no latency, 12-26% less with 50 ms, and less wall

@@ -29,9 +29,8 @@ where
     }
 }
 
-/// The interpreter: CIMRUN_PYTHON, or `.venv/bin/python` in the crate root.
-pub fn python() -> PathBuf {
-    std::env::var_os("CIMRUN_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
+#[path = "../python/mod.rs"]
+mod python;
+// Not every test binary that includes this module starts a peer.
+#[allow(unused_imports)]
+pub use python::python;

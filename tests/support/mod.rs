@@ -10,14 +10,11 @@ use std::time::{Duration, Instant};
 use cimrun::report::{self, Status, TaskRecord};
 use cimrun::testkit::{HostConfig, TestServer, dataset};
 
-/// The Python with the interop peers: `CIMRUN_PYTHON` (set by scripts/test.sh) or the repo's
-/// `.venv`.
-pub fn python() -> PathBuf {
-    match std::env::var_os("CIMRUN_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-    }
-}
+#[path = "../python/mod.rs"]
+mod python;
+// Not every test binary that includes this module starts a peer.
+#[allow(unused_imports)]
+pub use python::python;
 
 /// The password every test host accepts (see `HostConfig::new`).
 pub const PASSWORD: &str = "P@ssw0rd!";

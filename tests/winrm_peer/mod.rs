@@ -11,13 +11,11 @@ use std::time::Duration;
 use cimrun::protocol::{AuthMechanism, Credential, Endpoint, ProtocolKind};
 use secrecy::SecretString;
 
-/// The Python with the interop peers: `$CIMRUN_PYTHON`, else `.venv/bin/python` in the crate root.
-pub fn python() -> PathBuf {
-    match std::env::var_os("CIMRUN_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-    }
-}
+#[path = "../python/mod.rs"]
+mod python;
+// Not every test binary that includes this module starts a peer.
+#[allow(unused_imports)]
+pub use python::python;
 
 /// Four recorded Windows Enumerate/Pull replies, answered in order.
 pub fn pages() -> Vec<PathBuf> {
