@@ -6,10 +6,11 @@
 //! signs the same body, in place, with [`NtlmSession::seal_message`] and
 //! [`NtlmSession::unseal_message`].
 
-use hmac::{Hmac, KeyInit, Mac};
-use md5::{Digest, Md5};
+mod md5;
 
 use crate::protocol::{Category, Error};
+pub use md5::{HmacMd5, Md5};
+use md5::Transform;
 
 /// Negotiate flags (MS-NLMP 2.2.2.5) the clients and session security use.
 pub mod flags {
@@ -65,12 +66,11 @@ pub fn workstation() -> String {
 
 /// HMAC-MD5 over the concatenation of `parts`, without concatenating them.
 pub fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Md5> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    let mut mac = HmacMd5::new(key);
     for p in parts {
         mac.update(p);
     }
-    mac.finalize().into_bytes().into()
+    mac.finalize()
 }
 
 /// MD5 over the concatenation of `parts`.
@@ -79,7 +79,7 @@ pub fn md5(parts: &[&[u8]]) -> [u8; 16] {
     for p in parts {
         h.update(p);
     }
-    h.finalize().into()
+    h.finalize()
 }
 
 /// The AUTHENTICATE_MESSAGE in a token, raw or inside SPNEGO (which carries it verbatim):
@@ -141,6 +141,21 @@ impl Rc4 {
         }
         self.i = i;
         self.j = j;
+    }
+}
+
+/// The key stream applied a byte at a time, by value so that its indices stay in registers
+/// while another loop (MD5's) drives it.
+struct Stream<'a> {
+    s: &'a mut [u8; 256],
+    i: u8,
+    j: u8,
+}
+
+impl Transform for Stream<'_> {
+    #[inline(always)]
+    fn apply(&mut self, byte: &mut u8) {
+        *byte ^= next_byte(self.s, &mut self.i, &mut self.j);
     }
 }
 
@@ -262,8 +277,14 @@ impl NtlmSession {
     /// Unseals a message in place and verifies its signature: [`NtlmSession::unseal`] then
     /// [`NtlmSession::verify`]. On error `data` holds garbage and the session is spent.
     pub fn unseal_message(&mut self, data: &mut [u8], signature: &[u8]) -> Result<(), Error> {
-        self.recv_seal.apply(data);
-        self.verify(data, signature)
+        let seq = next(&mut self.recv_seq);
+        let mut mac = HmacMd5::new(&self.recv_sign);
+        mac.update(&seq.to_le_bytes());
+        // Decrypted and hashed in one pass (see `md5`): the checksum covers the plaintext.
+        let rc4 = &mut self.recv_seal;
+        let stream = mac.update_transformed(data, Stream { s: &mut rc4.s, i: rc4.i, j: rc4.j });
+        (rc4.i, rc4.j) = (stream.i, stream.j);
+        check(self.flags, &mut self.recv_seal, mac.finalize(), seq, signature)
     }
 }
 
