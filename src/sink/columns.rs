@@ -3,7 +3,7 @@
 use crate::cim::{Instance, Name, Value};
 
 use super::scan;
-use super::value::{COMPUTER_COLUMN, is_repeat};
+use super::value::{COMPUTER_COLUMN, listed};
 
 /// Property columns (after `PSComputerName`), fixed by the first row of a file.
 #[derive(Debug, Clone)]
@@ -37,9 +37,8 @@ impl Columns {
         } else {
             properties.to_vec()
         };
-        let names = (0..source.len())
-            .filter(|&i| !is_repeat(&source, i))
-            .filter_map(|i| source.get(i))
+        let names = listed(&source)
+            .iter()
             .map(|n| match first.properties.iter().find(|p| same_name(&p.name, n)) {
                 Some(p) => p.name.to_string(),
                 None => n.clone(),

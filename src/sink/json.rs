@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use crate::cim::Instance;
 
-use super::value::JsonRow;
+use super::value::{JsonRow, listed};
 
 /// How a JSON array written here ends when it has items; a file is continued by cutting
 /// this off and writing `,` and more items.
@@ -29,13 +29,13 @@ pub struct JsonWriter<W: Write> {
 impl<W: Write> JsonWriter<W> {
     /// A writer that opens the array with the first row (or at `finish`).
     pub fn new(out: W, properties: &[String]) -> JsonWriter<W> {
-        JsonWriter { out, properties: properties.to_vec(), started: false, has_items: false, line: Vec::new() }
+        JsonWriter { out, properties: listed(properties).into_owned(), started: false, has_items: false, line: Vec::new() }
     }
 
     /// A writer continuing an array whose `[` and items are already written and whose tail
     /// was cut off (see [`resume_point`]).
     pub(crate) fn resume(out: W, properties: &[String], has_items: bool) -> JsonWriter<W> {
-        JsonWriter { out, properties: properties.to_vec(), started: true, has_items, line: Vec::new() }
+        JsonWriter { out, properties: listed(properties).into_owned(), started: true, has_items, line: Vec::new() }
     }
 
     /// Writes one instance as an array item.
@@ -44,7 +44,8 @@ impl<W: Write> JsonWriter<W> {
         write_item(out, line, started, has_items, &JsonRow { computer, instance, properties })
     }
 
-    /// Writes one instance with its own property list: one file may hold several queries.
+    /// Writes one instance with its own property list (as [`listed`] returns it): one file may
+    /// hold several queries.
     pub(crate) fn write_row_with(
         &mut self,
         computer: &str,
@@ -119,7 +120,7 @@ pub struct NdjsonWriter<W: Write> {
 impl<W: Write> NdjsonWriter<W> {
     /// A writer; continuing a file needs nothing more than appending.
     pub fn new(out: W, properties: &[String]) -> NdjsonWriter<W> {
-        NdjsonWriter { out, properties: properties.to_vec(), line: Vec::new() }
+        NdjsonWriter { out, properties: listed(properties).into_owned(), line: Vec::new() }
     }
 
     /// Writes one instance as a line.
@@ -127,7 +128,8 @@ impl<W: Write> NdjsonWriter<W> {
         write_line(&mut self.out, &mut self.line, &JsonRow { computer, instance, properties: &self.properties })
     }
 
-    /// Writes one instance with its own property list: one file may hold several queries.
+    /// Writes one instance with its own property list (as [`listed`] returns it): one file may
+    /// hold several queries.
     pub(crate) fn write_row_with(
         &mut self,
         computer: &str,
@@ -264,5 +266,33 @@ mod tests {
         assert_eq!(lines[1], r#"{"PSComputerName":"h","Str":null}"#);
         let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(first.as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_property_list_with_repeats_makes_each_key_once() {
+        // Repeats (any case) and PSComputerName in the list are left out, whichever way the
+        // list reaches the writer: at construction, or with each page of a shared file.
+        let list: Vec<String> = ["str", "PSComputerName", "U8", "STR", "Missing", "u8"].map(String::from).to_vec();
+        let expected = r#"{"PSComputerName":"h","Str":"text","U8":255,"Missing":null}"#;
+        let instance = Instance::new("T").with("U8", Value::UInt8(255)).with("Str", Value::String("text".into()));
+        let mut fixed = NdjsonWriter::new(Vec::new(), &list);
+        fixed.write_row("h", &instance).unwrap();
+        let mut shared = NdjsonWriter::new(Vec::new(), &[]);
+        shared.write_row_with("h", &instance, &listed(&list)).unwrap();
+        for w in [fixed, shared] {
+            assert_eq!(String::from_utf8(w.finish().unwrap()).unwrap(), format!("{expected}\n"));
+        }
+        let mut array = JsonWriter::new(Vec::new(), &list);
+        array.write_row("h", &instance).unwrap();
+        assert_eq!(String::from_utf8(array.finish().unwrap()).unwrap(), format!("[\n{expected}\n]\n"));
+    }
+
+    #[test]
+    fn listed_borrows_a_clean_list() {
+        let clean: Vec<String> = ["Name", "State"].map(String::from).to_vec();
+        assert!(matches!(listed(&clean), std::borrow::Cow::Borrowed(_)));
+        let messy: Vec<String> = ["Name", "name", "pscomputername", "State", "NAME"].map(String::from).to_vec();
+        assert_eq!(listed(&messy).as_ref(), ["Name", "State"]);
+        assert!(listed(&[]).is_empty());
     }
 }

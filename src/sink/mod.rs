@@ -27,7 +27,7 @@ pub use self::json::{JsonWriter, NdjsonWriter};
 pub use self::path::sanitize;
 pub use self::set::{FinishOutcome, SinkSet};
 pub use self::table::{TableOptions, TableWriter};
-pub use self::value::{COMPUTER_COLUMN, JsonRow, JsonValue, text, write_text};
+pub use self::value::{COMPUTER_COLUMN, JsonValue, text, write_text};
 
 /// What the sinks need to know about the row being written, besides the instance.
 #[derive(Debug, Clone, Copy)]

@@ -12,6 +12,7 @@ use crate::job::{SinkKind, SinkSpec};
 use super::csv::{CsvOptions, CsvWriter, read_header};
 use super::json::{JsonWriter, NdjsonWriter, resume_point};
 use super::path::{PathRenderer, sanitize};
+use super::value::listed;
 use super::{Operation, RowContext, RunVars, SinkError};
 
 /// The sink used when a job declares none.
@@ -120,9 +121,14 @@ impl FileWriter {
     fn write_rows(&mut self, row: &RowContext, instances: &[Instance]) -> io::Result<()> {
         match self {
             FileWriter::Csv(w) => instances.iter().try_for_each(|i| w.write_row(row.computer, i)),
-            FileWriter::Json(w) => instances.iter().try_for_each(|i| w.write_row_with(row.computer, i, row.properties)),
+            // The property list's repeats are left out once per page, not per row.
+            FileWriter::Json(w) => {
+                let properties = listed(row.properties);
+                instances.iter().try_for_each(|i| w.write_row_with(row.computer, i, &properties))
+            }
             FileWriter::Ndjson(w) => {
-                instances.iter().try_for_each(|i| w.write_row_with(row.computer, i, row.properties))
+                let properties = listed(row.properties);
+                instances.iter().try_for_each(|i| w.write_row_with(row.computer, i, &properties))
             }
         }
     }

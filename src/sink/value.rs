@@ -1,5 +1,6 @@
 //! How one CIM value looks in each output: typed JSON, or plain text for CSV and tables.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
@@ -100,9 +101,10 @@ impl Serialize for JsonInstance<'_> {
 /// With a non-empty `properties` list the row has exactly those, in that order (a property the
 /// instance lacks is `null`, extra ones are left out), so every row of a query has the same
 /// keys; otherwise the instance's own properties in their order.
-pub struct JsonRow<'a> {
+pub(crate) struct JsonRow<'a> {
     pub computer: &'a str,
     pub instance: &'a Instance,
+    /// The query's property list as [`listed`] returns it: each name once, no `PSComputerName`.
     pub properties: &'a [String],
 }
 
@@ -118,8 +120,8 @@ impl Serialize for JsonRow<'_> {
 }
 
 impl JsonRow<'_> {
-    /// The row's properties after `PSComputerName`: the listed ones (a missing one as null,
-    /// repeats once), or all of the instance's.
+    /// The row's properties after `PSComputerName`: the listed ones (a missing one as null),
+    /// or all of the instance's.
     fn entries(&self) -> impl Iterator<Item = (&str, &Value)> {
         let all = self.properties.is_empty();
         let own = self
@@ -128,12 +130,10 @@ impl JsonRow<'_> {
             .iter()
             .filter(move |p| all && !p.name.eq_ignore_ascii_case(COMPUTER_COLUMN))
             .map(|p| (p.name.as_str(), &p.value));
-        let listed = self.properties.iter().enumerate().filter(|&(i, _)| !is_repeat(self.properties, i)).map(
-            |(_, name)| match self.instance.properties.iter().find(|p| same_name(&p.name, name)) {
-                Some(p) => (p.name.as_str(), &p.value),
-                None => (name.as_str(), &Value::Null),
-            },
-        );
+        let listed = self.properties.iter().map(|name| match self.instance.properties.iter().find(|p| same_name(&p.name, name)) {
+            Some(p) => (p.name.as_str(), &p.value),
+            None => (name.as_str(), &Value::Null),
+        });
         own.chain(listed)
     }
 
@@ -189,11 +189,18 @@ fn json_int(out: &mut Vec<u8>, v: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
-/// Whether `names[i]` cannot be a column of its own: it is `PSComputerName` (always the first
-/// column already) or a case-insensitive repeat of an earlier name.
-pub(crate) fn is_repeat(names: &[String], i: usize) -> bool {
-    let Some(name) = names.get(i) else { return true };
-    name.eq_ignore_ascii_case(COMPUTER_COLUMN) || names.iter().take(i).any(|earlier| earlier.eq_ignore_ascii_case(name))
+/// The columns a property list makes after `PSComputerName` (always the first column): each
+/// name once, at its first place, repeats (case-insensitive, as WMI names are) and
+/// `PSComputerName` itself left out. Borrowed when there is nothing to leave out; worked out
+/// once per file or page, not per row.
+pub(crate) fn listed(names: &[String]) -> Cow<'_, [String]> {
+    let is_repeat = |i: usize, name: &String| {
+        name.eq_ignore_ascii_case(COMPUTER_COLUMN) || names[..i].iter().any(|earlier| earlier.eq_ignore_ascii_case(name))
+    };
+    if !names.iter().enumerate().any(|(i, n)| is_repeat(i, n)) {
+        return Cow::Borrowed(names);
+    }
+    Cow::Owned(names.iter().enumerate().filter(|&(i, n)| !is_repeat(i, n)).map(|(_, n)| n.clone()).collect())
 }
 
 /// Appends the plain-text form of a value, as CSV cells and tables show it: `True`/`False` as
@@ -323,7 +330,7 @@ mod tests {
         let all = JsonRow { computer: "h1", instance: &inst, properties: &[] };
         assert_eq!(serde_json::to_string(&all).unwrap(), r#"{"PSComputerName":"h1","Name":"n","Size":5}"#);
         let props = ["size".to_string(), "Missing".into(), "SIZE".into(), "pscomputername".into()];
-        let some = JsonRow { computer: "h1", instance: &inst, properties: &props };
+        let some = JsonRow { computer: "h1", instance: &inst, properties: &listed(&props) };
         assert_eq!(serde_json::to_string(&some).unwrap(), r#"{"PSComputerName":"h1","Size":5,"Missing":null}"#);
     }
 
