@@ -146,6 +146,9 @@ pub struct SealedBody<'a> {
     pub signature: &'a [u8],
     /// The encrypted data.
     pub sealed: &'a [u8],
+    /// Where `sealed` starts in the body it was parsed from, so that a mutable copy of the
+    /// body can be unsealed in place.
+    pub sealed_at: usize,
 }
 
 impl SealedBody<'_> {
@@ -154,13 +157,9 @@ impl SealedBody<'_> {
         check_length(self.original_len, plaintext.len())
     }
 
-    /// Where the sealed data sits in `body`, the buffer these parts were parsed from, so a
-    /// mutable copy of it can be unsealed in place.
-    pub fn sealed_range(&self, body: &[u8]) -> Option<std::ops::Range<usize>> {
-        let start = (self.sealed.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
-        let end = start.checked_add(self.sealed.len())?;
-        let found = body.get(start..end)?;
-        (found.as_ptr() == self.sealed.as_ptr()).then_some(start..end)
+    /// Where the sealed data sits in the body these parts were parsed from.
+    pub fn sealed_range(&self) -> std::ops::Range<usize> {
+        self.sealed_at..self.sealed_at + self.sealed.len()
     }
 }
 
@@ -213,6 +212,8 @@ pub fn parse_body(body: &[u8]) -> Result<SealedBody<'_>, FramingError> {
         }
         rest = after;
     }
+    // Every step above kept a suffix of the body, so this is where the data part starts.
+    let payload_at = body.len() - rest.len();
     let end = find_end_boundary(rest)?;
     let (mut payload, tail) = (
         rest.get(..end.start).unwrap_or_default(),
@@ -250,6 +251,7 @@ pub fn parse_body(body: &[u8]) -> Result<SealedBody<'_>, FramingError> {
         original_len,
         signature,
         sealed,
+        sealed_at: payload_at + 4 + sig_len,
     })
 }
 
@@ -420,6 +422,9 @@ Content-Type: application/octet-stream\n\x02\x00\x00\x00"
         assert_eq!(p.original_len, 4);
         assert_eq!(p.signature, b"SG");
         assert_eq!(p.sealed, b"data");
+        // The data's place in the body, found again where the body is copied.
+        assert_eq!(&body[p.sealed_range()], b"data");
+        assert_eq!(p.sealed_range().start, body.len() - b"data\r\n-- Encrypted Boundary--\n".len());
     }
 
     #[test]
@@ -534,6 +539,7 @@ Content-Type: application/octet-stream\n\x02\x00\x00\x00"
             let original_type = format!("application/soap+xml;charset={charset}");
             let body = build_body(protocol, &original_type, sealed.len(), &signature, &sealed).unwrap();
             let p = parse_body(&body).unwrap();
+            prop_assert_eq!(&body[p.sealed_range()], &sealed[..]);
             prop_assert_eq!(p.protocol, protocol);
             prop_assert_eq!(p.original_type, original_type);
             prop_assert_eq!(p.original_len, sealed.len());
@@ -550,11 +556,14 @@ Content-Type: application/octet-stream\n\x02\x00\x00\x00"
             let body = build_body(SealProtocol::Spnego, SOAP, sealed.len(), b"0123456789abcdef", &sealed).unwrap();
             let p = parse_body(&body).unwrap();
             prop_assert_eq!(p.sealed, &sealed[..]);
+            prop_assert_eq!(&body[p.sealed_range()], &sealed[..]);
         }
 
         #[test]
         fn junk_never_panics(junk in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = parse_body(&junk);
+            if let Ok(p) = parse_body(&junk) {
+                prop_assert_eq!(junk.get(p.sealed_range()), Some(p.sealed));
+            }
         }
 
         #[test]

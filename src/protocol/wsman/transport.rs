@@ -353,7 +353,7 @@ impl HttpTransport {
             let signature = parts.signature.to_vec();
             let outside =
                 || Error::new(Category::ProtocolError, "sealed data outside the reply body");
-            let sealed = parts.sealed_range(&reply.body).ok_or_else(outside)?;
+            let sealed = parts.sealed_range();
             let (original_type, declared) = (parts.original_type, parts.original_len);
             // Unsealed in place: the body is ours unless the HTTP layer still shares its
             // buffer, and then one copy makes it ours.
