@@ -9,8 +9,7 @@
 mod md5;
 
 use crate::protocol::{Category, Error};
-pub use md5::{HmacMd5, Md5};
-use md5::Transform;
+use md5::{HmacMd5, Md5, Transform};
 
 /// Negotiate flags (MS-NLMP 2.2.2.5) the clients and session security use.
 pub mod flags {
