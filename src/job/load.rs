@@ -367,6 +367,19 @@ mod tests {
     }
 
     #[test]
+    fn errors_inside_a_one_line_value_point_at_their_token() {
+        // Quoted: the column is past the quote; plain: from the value's first character.
+        let text = MINIMAL.replace(
+            "class: Win32_OperatingSystem",
+            "query: 'SELECT Name FROM Win32_Service WHERE State = = 1'",
+        );
+        let e = load(&text, &[]).unwrap_err();
+        assert_eq!((e.errors[0].line, e.errors[0].column), (6, 58), "{e}");
+        let e = load(&format!("{MINIMAL}run:\n  fail_if: failed > 0 or\n"), &[]).unwrap_err();
+        assert_eq!((e.errors[0].line, e.errors[0].column), (8, 25), "{e}");
+    }
+
+    #[test]
     fn typos_get_a_suggestion() {
         assert_eq!(edit_distance("kerbros", "kerberos"), 1);
         assert_eq!(edit_distance("", "abc"), 3);

@@ -276,18 +276,23 @@ fn queries(job: &JobFile, c: &mut Checker<'_, '_>) {
 fn wql(c: &mut Checker<'_, '_>, path: &[Step<'_>], text: &str, whole_query: bool) {
     let result = parse_wql(text, whole_query);
     if let Err(e) = result {
-        let node = c.root.at(path);
-        let mut pos = node.pos;
-        // Only a single-line plain or quoted scalar maps offsets to columns one to one.
-        if !text.contains('\n') && pos.len >= text.chars().count() {
-            let quote = usize::from(pos.len > text.chars().count());
-            let offset = text.get(..e.offset).map_or(0, |s| s.chars().count());
-            pos.column += quote + offset;
-            pos.len = e.len.max(1);
-        }
+        let pos = inside_value(c.root.at(path).pos, text, e.offset, e.len);
         let what = if whole_query { "WQL query" } else { "WQL filter" };
         c.diags.at(pos, format!("invalid {what}: {}", e.message));
     }
+}
+
+/// Where byte `offset` of the scalar `text` (and `len` characters from it) is in the file,
+/// given the value's position: exact for a single-line plain or quoted scalar, whose
+/// characters map to columns one to one; the whole value otherwise.
+fn inside_value(mut pos: Pos, text: &str, offset: usize, len: usize) -> Pos {
+    let chars = text.chars().count();
+    if !text.contains('\n') && pos.len >= chars {
+        let quote = usize::from(pos.len > chars);
+        pos.column += quote + text.get(..offset).map_or(0, |s| s.chars().count());
+        pos.len = len.max(1);
+    }
+    pos
 }
 
 fn parse_wql(text: &str, whole_query: bool) -> Result<(), crate::wql::ParseError> {
@@ -365,13 +370,7 @@ fn run(job: &JobFile, c: &mut Checker<'_, '_>) {
     if let Some(text) = &job.run.fail_if
         && let Err(e) = fail_if::parse(Some(text))
     {
-        let node = c.root.at(&at("fail_if"));
-        let mut pos = node.pos;
-        if !text.contains('\n') && pos.len >= text.chars().count() {
-            let quote = usize::from(pos.len > text.chars().count());
-            pos.column += quote + text.get(..e.offset).map_or(0, |s| s.chars().count());
-            pos.len = 1;
-        }
+        let pos = inside_value(c.root.at(&at("fail_if")).pos, text, e.offset, 1);
         c.diags.at(pos, e.to_string());
     }
 }
