@@ -1,6 +1,6 @@
 //! Loading a job file: parse the YAML, validate it, report every error with its position.
 //!
-//! [`load`] reads a file, applies `--set` overrides and validates; every error found is
+//! [`load()`] reads a file, applies `--set` overrides and validates; every error found is
 //! returned at once in [`Diagnostics`], each with its file position and a snippet.
 
 mod diag;

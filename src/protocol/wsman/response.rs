@@ -1,6 +1,6 @@
 //! Responses: EnumerateResponse, PullResponse and GetResponse bodies into CIM instances.
 //!
-//! The envelope is read as a stream with our namespace-aware reader ([`super::xml`]), matching
+//! The envelope is read as a stream with our namespace-aware reader (`protocol::wsman::xml`), matching
 //! (namespace URI, local name) and never prefixes, since servers choose prefixes freely.
 //! Items are converted to instances as their events arrive, borrowing names and text from the
 //! body: a property holding only text (nearly all of them) costs no allocation but its value,
