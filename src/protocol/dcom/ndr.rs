@@ -3,8 +3,7 @@
 //!
 //! Callers lay out pointees themselves, in NDR order: a top-level pointer's pointee right after
 //! it, an embedded pointer's after the structure that holds it. Unique pointers get a fresh
-//! referent id each; full pointers reuse the id of the pointee they alias.
-
+//! referent id each (full pointers, which alias, are not needed by the calls we make).
 
 use super::DecodeError;
 use super::cursor::Cursor;

@@ -720,7 +720,7 @@ impl<'a> Xml<'a> {
                 self.count_element(self.depth + 1)?;
                 self.depth += 1;
                 let ns = self.resolve(tag.ns, tag.ns_serial);
-                let nil = tag.has_attributes && self.scan_attributes(&tag)?;
+                let nil = tag.has_attributes && self.scan_attributes()?;
                 Ev::Start(Start { ns, tag, nil })
             }
             xml::Event::End => {
@@ -793,11 +793,11 @@ impl<'a> Xml<'a> {
         }
     }
 
-    /// Checks the attribute values of an element just read against the string limit, and
+    /// Checks the attribute values of the element just read against the string limit, and
     /// tells whether it is `xsi:nil`.
-    fn scan_attributes(&self, tag: &Tag<'_>) -> Result<bool, Error> {
+    fn scan_attributes(&self) -> Result<bool, Error> {
         let mut nil = false;
-        for a in self.r.attributes(tag) {
+        for a in self.r.attributes() {
             let a = a.map_err(|e| protocol(format!("malformed attribute: {e}")))?;
             if a.value.len() > self.limits.max_string_bytes {
                 return Err(protocol("attribute value exceeds the string limit"));
@@ -814,7 +814,7 @@ impl<'a> Xml<'a> {
             return Ok(Vec::new());
         }
         let mut attrs = Vec::new();
-        for a in self.r.attributes(tag) {
+        for a in self.r.attributes() {
             let a = a.map_err(|e| protocol(format!("malformed attribute: {e}")))?;
             let ns = a.ns.map(|uri| self.namespaces.id(uri));
             attrs.push((ns.and_then(|n| self.namespaces.text(n)), a.local.to_string(), a.value.into_owned()));

@@ -327,7 +327,7 @@ impl<'a> Reader<'a> {
 
     /// The attributes of the tag just read (namespace declarations left out), resolved in its
     /// scope. Only valid before the next event is read.
-    pub(crate) fn attributes<'r>(&'r self, _tag: &Tag<'a>) -> impl Iterator<Item = Result<Attribute<'r>, XmlError>> + 'r
+    pub(crate) fn attributes<'r>(&'r self) -> impl Iterator<Item = Result<Attribute<'r>, XmlError>> + 'r
     where
         'a: 'r,
     {
@@ -826,7 +826,7 @@ mod tests {
                 Event::Start(tag) => {
                     let ns = tag.ns.map(|i| r.namespace(i).to_string()).unwrap_or_default();
                     let mut attrs: Vec<String> = r
-                        .attributes(&tag)
+                        .attributes()
                         .map(|a| a.map(|a| format!("{}|{}={}", a.ns.unwrap_or(""), a.local, a.value)))
                         .collect::<Result<_, _>>()?;
                     attrs.sort();
