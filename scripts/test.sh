@@ -13,6 +13,9 @@ command -v hostname >/dev/null || need+=(hostname)
 [ -x /usr/sbin/krb5kdc ] || need+=(krb5-kdc)
 [ -x /usr/sbin/kadmin.local ] || need+=(krb5-admin-server)
 command -v krb5-config >/dev/null || need+=(libkrb5-dev)
+# gssapi and krb5 have no Linux wheels: pip compiles them, which needs a C compiler and Python.h.
+command -v cc >/dev/null || need+=(gcc)
+python3 -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || need+=(python3-dev)
 # OpenSSL headers for the native-tls feature (--all-features builds it).
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
