@@ -116,6 +116,13 @@ fn run_matrix(throttle: usize, base: u16) {
     }
     assert!(wrong.is_empty(), "wrong categories:\n{}\n{stderr}", wrong.join("\n"));
 
+    // A wrong password is one failed logon per host, however many queries it has: a retry
+    // or a new handshake per query would count towards the account's lockout.
+    for (i, c) in cases.iter().enumerate().filter(|(_, c)| c.name.starts_with("bad-password")) {
+        let stats = server.stats(i).expect("host");
+        assert_eq!(stats.unauthorized, 1, "{}: {stats:?}", c.name);
+    }
+
     for (i, c) in cases.iter().enumerate() {
         let ip = server.addr(i).expect("host").ip().to_string();
         for ((query, class), want) in QUERIES.iter().zip(c.expect) {

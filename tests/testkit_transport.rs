@@ -56,6 +56,8 @@ async fn sealed_enumeration_of_every_service(mechanism: AuthMechanism) {
     assert_eq!((s.sealed_requests, s.connections, s.open_contexts), (exchanges, 1, 0));
     let spnego = u64::from(mechanism != AuthMechanism::Ntlm);
     assert_eq!(s.spnego_logons, spnego, "{mechanism:?}: {s:?}");
+    // The handshake's last leg came with the first request, not on an empty POST of its own.
+    assert_eq!(s.requests_with_last_leg, 1, "{mechanism:?}: {s:?}");
     t.shutdown().await;
 }
 

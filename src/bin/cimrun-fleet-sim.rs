@@ -59,6 +59,10 @@ struct Args {
     /// Stop after this long.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
     lifetime: Duration,
+    /// Most items one Enumerate or Pull response holds (a client asking for fewer gets fewer).
+    /// Smaller pages mean more round trips for the same data.
+    #[arg(long, default_value_t = 50)]
+    max_page: u32,
 }
 
 /// A fault kind and the share of hosts (in basis points) that get it.
@@ -134,7 +138,8 @@ fn run(args: &Args) -> Result<(), String> {
             .latency(args.latency)
             .basic(!ntlm)
             .negotiate(ntlm)
-            .allow_unencrypted(!ntlm);
+            .allow_unencrypted(!ntlm)
+            .max_page(args.max_page);
         if let Some(f) = fault_for(index, &shares) {
             host = host.fault(f);
         }
@@ -202,6 +207,7 @@ fn serve_commands(server: &TestServer, lifetime: Duration) {
 /// The counters of every host, summed.
 fn fleet_stats(server: &TestServer) -> serde_json::Value {
     let (mut requests, mut connections, mut unauthorized, mut open_contexts, mut releases) = (0u64, 0u64, 0u64, 0usize, 0u64);
+    let (mut http_requests, mut last_legs) = (0u64, 0u64);
     let mut by_operation = std::collections::BTreeMap::<&str, u64>::new();
     for s in (0..server.len()).filter_map(|i| server.stats(i)) {
         for (op, n) in &s.requests {
@@ -209,12 +215,16 @@ fn fleet_stats(server: &TestServer) -> serde_json::Value {
             *by_operation.entry(op).or_insert(0) += n;
         }
         connections += s.connections;
+        http_requests += s.http_requests;
+        last_legs += s.requests_with_last_leg;
         unauthorized += s.unauthorized;
         open_contexts += s.open_contexts;
         releases += s.releases;
     }
     serde_json::json!({
         "requests": requests,
+        "http_requests": http_requests,
+        "requests_with_last_leg": last_legs,
         "by_operation": by_operation,
         "connections": connections,
         "unauthorized": unauthorized,

@@ -238,6 +238,13 @@ impl NtlmSession {
         self
     }
 
+    /// Sets where incoming sequence numbers resume, once the handshake has shown how many the
+    /// server's SPNEGO mechListMICs took; outgoing state is kept (a request may already have
+    /// been sealed with the handshake's last leg).
+    pub fn set_receive_sequence(&mut self, recv: u32) {
+        self.recv_seq = recv;
+    }
+
     /// Encrypts outgoing data in place; call before [`NtlmSession::sign`] of the same message.
     pub fn seal(&mut self, data: &mut [u8]) {
         self.send_seal.apply(data);

@@ -227,6 +227,8 @@ pub struct HostStats {
     pub open_contexts: usize,
     /// TCP connections accepted.
     pub connections: u64,
+    /// HTTP requests received, handshake legs and refused ones included: the round trips.
+    pub http_requests: u64,
     /// Requests answered with 401 (not counting NTLM challenges).
     pub unauthorized: u64,
     /// Requests whose body arrived sealed (NTLM message encryption) and verified.
@@ -235,6 +237,8 @@ pub struct HostStats {
     pub resets: u64,
     /// NTLM handshakes completed inside SPNEGO (raw NTLM ones are not counted).
     pub spnego_logons: u64,
+    /// Requests that carried the handshake's last leg and a body (rather than an empty POST).
+    pub requests_with_last_leg: u64,
     /// Requests authenticated by a client certificate.
     pub certificate_logons: u64,
     /// Enumerate and Get requests that addressed a DMTF resource URI (`…/cim-schema/2/…`).
@@ -596,6 +600,7 @@ async fn handle(
     connection: Arc<Mutex<Connection>>,
     req: http::Request<Incoming>,
 ) -> Result<Reply, ResetConnection> {
+    lock(&state.stats).http_requests += 1;
     if state.config.fault == Some(Fault::Hang) {
         std::future::pending::<()>().await;
     }
@@ -615,18 +620,21 @@ async fn handle(
         Err(_) => return Ok(empty(StatusCode::PAYLOAD_TOO_LARGE)),
     };
     let sealed = encryption::is_encrypted_content_type(content_type.as_deref().unwrap_or_default());
-    let (plaintext, final_token) = {
+    let (plaintext, final_token, logged_on_here) = {
         let mut conn = lock(&connection);
+        let complete = |c: &Connection| c.ntlm.as_ref().is_some_and(ntlm::Acceptor::is_complete);
+        let was_complete = complete(&conn);
         let final_token = match authenticate(&state, &mut conn, authorization.as_deref()) {
             Ok(token) => token,
             Err(challenge) => return Ok(unauthorized(&state.config, challenge)),
         };
+        let logged_on_here = !was_complete && complete(&conn);
         if sealed {
             let unsealed = conn.ntlm.as_mut().filter(|a| a.is_complete()).map(|a| a.unseal_body(&body));
             match unsealed {
                 Some(Ok(plain)) => {
                     lock(&state.stats).sealed_requests += 1;
-                    (Bytes::from(plain), final_token)
+                    (Bytes::from(plain), final_token, logged_on_here)
                 }
                 Some(Err(e)) => {
                     return Ok(soap_fault(&state, &faults::invalid_request(&e), None, StatusCode::BAD_REQUEST));
@@ -639,18 +647,33 @@ async fn handle(
                 lock(&state.stats).unauthorized += 1;
                 return Ok(unauthorized(&state.config, None));
             }
-            (body, final_token)
+            (body, final_token, logged_on_here)
         }
     };
-    // The empty POST that carried the last handshake leg, with SPNEGO's final token if any.
-    if plaintext.is_empty() {
-        let mut reply = empty(StatusCode::OK);
-        if let Some(v) = final_token.and_then(|t| http::HeaderValue::from_str(&t).ok()) {
-            reply.headers_mut().append(header::WWW_AUTHENTICATE, v);
-        }
-        return Ok(reply);
+    // The last handshake leg came on an empty POST, or with the first request (as Windows'
+    // own client sends it); SPNEGO's final token goes on the reply either way.
+    if logged_on_here && !plaintext.is_empty() {
+        lock(&state.stats).requests_with_last_leg += 1;
     }
-    let (status, xml) = match answer(&state, &plaintext).await? {
+    let mut reply = if plaintext.is_empty() {
+        empty(StatusCode::OK)
+    } else {
+        respond(&state, &connection, &plaintext, sealed).await?
+    };
+    if let Some(v) = final_token.and_then(|t| http::HeaderValue::from_str(&t).ok()) {
+        reply.headers_mut().append(header::WWW_AUTHENTICATE, v);
+    }
+    Ok(reply)
+}
+
+/// Answers an authenticated request, sealing the answer when the request was sealed.
+async fn respond(
+    state: &HostState,
+    connection: &Mutex<Connection>,
+    plaintext: &[u8],
+    sealed: bool,
+) -> Result<Reply, ResetConnection> {
+    let (status, xml) = match answer(state, plaintext).await? {
         Answer::Raw(reply) => return Ok(reply),
         Answer::Soap(status, xml) => (status, xml),
     };
@@ -658,7 +681,7 @@ async fn handle(
     if !sealed {
         return Ok(with_body(status, bytes, soap_type));
     }
-    let sealed_reply = lock(&connection).ntlm.as_mut().map(|a| a.seal_body(&bytes, soap_type));
+    let sealed_reply = lock(connection).ntlm.as_mut().map(|a| a.seal_body(&bytes, soap_type));
     Ok(match sealed_reply {
         Some(Ok((body, content_type))) => with_body(status, body, &content_type),
         _ => empty(StatusCode::INTERNAL_SERVER_ERROR),

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A minimal WinRM HTTP endpoint built on pyspnego's acceptor, for interop tests.
 
-It authenticates each connection with NTLM, SPNEGO or Kerberos exactly as WinRM does (a
-handshake on empty POSTs under the `Negotiate` scheme, `Kerberos` for raw Kerberos), then
+It authenticates each connection with NTLM, SPNEGO or Kerberos as WinRM does (a handshake
+under the `Negotiate` scheme, `Kerberos` for raw Kerberos, on empty POSTs; the last leg may
+also come with the first sealed request, which is then answered with the final token), then
 unseals each request with pyspnego's `unwrap_winrm` after checking its MS-WSMV 2.2.9.1 framing byte for byte, records it, and
 answers with the next canned SOAP page sealed by pypsrp's WinRMEncryption. None of cimrun's
 code is involved on this side. Kerberos is accepted by MIT's GSSAPI (python-gssapi) with the
@@ -86,6 +87,9 @@ class State:
             self.bindings = GssChannelBindings(application_data=data)
         self.requests = 0
         self.connections = 0
+        self.last_leg_bodies = 0
+        self.ignored_bodies = 0
+        self.failed_logons = 0
         self.mechanisms = []
 
 
@@ -117,6 +121,8 @@ class Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization")
         protocol = self.state.args.protocol
         scheme_name = "Kerberos" if protocol == "kerberos" else "Negotiate"
+        # The final handshake token, when the request that finished the handshake has a body.
+        final = []
         if auth:
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != scheme_name.lower():
@@ -128,6 +134,9 @@ class Handler(BaseHTTPRequestHandler):
             except Exception as e:  # wrong password, bad token: what Windows does is a bare 401
                 sys.stderr.write("peer: authentication failed: %s\n" % e)
                 self.ctx = None
+                with self.state.lock:
+                    self.state.failed_logons += 1
+                    self.write_counts()
                 return self.reply(401, headers=[("WWW-Authenticate", scheme_name)])
             headers = [("WWW-Authenticate", scheme_name + " " + base64.b64encode(out).decode())] if out else []
             if self.ctx.complete and self.state.args.record_dir:
@@ -138,7 +147,16 @@ class Handler(BaseHTTPRequestHandler):
                         f.write("\n".join(self.state.mechanisms))
             if not self.ctx.complete:
                 return self.reply(401, headers=headers)
-            return self.reply(200, headers=headers)
+            if not body or self.state.args.ignore_last_leg_body:
+                # --ignore-last-leg-body: a server that takes the handshake and drops the body.
+                with self.state.lock:
+                    self.state.ignored_bodies += 1 if body else 0
+                    self.write_counts()
+                return self.reply(200, headers=headers)
+            with self.state.lock:
+                self.state.last_leg_bodies += 1
+                self.write_counts()
+            final = headers
         if self.ctx is None or not self.ctx.complete:
             return self.reply(401, headers=[("WWW-Authenticate", scheme_name)])
         tls = self.state.args.tls_cert is not None
@@ -179,14 +197,23 @@ class Handler(BaseHTTPRequestHandler):
             if message_id:
                 page = re.sub(rb"(<(?:\w+:)?RelatesTo[^>]*>)[^<]*(<)", lambda m: m.group(1) + message_id.group(1) + m.group(2), page, count=1)
         if tls:
-            return self.reply(200, page, headers=[("Content-Type", "application/soap+xml;charset=UTF-8")])
+            return self.reply(200, page, headers=final + [("Content-Type", "application/soap+xml;charset=UTF-8")])
         sealed = seal(self.ctx, protocol, page)
         if self.state.args.tamper_reply == index:
             # Flip one bit inside the sealed data, after the 16-byte signature.
             start = sealed.index(b"octet-stream\r\n") + len(b"octet-stream\r\n") + 4 + 16
             sealed = sealed[:start] + bytes([sealed[start] ^ 0x01]) + sealed[start + 1 :]
         status = 500 if index == self.state.args.fault_reply else 200
-        self.reply(status, sealed, headers=[("Content-Type", content_type(protocol))])
+        self.reply(status, sealed, headers=final + [("Content-Type", content_type(protocol))])
+
+    def write_counts(self):
+        """How handshakes ended, for the tests: the last leg with a body taken or dropped, and
+        the failed logons. Called with the state's lock held."""
+        if self.state.args.record_dir:
+            with open(os.path.join(self.state.args.record_dir, "handshakes"), "w") as f:
+                f.write("bodies=%d ignored=%d failed=%d connections=%d" % (
+                    self.state.last_leg_bodies, self.state.ignored_bodies, self.state.failed_logons,
+                    self.state.connections))
 
 
 def main():
@@ -200,6 +227,8 @@ def main():
     parser.add_argument("--fault-reply", type=int, default=-1, help="0-based reply sent as HTTP 500 (a SOAP fault)")
     parser.add_argument("--tamper-reply", type=int, default=-1, help="0-based reply to corrupt")
     parser.add_argument("--drop-request", type=int, default=-1, help="0-based request to drop the connection on")
+    parser.add_argument("--ignore-last-leg-body", action="store_true",
+                        help="answer a request that finishes the handshake with an empty 200, dropping its body")
     parser.add_argument("--tls-cert", help="PEM certificate: serve HTTPS with it")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument("--tls-ciphers", help="OpenSSL cipher list; also limits TLS to 1.2")

@@ -98,6 +98,13 @@ impl Peer {
         std::fs::read(self.record.path().join(format!("request_{index:03}.xml"))).unwrap()
     }
 
+    /// How the handshakes went: `bodies=N ignored=N failed=N connections=N` (requests that
+    /// finished a handshake with a body the peer answered, such bodies it dropped as told,
+    /// failed logons, connections accepted), as of the last handshake.
+    pub fn handshakes(&self) -> String {
+        std::fs::read_to_string(self.record.path().join("handshakes")).unwrap_or_default()
+    }
+
     /// The mechanism each completed handshake used (`ntlm`, `kerberos`), one a line.
     pub fn mechanisms(&self) -> String {
         std::fs::read_to_string(self.record.path().join("mechanisms")).unwrap_or_default()

@@ -2,7 +2,8 @@
 //!
 //! The SSPI mechanisms authenticate the TCP connection with a handshake on empty POSTs
 //! (`Authorization: Negotiate <token>` / `WWW-Authenticate: Negotiate <token>`) and then seal
-//! every body with the established context. The context carries the sequence numbers of both
+//! every body with the established context. NTLM's last leg (AUTHENTICATE) goes with the first
+//! sealed request instead, as Windows' own client sends it ([`SecurityContext::seal_early`]). The context carries the sequence numbers of both
 //! directions, so it lives exactly as long as the connection it authenticated.
 //!
 //! Once an NTLM handshake (raw or under SPNEGO) completes, bodies are sealed with our own
@@ -307,12 +308,38 @@ impl SecurityContext {
         }
         self.complete = matches!(status, SecurityStatus::Ok | SecurityStatus::CompleteNeeded);
         if self.complete {
-            self.ntlm = self.ntlm_session()?;
+            match &mut self.ntlm {
+                // Sealing started before the server's last token (`seal_early`): its sending
+                // side is in use; only the receiving sequence is now known.
+                Some(early) => early.set_receive_sequence(self.seen.mics_received),
+                None => self.ntlm = self.ntlm_session()?,
+            }
         }
         Ok(Step {
             token,
             complete: self.complete,
         })
+    }
+
+    /// Whether a request can be sealed now, to travel with the token just produced: true once
+    /// that token carries NTLM's AUTHENTICATE, whose keys seal it. Raw NTLM is then complete;
+    /// under SPNEGO the server's final token (its mechListMIC, checked by the next
+    /// [`SecurityContext::step`]) is still to come, on the reply, and must be stepped before
+    /// the reply is unsealed. Kerberos never seals early.
+    pub fn seal_early(&mut self) -> bool {
+        if self.ntlm.is_some() {
+            return true;
+        }
+        if self.complete || self.seen.flags.is_none() {
+            return false;
+        }
+        match self.ntlm_session() {
+            Ok(Some(session)) => {
+                self.ntlm = Some(session);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Our NTLM session security for a completed handshake, when NTLM is the mechanism.
@@ -382,6 +409,12 @@ impl SecurityContext {
     /// Unseals a reply body in place and verifies its signature; a bad signature is a
     /// protocol error. The plaintext is the first `n` bytes of `sealed`, `n` returned.
     pub fn unseal(&mut self, signature: &[u8], sealed: &mut [u8]) -> Result<usize, Error> {
+        if !self.complete {
+            return Err(Error::new(
+                Category::ProtocolError,
+                "a sealed reply before the handshake finished",
+            ));
+        }
         if let Some(session) = &mut self.ntlm {
             session.unseal_message(sealed, signature)?;
             return Ok(sealed.len());
@@ -797,10 +830,8 @@ mod tests {
         assert_eq!((client.seen.mics_sent, client.seen.mics_received), (0, 0));
     }
 
-    /// NTLM under SPNEGO: the mechListMICs both ways take sequence number 0 of each direction,
-    /// so sealing starts at 1.
-    #[test]
-    fn spnego_ntlm_sealing_starts_after_the_mech_list_mics() {
+    /// sspi's SPNEGO acceptor, offering NTLM only, and its credentials.
+    fn spnego_ntlm_acceptor() -> (Negotiate, <Negotiate as SspiImpl>::CredentialsHandle) {
         let config = NegotiateConfig::new(
             Box::new(NtlmConfig::new("SERVER".into())),
             Some("ntlm,!kerberos,!pku2u".into()),
@@ -808,8 +839,63 @@ mod tests {
         );
         let mut server = Negotiate::new_server(config, vec![server_identity()]).unwrap();
         let creds = inbound(&mut server, &Credentials::AuthIdentity(server_identity()));
+        (server, creds)
+    }
+
+    /// NTLM under SPNEGO: the mechListMICs both ways take sequence number 0 of each direction,
+    /// so sealing starts at 1.
+    #[test]
+    fn spnego_ntlm_sealing_starts_after_the_mech_list_mics() {
+        let (mut server, creds) = spnego_ntlm_acceptor();
         let client = handshake_and_seal(Package::Negotiate, &mut server, creds);
         assert_eq!((client.seen.mics_sent, client.seen.mics_received), (1, 1));
+    }
+
+    /// The last leg riding on the first request: once the AUTHENTICATE is produced, a request
+    /// can be sealed before the server's final token; a reply cannot be unsealed until that
+    /// token is stepped; then both directions continue in step with the acceptor.
+    #[test]
+    fn spnego_ntlm_seals_early_and_unseals_after_the_final_token() {
+        let (mut server, mut creds) = spnego_ntlm_acceptor();
+        let cred = credential("alice", "S3cret!");
+        let mut client =
+            SecurityContext::new(Package::Negotiate, &cred, "HTTP/host".into(), None, Duration::from_secs(1))
+                .unwrap();
+        let first = client.step(None).unwrap();
+        assert!(!client.seal_early(), "nothing to seal with before the AUTHENTICATE");
+        let (challenge, done) = accept(&mut server, &mut creds, first.token);
+        assert!(!done);
+        let last = client.step(Some(&challenge)).unwrap();
+        assert!(!last.complete, "SPNEGO waits for the server's mechListMIC");
+        assert!(client.seal_early());
+
+        let request = b"<s:Envelope>first</s:Envelope>".to_vec();
+        let (sig, sealed) = client.seal(&request).unwrap();
+        let (final_token, done) = accept(&mut server, &mut creds, last.token);
+        assert!(done);
+        let (mut s, mut d) = (sig, sealed);
+        let mut bufs = [SecurityBufferRef::token_buf(&mut s), SecurityBufferRef::data_buf(&mut d)];
+        server.decrypt_message(&mut bufs).unwrap();
+        assert_eq!(bufs[1].data(), request.as_slice());
+
+        let reply = b"<reply/>".to_vec();
+        let (mut s, mut d) = (vec![0u8; 16], reply.clone());
+        let mut bufs = [SecurityBufferRef::token_buf(&mut s), SecurityBufferRef::data_buf(&mut d)];
+        server.encrypt_message(EncryptionFlags::empty(), &mut bufs).unwrap();
+        let mut early = d.clone();
+        let err = client.unseal(&s, &mut early).unwrap_err();
+        assert_eq!(err.category, Category::ProtocolError, "{err}");
+        client.step(Some(&final_token)).unwrap();
+        assert!(client.is_complete());
+        assert_eq!((client.seen.mics_sent, client.seen.mics_received), (1, 1));
+        let len = client.unseal(&s, &mut d).unwrap();
+        assert_eq!(d.get(..len), Some(reply.as_slice()));
+
+        // The next request, in sequence.
+        let (mut s, mut d) = client.seal(b"<second/>").unwrap();
+        let mut bufs = [SecurityBufferRef::token_buf(&mut s), SecurityBufferRef::data_buf(&mut d)];
+        server.decrypt_message(&mut bufs).unwrap();
+        assert_eq!(bufs[1].data(), b"<second/>");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::auth::{Package, SecurityContext, basic_authorization, tls_server_end_
 use super::encryption::{build_body, check_length, is_encrypted_content_type, parse_body};
 use super::http::{Connection, Proxy, Reply, Target};
 use super::{HttpReply, Transport, tls};
+use crate::protocol::ntlm::find_authenticate;
 use crate::protocol::{AuthMechanism, Category, Credential, Endpoint, Error};
 
 /// Content-Type of a plain SOAP body, and of the plaintext inside a sealed one.
@@ -71,6 +72,24 @@ pub struct HttpTransport {
     read_timeout: Duration,
     connection: Option<Connection>,
     context: Option<SecurityContext>,
+    /// The handshake's last leg (`Authorization` value), to go with the first sealed request.
+    last_leg: Option<String>,
+    /// Whether the last leg may ride on the first request; cleared for good when a server
+    /// answers such a request as a bare handshake.
+    combine_last_leg: bool,
+    /// The server's verdict on the credential, once it refused Basic credentials or a last
+    /// leg that rode on a request: kept, so the session's next operations fail with it instead
+    /// of logging on (and failing) again, which would count towards the account's lockout.
+    refused: Option<Error>,
+}
+
+/// What a reply to a request that carried the handshake's last leg showed.
+enum LastLeg {
+    /// The server authenticated the connection and answered the request.
+    Answered,
+    /// The server took the handshake but not the request: it must be sent again, on a
+    /// connection authenticated the usual way (its sequence numbers are now out of step).
+    BodyIgnored,
 }
 
 impl HttpTransport {
@@ -176,6 +195,9 @@ impl HttpTransport {
             read_timeout: read_timeout(endpoint.operation_timeout),
             connection: None,
             context: None,
+            last_leg: None,
+            combine_last_leg: true,
+            refused: None,
         })
     }
 
@@ -187,13 +209,18 @@ impl HttpTransport {
     /// Connects and authenticates unless the current connection is still usable. A new
     /// connection always gets a new security context: sequence numbers start over.
     pub async fn ensure_connected(&mut self) -> Result<(), Error> {
+        if let Some(e) = &self.refused {
+            return Err(e.clone());
+        }
         if self.connection.as_ref().is_some_and(Connection::is_open) {
             return Ok(());
         }
         self.drop_connection();
         let mut connection = Connection::open(&self.target).await?;
         if let AuthPlan::Sspi(package) = self.auth {
-            self.context = Some(self.authenticate(&mut connection, package).await?);
+            let (context, last_leg) = self.authenticate(&mut connection, package).await?;
+            self.context = Some(context);
+            self.last_leg = last_leg;
         }
         self.connection = Some(connection);
         Ok(())
@@ -202,13 +229,17 @@ impl HttpTransport {
     fn drop_connection(&mut self) {
         self.connection = None;
         self.context = None;
+        self.last_leg = None;
     }
 
+    /// Runs the handshake on empty POSTs. When sealing, the leg that carries NTLM's
+    /// AUTHENTICATE is not sent alone: it is returned, to go with the first sealed request,
+    /// as Windows' own client does, which saves a round trip per connection.
     async fn authenticate(
         &self,
         connection: &mut Connection,
         package: Package,
-    ) -> Result<SecurityContext, Error> {
+    ) -> Result<(SecurityContext, Option<String>), Error> {
         let credential = self
             .credential
             .as_ref()
@@ -229,6 +260,10 @@ impl HttpTransport {
         for _ in 0..MAX_AUTH_LEGS {
             let step = step_context(&mut context, input.as_deref())?;
             let authorization = format!("{scheme} {}", B64.encode(&step.token));
+            let last = find_authenticate(&step.token).is_some();
+            if self.seal && self.combine_last_leg && last && context.seal_early() {
+                return Ok((context, Some(authorization)));
+            }
             let request = self.request(Some(&authorization), None, Bytes::new())?;
             let reply = connection.send(request, self.read_timeout).await?;
             let server_token = auth_token(&reply.headers, scheme)?;
@@ -239,23 +274,14 @@ impl HttpTransport {
                         step_context(&mut context, Some(&token))?;
                     }
                     return if context.is_complete() {
-                        Ok(context)
+                        Ok((context, None))
                     } else {
-                        Err(Error::new(
-                            Category::AuthFailed,
-                            "the server accepted an unfinished handshake",
-                        ))
+                        Err(unfinished())
                     };
                 }
                 401 => match server_token {
                     Some(token) if !step.complete => input = Some(token),
-                    _ => {
-                        return Err(Error::new(
-                            Category::AuthFailed,
-                            format!("{scheme} authentication rejected by the server (wrong user name or password?)"),
-                        )
-                        .with_code("401"));
-                    }
+                    _ => return Err(rejected(scheme)),
                 },
                 status => return Err(status_error(status, "during authentication")),
             }
@@ -290,7 +316,8 @@ impl HttpTransport {
         })
     }
 
-    /// Seals (when required) and frames one envelope.
+    /// Seals (when required) and frames one envelope; the request carries the handshake's
+    /// last leg when that is still to be sent.
     fn envelope_request(&mut self, envelope: &str) -> Result<Request<Full<Bytes>>, Error> {
         let basic = match &self.auth {
             AuthPlan::Header(header) => Some(header.clone()),
@@ -310,7 +337,40 @@ impl HttpTransport {
             &signature,
             &sealed,
         )?;
-        self.request(None, Some(&protocol.content_type()), Bytes::from(body))
+        let last_leg = self.last_leg.take();
+        self.request(last_leg.as_deref(), Some(&protocol.content_type()), Bytes::from(body))
+    }
+
+    /// Finishes a handshake whose last leg rode on a request, from that request's reply:
+    /// a 401 is the verdict on the credential (never retried: each try is a failed logon);
+    /// a sealed reply brings SPNEGO's final token, stepped before the reply is unsealed.
+    fn finish_last_leg(&mut self, reply: &Reply) -> Result<LastLeg, Error> {
+        let AuthPlan::Sspi(package) = self.auth else {
+            return Ok(LastLeg::Answered);
+        };
+        let scheme = package.http_scheme();
+        if reply.status == 401 {
+            return Err(rejected(scheme));
+        }
+        let sealed = reply
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_encrypted_content_type);
+        if !sealed {
+            // An empty 200 is a server that took the handshake alone; an unsealed failure
+            // may be the same server refusing the combination. Either way nothing ran.
+            return Ok(LastLeg::BodyIgnored);
+        }
+        let context = self.context.as_mut().ok_or_else(not_authenticated)?;
+        if !context.is_complete() {
+            let token = auth_token(&reply.headers, scheme)?.ok_or_else(unfinished)?;
+            step_context(context, Some(&token))?;
+            if !context.is_complete() {
+                return Err(unfinished());
+            }
+        }
+        Ok(LastLeg::Answered)
     }
 
     /// Turns an HTTP reply into the plaintext reply, unsealing and verifying it.
@@ -394,14 +454,41 @@ impl HttpTransport {
         loop {
             attempt += 1;
             self.ensure_connected().await?;
+            let with_last_leg = self.last_leg.is_some();
             let request = self.envelope_request(&envelope)?;
             let connection = self.connection.as_mut().ok_or_else(not_authenticated)?;
             match connection.send(request, self.read_timeout).await {
                 Ok(reply) => {
+                    if with_last_leg {
+                        match self.finish_last_leg(&reply) {
+                            Ok(LastLeg::Answered) => {}
+                            Ok(LastLeg::BodyIgnored) => {
+                                tracing::debug!(
+                                    status = reply.status,
+                                    "the server did not take a request with the handshake's last leg; authenticating first"
+                                );
+                                self.combine_last_leg = false;
+                                self.drop_connection();
+                                attempt -= 1;
+                                continue;
+                            }
+                            Err(e) => {
+                                self.drop_connection();
+                                if e.category == Category::AuthFailed {
+                                    self.refused = Some(e.clone());
+                                }
+                                return Err(e);
+                            }
+                        }
+                    }
                     let result = self.open_reply(reply);
-                    if result.is_err() {
+                    if let Err(e) = &result {
                         // A reply we could not open leaves the sealing state unknown.
                         self.drop_connection();
+                        // Basic's (or a certificate's) 401 is the verdict on the credential.
+                        if e.category == Category::AuthFailed && matches!(self.auth, AuthPlan::Header(_)) {
+                            self.refused = Some(e.clone());
+                        }
                     }
                     return result;
                 }
@@ -434,6 +521,18 @@ fn step_context(
     } else {
         context.step(input)
     }
+}
+
+fn rejected(scheme: &str) -> Error {
+    Error::new(
+        Category::AuthFailed,
+        format!("{scheme} authentication rejected by the server (wrong user name or password?)"),
+    )
+    .with_code("401")
+}
+
+fn unfinished() -> Error {
+    Error::new(Category::AuthFailed, "the server accepted an unfinished handshake")
 }
 
 fn not_authenticated() -> Error {
