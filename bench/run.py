@@ -8,7 +8,8 @@
 Needs the release binaries: cargo build --release --features testkit --bins
 For every (hosts, latency) it starts one simulator, runs each client against it in turn, and
 measures the client process alone: wall time, user+sys CPU seconds and peak RSS (wait4's
-rusage of that child). Round trips are counted by the simulator. Prints a Markdown table and
+rusage of that child). Round trips are counted by the simulator: every HTTP request it answers,
+handshake legs included, since the latency applies to each. Prints a Markdown table and
 writes bench/results/<timestamp>.json.
 """
 
@@ -159,10 +160,13 @@ def run_client(args, sim, client, hosts, latency, hosts_file, work):
     after = sim.stats()
     r.update(client=client, hosts=hosts, latency_ms=latency,
              requests=after["requests"] - before["requests"],
+             http_requests=after["http_requests"] - before["http_requests"],
              connections=after["connections"] - before["connections"],
              open_contexts_after=after["open_contexts"])
-    rt = r["requests"] / hosts
+    # Every HTTP exchange is a round trip the latency applies to, handshake legs included.
+    rt = r["http_requests"] / hosts
     r["round_trips_per_host"] = rt
+    r["operations_per_host"] = r["requests"] / hosts
     r["bound_s"] = rt * latency / 1000.0 * math.ceil(hosts / args.throttle)
     r["instances_per_s"] = r["instances"] / r["wall_s"] if r["wall_s"] else 0
     r["cpu_us_per_instance"] = 1e6 * r["cpu_s"] / r["instances"] if r["instances"] else None
@@ -230,9 +234,9 @@ def main():
 
 
 def table(results, args):
-    lines = ["| hosts | latency | client | wall s | bound s | wall/bound | CPU s | CPU µs/inst | peak RSS MB "
-             "| instances | inst/s | failed | wall ratio | CPU ratio |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| hosts | latency | client | round trips/host | wall s | bound s | wall/bound | CPU s | CPU µs/inst "
+             "| peak RSS MB | instances | inst/s | failed | wall ratio | CPU ratio |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         peer = next((p for p in results if p["client"] == "pypsrp" and p["hosts"] == r["hosts"]
                      and p["latency_ms"] == r["latency_ms"]), None)
@@ -243,8 +247,9 @@ def table(results, args):
                 ratio_cpu = "1 : %.0f" % (peer["cpu_us_per_instance"] / r["cpu_us_per_instance"])
         closeness = "%.2f×" % (r["wall_s"] / r["bound_s"]) if r["bound_s"] else "–"
         failed = r.get("failed_tasks", r.get("failed_hosts"))
-        lines.append("| {:,} | {} ms | {} | {:.2f} | {:.2f} | {} | {:.2f} | {} | {:.0f} | {:,} | {:,.0f} | {} | {} | {} |".format(
-            r["hosts"], r["latency_ms"], r["client"], r["wall_s"], r["bound_s"], closeness, r["cpu_s"],
+        lines.append("| {:,} | {} ms | {} | {:.2f} | {:.2f} | {:.2f} | {} | {:.2f} | {} | {:.0f} | {:,} | {:,.0f} | {} | {} | {} |".format(
+            r["hosts"], r["latency_ms"], r["client"], r["round_trips_per_host"], r["wall_s"], r["bound_s"], closeness,
+            r["cpu_s"],
             "%.1f" % r["cpu_us_per_instance"] if r["cpu_us_per_instance"] else "–", r["rss_mb"],
             r["instances"], r["instances_per_s"], failed, ratio_wall, ratio_cpu))
     return "\n".join(lines)
