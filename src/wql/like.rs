@@ -35,20 +35,22 @@ impl Part {
 #[derive(Debug, Clone)]
 pub struct Pattern {
     text: String,
-    compiled: LikePattern,
-}
-
-impl Pattern {
-    /// Whether `text` matches, case-insensitively.
-    pub fn matches(&self, text: &str) -> bool {
-        self.compiled.matches(text)
-    }
+    parts: Vec<Part>,
+    /// False when a `[` has no closing `]`: such a pattern matches nothing.
+    valid: bool,
 }
 
 impl From<String> for Pattern {
+    /// Compiles a pattern. As in Microsoft's WQL implementations, a `]` right after `[` or
+    /// `[^` closes an empty set (`[]` matches nothing, `[^]` any one character), `-` first in a
+    /// set is a member, and a pattern with an unterminated `[` matches nothing. A literal `[`
+    /// is written `[[]`, a literal `%` `[%]`.
     fn from(text: String) -> Pattern {
-        let compiled = LikePattern::new(&text);
-        Pattern { text, compiled }
+        let (parts, valid) = match compile(&text) {
+            Some(parts) => (parts, true),
+            None => (Vec::new(), false),
+        };
+        Pattern { text, parts, valid }
     }
 }
 
@@ -72,47 +74,34 @@ impl std::ops::Deref for Pattern {
     }
 }
 
-/// A compiled `LIKE` pattern, reusable across many values.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LikePattern {
-    parts: Vec<Part>,
-    /// False when a `[` has no closing `]`: such a pattern matches nothing.
-    valid: bool,
+/// The parts of a pattern; `None` when a `[` is never closed.
+fn compile(pattern: &str) -> Option<Vec<Part>> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut parts = Vec::with_capacity(chars.len());
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        i += 1;
+        match c {
+            '%' => {
+                // Consecutive `%` are one `%`; keeping one makes matching simpler.
+                if parts.last() != Some(&Part::Any) {
+                    parts.push(Part::Any);
+                }
+            }
+            '_' => parts.push(Part::One),
+            '[' => {
+                let (part, next) = set(&chars, i)?;
+                parts.push(part);
+                i = next;
+            }
+            c => parts.push(Part::Char(fold(c))),
+        }
+    }
+    Some(parts)
 }
 
-impl LikePattern {
-    /// Compiles a pattern. As in Microsoft's WQL implementations, a `]` right after `[` or
-    /// `[^` closes an empty set (`[]` matches nothing, `[^]` any one character), `-` first in a
-    /// set is a member, and a pattern with an unterminated `[` matches nothing. A literal `[`
-    /// is written `[[]`, a literal `%` `[%]`.
-    pub fn new(pattern: &str) -> LikePattern {
-        let chars: Vec<char> = pattern.chars().collect();
-        let mut parts = Vec::with_capacity(chars.len());
-        let mut i = 0;
-        while let Some(&c) = chars.get(i) {
-            i += 1;
-            match c {
-                '%' => {
-                    // Consecutive `%` are one `%`; keeping one makes matching simpler.
-                    if parts.last() != Some(&Part::Any) {
-                        parts.push(Part::Any);
-                    }
-                }
-                '_' => parts.push(Part::One),
-                '[' => match set(&chars, i) {
-                    Some((part, next)) => {
-                        parts.push(part);
-                        i = next;
-                    }
-                    None => return LikePattern { parts: Vec::new(), valid: false },
-                },
-                c => parts.push(Part::Char(fold(c))),
-            }
-        }
-        LikePattern { parts, valid: true }
-    }
-
-    /// True when the whole of `text` matches the pattern.
+impl Pattern {
+    /// True when the whole of `text` matches the pattern, case-insensitively.
     pub fn matches(&self, text: &str) -> bool {
         if !self.valid {
             return false;
@@ -187,7 +176,7 @@ mod tests {
     use super::*;
 
     fn like(pattern: &str, text: &str) -> bool {
-        LikePattern::new(pattern).matches(text)
+        Pattern::from(pattern).matches(text)
     }
 
     #[test]
