@@ -3,8 +3,9 @@
 //! The SSPI mechanisms authenticate the TCP connection with a handshake on empty POSTs
 //! (`Authorization: Negotiate <token>` / `WWW-Authenticate: Negotiate <token>`) and then seal
 //! every body with the established context. NTLM's last leg (AUTHENTICATE) goes with the first
-//! sealed request instead, as Windows' own client sends it ([`SecurityContext::seal_early`]). The context carries the sequence numbers of both
-//! directions, so it lives exactly as long as the connection it authenticated.
+//! sealed request instead, as Windows' own client sends it ([`SecurityContext::seal_early`]).
+//! The context carries the sequence numbers of both directions, so it lives exactly as long as
+//! the connection it authenticated.
 //!
 //! Once an NTLM handshake (raw or under SPNEGO) completes, bodies are sealed with our own
 //! [`NtlmSession`], which works in place on the reply buffer; sspi keeps Kerberos.
