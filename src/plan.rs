@@ -260,6 +260,7 @@ fn endpoint(
         dmtf_resource_uris: o.resource_uri_scheme == Some(ResourceUriScheme::Dmtf),
         spn_service: o.spn_service.clone(),
         encode_port_in_spn: o.encode_port_in_spn.unwrap_or(false),
+        auth_with_first_request: o.auth_with_first_request.unwrap_or(true),
         certificate_thumbprint: o.certificate_thumbprint.clone(),
         // Files named in the job are relative to the job file, as `computers_from` is.
         ca_bundle: o.ca_bundle.as_ref().map(|p| base_dir.join(p)),
@@ -374,6 +375,26 @@ mod tests {
         assert_eq!(w.ca_bundle.as_deref(), Some(std::path::Path::new("/srv/jobs/pki/ca.pem")));
         assert_eq!(w.client_certificate.as_deref(), Some(std::path::Path::new("/srv/jobs/pki/me.pem")));
         assert_eq!(w.client_key.as_deref(), Some(std::path::Path::new("/etc/cimrun/me.key")));
+    }
+
+    #[test]
+    fn the_last_handshake_leg_rides_on_the_first_request_unless_told() {
+        let job = |options: &str| {
+            let text = format!(
+                "version: 1\noptions:\n  o:\n{options}sessions:\n  - name: s\n    computers: [srv01]\n    \
+                 options: o\nqueries:\n  - name: os\n    class: Win32_OperatingSystem\n"
+            );
+            let job = crate::job::load_str(&text, "job.yaml", std::path::Path::new("/srv/jobs"), &[]).unwrap();
+            build(&job, &Selection::default()).unwrap().hosts[0].endpoint.wsman.auth_with_first_request
+        };
+        assert!(job("    culture: en-US\n"));
+        assert!(!job("    auth_with_first_request: false\n"));
+        let dcom = "version: 1\noptions:\n  o:\n    protocol: dcom\n    auth_with_first_request: false\n\
+                    sessions:\n  - name: s\n    computers: [srv01]\n    options: o\n\
+                    queries:\n  - name: os\n    class: Win32_OperatingSystem\n";
+        let errors = crate::job::load_str(dcom, "job.yaml", std::path::Path::new("/srv/jobs"), &[]).err();
+        let text = format!("{errors:?}");
+        assert!(text.contains("auth_with_first_request"), "a WS-Man option in a DCOM option set is an error: {text}");
     }
 
     #[test]

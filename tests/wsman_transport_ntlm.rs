@@ -134,6 +134,28 @@ async fn session_enumerates_every_instance_through_sealed_ntlm() {
     );
 }
 
+/// With `auth_with_first_request: false` the handshake ends on an empty POST of its own, and a
+/// wrong password fails the connection, as before the combination existed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_leg_can_be_sent_on_its_own() {
+    for (mechanism, protocol) in [(AuthMechanism::Ntlm, "ntlm"), (AuthMechanism::Negotiate, "negotiate")] {
+        let peer = Peer::start(protocol, &[]);
+        let mut endpoint = peer.endpoint(mechanism, PASSWORD);
+        endpoint.wsman.auth_with_first_request = false;
+        let mut transport = connect(&endpoint).await.unwrap();
+        for (i, page) in pages().iter().enumerate() {
+            let reply = transport.exchange(envelope(i)).await.unwrap();
+            assert_eq!(reply.body, std::fs::read(page).unwrap(), "{protocol}: page {i}");
+        }
+        assert_eq!(peer.handshakes(), "bodies=0 ignored=0 failed=0 connections=1", "{protocol}");
+
+        let mut endpoint = peer.endpoint(mechanism, "not the password");
+        endpoint.wsman.auth_with_first_request = false;
+        let error = connect(&endpoint).await.err().unwrap();
+        assert_eq!(error.category, Category::AuthFailed, "{protocol}: {error}");
+    }
+}
+
 /// A wrong password is one failed logon per session: the verdict (a 401 to the request that
 /// carried the last leg) fails that request and every later one without a new handshake,
 /// which would count towards the account's lockout.

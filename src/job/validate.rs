@@ -26,6 +26,7 @@ const WSMAN_ONLY: &[&str] = &[
     "resource_uri_scheme",
     "spn_service",
     "encode_port_in_spn",
+    "auth_with_first_request",
     "certificate_thumbprint",
     "ca_bundle",
     "client_certificate",

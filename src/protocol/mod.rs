@@ -222,6 +222,8 @@ pub struct WsManSettings {
     /// SPN service class for Kerberos (`HTTP` by default).
     pub spn_service: Option<String>,
     pub encode_port_in_spn: bool,
+    /// Send NTLM's last handshake leg with the first sealed request rather than on an empty POST.
+    pub auth_with_first_request: bool,
     /// SHA-1 or SHA-256 thumbprint (hex) the server certificate must match.
     pub certificate_thumbprint: Option<String>,
     /// PEM file of CA certificates to trust instead of the system roots.
@@ -257,6 +259,7 @@ impl Default for WsManSettings {
             dmtf_resource_uris: false,
             spn_service: None,
             encode_port_in_spn: false,
+            auth_with_first_request: true,
             certificate_thumbprint: None,
             ca_bundle: None,
             client_certificate: None,

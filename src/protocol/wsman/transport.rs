@@ -74,8 +74,8 @@ pub struct HttpTransport {
     context: Option<SecurityContext>,
     /// The handshake's last leg (`Authorization` value), to go with the first sealed request.
     last_leg: Option<String>,
-    /// Whether the last leg may ride on the first request; cleared for good when a server
-    /// answers such a request as a bare handshake.
+    /// Whether the last leg may ride on the first request (`auth_with_first_request`); cleared
+    /// for good when a server answers such a request as a bare handshake.
     combine_last_leg: bool,
     /// The server's verdict on the credential, once it refused Basic credentials or a last
     /// leg that rode on a request: kept, so the session's next operations fail with it instead
@@ -196,7 +196,7 @@ impl HttpTransport {
             connection: None,
             context: None,
             last_leg: None,
-            combine_last_leg: true,
+            combine_last_leg: settings.auth_with_first_request,
             refused: None,
         })
     }
