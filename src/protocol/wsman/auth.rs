@@ -159,6 +159,9 @@ pub struct Step {
     pub token: Vec<u8>,
     /// Whether the context is established after this leg.
     pub complete: bool,
+    /// Whether the token carries NTLM's AUTHENTICATE (raw or inside SPNEGO): the leg that
+    /// fixes the session keys, which may go with the first sealed request.
+    pub authenticate: bool,
 }
 
 // Boxed: the sspi contexts are large and differ in size.
@@ -304,7 +307,8 @@ impl SecurityContext {
         if spnego && carries_mech_list_mic(&token) {
             self.seen.mics_sent += 1;
         }
-        if let Some(flags) = find_authenticate(&token).and_then(authenticate_flags) {
+        let authenticate = find_authenticate(&token).and_then(authenticate_flags);
+        if let Some(flags) = authenticate {
             self.seen.flags = Some(flags);
         }
         self.complete = matches!(status, SecurityStatus::Ok | SecurityStatus::CompleteNeeded);
@@ -319,6 +323,7 @@ impl SecurityContext {
         Ok(Step {
             token,
             complete: self.complete,
+            authenticate: authenticate.is_some(),
         })
     }
 

@@ -16,7 +16,6 @@ use super::auth::{Package, SecurityContext, basic_authorization, tls_server_end_
 use super::encryption::{build_body, check_length, is_encrypted_content_type, parse_body};
 use super::http::{Connection, Proxy, Reply, Target};
 use super::{HttpReply, Transport, tls};
-use crate::protocol::ntlm::find_authenticate;
 use crate::protocol::{AuthMechanism, Category, Credential, Endpoint, Error};
 
 /// Content-Type of a plain SOAP body, and of the plaintext inside a sealed one.
@@ -260,8 +259,7 @@ impl HttpTransport {
         for _ in 0..MAX_AUTH_LEGS {
             let step = step_context(&mut context, input.as_deref())?;
             let authorization = format!("{scheme} {}", B64.encode(&step.token));
-            let last = find_authenticate(&step.token).is_some();
-            if self.seal && self.combine_last_leg && last && context.seal_early() {
+            if self.seal && self.combine_last_leg && step.authenticate && context.seal_early() {
                 return Ok((context, Some(authorization)));
             }
             let request = self.request(Some(&authorization), None, Bytes::new())?;
@@ -352,12 +350,7 @@ impl HttpTransport {
         if reply.status == 401 {
             return Err(rejected(scheme));
         }
-        let sealed = reply
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(is_encrypted_content_type);
-        if !sealed {
+        if !is_sealed(reply) {
             // An empty 200 is a server that took the handshake alone; an unsealed failure
             // may be the same server refusing the combination. Either way nothing ran.
             return Ok(LastLeg::BodyIgnored);
@@ -388,15 +381,8 @@ impl HttpTransport {
             };
             return Err(Error::new(Category::AuthFailed, message).with_code("401"));
         }
-        let content_type = reply
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if content_type
-            .as_deref()
-            .is_some_and(is_encrypted_content_type)
-        {
+        let content_type = content_type(&reply.headers).map(str::to_string);
+        if is_sealed(&reply) {
             let context = self.context.as_mut().ok_or_else(|| {
                 Error::new(
                     Category::ProtocolError,
@@ -521,6 +507,15 @@ fn step_context(
     } else {
         context.step(input)
     }
+}
+
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
+}
+
+/// Whether a reply's body is sealed (`multipart/encrypted`).
+fn is_sealed(reply: &Reply) -> bool {
+    content_type(&reply.headers).is_some_and(is_encrypted_content_type)
 }
 
 fn rejected(scheme: &str) -> Error {
