@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use cimrun::protocol::wsman::{HttpReply, Transport};
 use cimrun::protocol::{AuthMechanism, Credential, Endpoint, ProtocolKind};
 use secrecy::SecretString;
 
@@ -108,5 +109,21 @@ impl Peer {
     /// The mechanism each completed handshake used (`ntlm`, `kerberos`), one a line.
     pub fn mechanisms(&self) -> String {
         std::fs::read_to_string(self.record.path().join("mechanisms")).unwrap_or_default()
+    }
+
+    /// Sends [`envelope`] `i` for each of [`pages`] over `transport`: the peer must have
+    /// unsealed each request byte for byte, and each reply must be its recorded page. Gives
+    /// the replies back.
+    pub async fn exchange_pages(&self, transport: &mut dyn Transport) -> Vec<HttpReply> {
+        let mut replies = Vec::new();
+        for (i, page) in pages().iter().enumerate() {
+            let sent = envelope(i);
+            let reply = transport.exchange(sent.clone()).await.unwrap();
+            assert_eq!(reply.status, 200);
+            assert_eq!(reply.body, std::fs::read(page).unwrap(), "page {i} differs");
+            assert_eq!(self.recorded(i), sent.as_bytes(), "request {i} as the peer unsealed it");
+            replies.push(reply);
+        }
+        replies
     }
 }
