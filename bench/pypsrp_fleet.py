@@ -2,7 +2,8 @@
 thread pool, the way fleet inventory is commonly scripted in Python.
 
 Each worker opens one WSMan connection per host, enumerates the classes with Enumerate/Pull
-(OptimizeEnumeration, MaxElements 50 like cimrun), parses every instance into a dict and
+(OptimizeEnumeration, MaxElements 50: the simulator's page, which cimrun gets too by asking for
+32,000 as WinRM's default MaxBatchItems), parses every instance into a dict and
 appends it as a JSON line to the class's output file. Prints one JSON line of totals.
 """
 
