@@ -6,7 +6,9 @@
 //! FORMAT is `csv`, `json`, `ndjson` or `all` (default); HOSTS defaults to 200, ROUNDS to 3.
 //! NAMES is `shared` (default: the instances of a page share their property names) or `own`
 //! (every instance has its own copies).
-//! With `SINK_BENCH_KEEP` set, the output files are kept and their directory printed.
+//! With `SINK_BENCH_KEEP` set, the output files are kept and their directory printed. With
+//! `SINK_BENCH_LISTED` set, each query lists its class's properties, last first (a job's
+//! `properties:` in an order of its own).
 //! For instruction counts, run it under
 //! `valgrind --tool=callgrind --toggle-collect=sink_bench::write_page` and divide by twice the
 //! rows it prints per round (each round writes every page twice: from memory and in cache).
@@ -42,6 +44,7 @@ fn main() {
     let kinds: &[(&str, SinkKind)] = &[("csv", SinkKind::Csv), ("json", SinkKind::Json), ("ndjson", SinkKind::Ndjson)];
     let template = pages(hosts, shared);
     let rows: usize = template.iter().map(|p| p.rows.len()).sum();
+    let listed = listed_properties(&template);
     for (ext, kind) in kinds.iter().filter(|(e, _)| format == "all" || format == *e) {
         let spec = SinkSpec { kind: *kind, path: format!("{{{{query}}}}.{ext}"), array_separator: None };
         let (mut cold, mut hot, mut user, mut sys) = (f64::INFINITY, f64::INFINITY, f64::INFINITY, f64::INFINITY);
@@ -51,7 +54,7 @@ fn main() {
             let pages = copy(&template);
             let (start, start_cpu) = (Instant::now(), thread_cpu());
             for page in pages {
-                write_page(&mut sinks, page);
+                write_page(&mut sinks, page, &listed);
             }
             let written = sinks.finish().unwrap_or_else(|e| panic!("{e}"));
             cold = cold.min(start.elapsed().as_secs_f64());
@@ -67,7 +70,7 @@ fn main() {
             for page in &template {
                 let page = Page { computer: page.computer.clone(), class: page.class, rows: page.rows.clone() };
                 let start = Instant::now();
-                write_page(&mut sinks, page);
+                write_page(&mut sinks, page, &listed);
                 elapsed += start.elapsed();
             }
             let start = Instant::now();
@@ -106,17 +109,31 @@ fn done_with(dir: &Path) {
 
 /// What the writer thread does with each page: write its rows, then drop them.
 #[inline(never)]
-fn write_page(sinks: &mut SinkSet, page: Page) {
+fn write_page(sinks: &mut SinkSet, page: Page, listed: &HashMap<&str, Vec<String>>) {
     let ctx = RowContext {
         session: "fleet",
         computer: &page.computer,
         query: page.class,
         class: page.class,
-        properties: &[],
+        properties: listed.get(page.class).map_or(&[], Vec::as_slice),
     };
     if let Err(e) = sinks.write_rows(&ctx, &page.rows) {
         panic!("{e}");
     }
+}
+
+/// With `SINK_BENCH_LISTED`, each class's property names in reverse order; otherwise none.
+fn listed_properties(pages: &[Page]) -> HashMap<&'static str, Vec<String>> {
+    let mut out = HashMap::new();
+    if std::env::var_os("SINK_BENCH_LISTED").is_none() {
+        return out;
+    }
+    for page in pages {
+        if let Some(first) = page.rows.first() {
+            out.entry(page.class).or_insert_with(|| first.properties.iter().rev().map(|p| p.name.to_string()).collect());
+        }
+    }
+    out
 }
 
 /// Every host's pages, host by host; with `shared`, the names of a page are shared between its

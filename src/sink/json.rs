@@ -1,10 +1,11 @@
 //! JSON (one array per file, one object a line, streamed) and NDJSON (one object a line).
 
+use std::cell::Cell;
 use std::io::{self, Write};
 
 use crate::cim::Instance;
 
-use super::value::{JsonRow, listed};
+use super::value::{JsonRow, fit_hints, listed};
 
 /// How a JSON array written here ends when it has items; a file is continued by cutting
 /// this off and writing `,` and more items.
@@ -24,24 +25,40 @@ pub struct JsonWriter<W: Write> {
     has_items: bool,
     /// The item being built, written whole.
     line: Vec<u8>,
+    hints: Vec<Cell<usize>>,
 }
 
 impl<W: Write> JsonWriter<W> {
     /// A writer that opens the array with the first row (or at `finish`).
     pub fn new(out: W, properties: &[String]) -> JsonWriter<W> {
-        JsonWriter { out, properties: listed(properties).into_owned(), started: false, has_items: false, line: Vec::new() }
+        JsonWriter {
+            out,
+            properties: listed(properties).into_owned(),
+            started: false,
+            has_items: false,
+            line: Vec::new(),
+            hints: Vec::new(),
+        }
     }
 
     /// A writer continuing an array whose `[` and items are already written and whose tail
     /// was cut off (see [`resume_point`]).
     pub(crate) fn resume(out: W, properties: &[String], has_items: bool) -> JsonWriter<W> {
-        JsonWriter { out, properties: listed(properties).into_owned(), started: true, has_items, line: Vec::new() }
+        JsonWriter {
+            out,
+            properties: listed(properties).into_owned(),
+            started: true,
+            has_items,
+            line: Vec::new(),
+            hints: Vec::new(),
+        }
     }
 
     /// Writes one instance as an array item.
     pub fn write_row(&mut self, computer: &str, instance: &Instance) -> io::Result<()> {
-        let JsonWriter { out, properties, started, has_items, line } = self;
-        write_item(out, line, started, has_items, &JsonRow { computer, instance, properties })
+        let JsonWriter { out, properties, started, has_items, line, hints } = self;
+        fit_hints(hints, properties.len());
+        write_item(out, line, started, has_items, &JsonRow { computer, instance, properties, hints })
     }
 
     /// Writes one instance with its own property list (as [`listed`] returns it): one file may
@@ -52,8 +69,9 @@ impl<W: Write> JsonWriter<W> {
         instance: &Instance,
         properties: &[String],
     ) -> io::Result<()> {
-        let JsonWriter { out, started, has_items, line, .. } = self;
-        write_item(out, line, started, has_items, &JsonRow { computer, instance, properties })
+        let JsonWriter { out, started, has_items, line, hints, .. } = self;
+        fit_hints(hints, properties.len());
+        write_item(out, line, started, has_items, &JsonRow { computer, instance, properties, hints })
     }
 
     /// Closes the array (an empty one is `[]`), flushes and returns the underlying writer.
@@ -115,17 +133,20 @@ pub struct NdjsonWriter<W: Write> {
     properties: Vec<String>,
     /// The line being built, written whole.
     line: Vec<u8>,
+    hints: Vec<Cell<usize>>,
 }
 
 impl<W: Write> NdjsonWriter<W> {
     /// A writer; continuing a file needs nothing more than appending.
     pub fn new(out: W, properties: &[String]) -> NdjsonWriter<W> {
-        NdjsonWriter { out, properties: listed(properties).into_owned(), line: Vec::new() }
+        NdjsonWriter { out, properties: listed(properties).into_owned(), line: Vec::new(), hints: Vec::new() }
     }
 
     /// Writes one instance as a line.
     pub fn write_row(&mut self, computer: &str, instance: &Instance) -> io::Result<()> {
-        write_line(&mut self.out, &mut self.line, &JsonRow { computer, instance, properties: &self.properties })
+        fit_hints(&mut self.hints, self.properties.len());
+        let row = JsonRow { computer, instance, properties: &self.properties, hints: &self.hints };
+        write_line(&mut self.out, &mut self.line, &row)
     }
 
     /// Writes one instance with its own property list (as [`listed`] returns it): one file may
@@ -136,7 +157,8 @@ impl<W: Write> NdjsonWriter<W> {
         instance: &Instance,
         properties: &[String],
     ) -> io::Result<()> {
-        write_line(&mut self.out, &mut self.line, &JsonRow { computer, instance, properties })
+        fit_hints(&mut self.hints, properties.len());
+        write_line(&mut self.out, &mut self.line, &JsonRow { computer, instance, properties, hints: &self.hints })
     }
 
     /// Flushes and returns the underlying writer.
@@ -266,6 +288,39 @@ mod tests {
         assert_eq!(lines[1], r#"{"PSComputerName":"h","Str":null}"#);
         let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(first.as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn listed_properties_are_found_whatever_order_each_row_has() {
+        // Each listed name is first looked for where the previous row had it: rows that order
+        // their properties differently, or lack some, still get each value under its name.
+        let list: Vec<String> = ["C", "A", "B"].map(String::from).to_vec();
+        let rows = [
+            Instance::new("T").with("A", Value::UInt8(1)).with("B", Value::UInt8(2)).with("C", Value::UInt8(3)),
+            Instance::new("T").with("C", Value::UInt8(6)).with("B", Value::UInt8(5)).with("A", Value::UInt8(4)),
+            Instance::new("T").with("b", Value::UInt8(8)).with("Z", Value::UInt8(0)),
+            Instance::new("T").with("A", Value::UInt8(7)).with("C", Value::UInt8(9)).with("B", Value::UInt8(8)),
+        ];
+        let expected = [
+            r#"{"PSComputerName":"h","C":3,"A":1,"B":2}"#,
+            r#"{"PSComputerName":"h","C":6,"A":4,"B":5}"#,
+            r#"{"PSComputerName":"h","C":null,"A":null,"b":8}"#,
+            r#"{"PSComputerName":"h","C":9,"A":7,"B":8}"#,
+        ];
+        let mut fixed = NdjsonWriter::new(Vec::new(), &list);
+        let mut shared = NdjsonWriter::new(Vec::new(), &[]);
+        let mut array = JsonWriter::new(Vec::new(), &list);
+        for row in &rows {
+            fixed.write_row("h", row).unwrap();
+            shared.write_row_with("h", row, &list).unwrap();
+            array.write_row("h", row).unwrap();
+        }
+        let lines = expected.join("\n");
+        for w in [fixed, shared] {
+            assert_eq!(String::from_utf8(w.finish().unwrap()).unwrap(), format!("{lines}\n"));
+        }
+        let items = expected.join(",\n");
+        assert_eq!(String::from_utf8(array.finish().unwrap()).unwrap(), format!("[\n{items}\n]\n"));
     }
 
     #[test]
