@@ -1,6 +1,6 @@
 //! The fixed columns of a CSV file or a table, and how each instance maps onto them.
 
-use crate::cim::{Instance, Name, Value};
+use crate::cim::{Instance, Name, Property, Value};
 
 use super::scan;
 use super::value::{COMPUTER_COLUMN, listed};
@@ -82,7 +82,8 @@ impl Columns {
         let props = &instance.properties;
         let mut matched = 0usize;
         // Rows of one class usually list properties in the same order as the columns, so look
-        // where the previous match ended first, and only then scan.
+        // where the previous match ended first, then where this column was in the previous row
+        // (a property list in an order of its own), and only then scan.
         let mut hint = 0usize;
         let shared = match (props.first(), &self.first) {
             (Some(p), Some(first)) if same_allocation(first, &p.name) => true,
@@ -92,10 +93,14 @@ impl Columns {
             }
         };
         for ((name, at), seen) in self.names.iter().zip(self.at.iter_mut()).zip(self.seen.iter_mut()) {
-            *at = match props.get(hint) {
-                Some(p) if seen.as_ref().is_some_and(|s| same_allocation(s, &p.name)) => hint,
-                Some(p) if same_name(&p.name, name) => hint,
-                _ => props.iter().position(|p| same_name(&p.name, name)).unwrap_or(ABSENT),
+            let is_this = |p: &Property| seen.as_ref().is_some_and(|s| same_allocation(s, &p.name)) || same_name(&p.name, name);
+            let last = *at;
+            *at = if props.get(hint).is_some_and(is_this) {
+                hint
+            } else if props.get(last).is_some_and(is_this) {
+                last
+            } else {
+                props.iter().position(|p| same_name(&p.name, name)).unwrap_or(ABSENT)
             };
             if let Some(p) = props.get(*at) {
                 matched += 1;
@@ -173,6 +178,22 @@ mod tests {
         let mut quiet = Columns::from_first(&[], &inst(&["A", "B"]), "t");
         quiet.row(&inst(&["B", "PSComputerName"])).for_each(drop);
         assert!(!quiet.warned_extra);
+    }
+
+    #[test]
+    fn a_listed_order_of_its_own_maps_right_row_after_row() {
+        // Columns C, A, B: each is looked for where the previous row had it.
+        let list = ["C".to_string(), "A".into(), "B".into()];
+        let mut c = Columns::from_first(&list, &inst(&["A", "B", "C"]), "t");
+        for order in [&["A", "B", "C"][..], &["A", "B", "C"], &["C", "B", "A"], &["B"], &["A", "C", "B"], &["a", "b", "c"]] {
+            let instance = inst(order);
+            let got: Vec<Option<&Value>> = c.row(&instance).collect();
+            let want: Vec<Option<Value>> = list
+                .iter()
+                .map(|col| order.iter().position(|n| n.eq_ignore_ascii_case(col)).map(|at| Value::UInt32(at as u32)))
+                .collect();
+            assert_eq!(got, want.iter().map(Option::as_ref).collect::<Vec<_>>(), "{order:?}");
+        }
     }
 
     #[test]
