@@ -143,15 +143,19 @@ impl JsonRow<'_> {
             .filter(move |p| all && !p.name.eq_ignore_ascii_case(COMPUTER_COLUMN))
             .map(|p| (p.name.as_str(), &p.value));
         let props = &self.instance.properties;
+        // Every listed property is located before any is written: the lookups then touch the
+        // instance's properties together (out of cache, a scattered walk interleaved with
+        // writing costs more than the search it saves).
+        for (name, hint) in self.properties.iter().zip(self.hints) {
+            if !props.get(hint.get()).is_some_and(|p| same_name(&p.name, name)) {
+                hint.set(props.iter().position(|p| same_name(&p.name, name)).unwrap_or(usize::MAX));
+            }
+        }
         let listed = self.properties.iter().enumerate().map(move |(k, name)| {
-            let hint = self.hints.get(k);
-            let found = hint.and_then(|h| props.get(h.get())).filter(|p| same_name(&p.name, name)).or_else(|| {
-                let at = props.iter().position(|p| same_name(&p.name, name))?;
-                if let Some(h) = hint {
-                    h.set(at);
-                }
-                props.get(at)
-            });
+            let found = match self.hints.get(k) {
+                Some(h) => props.get(h.get()),
+                None => props.iter().find(|p| same_name(&p.name, name)),
+            };
             match found {
                 Some(p) => (p.name.as_str(), &p.value),
                 None => (name.as_str(), &Value::Null),
