@@ -1,11 +1,10 @@
 //! JSON (one array per file, one object a line, streamed) and NDJSON (one object a line).
 
-use std::cell::Cell;
 use std::io::{self, Write};
 
 use crate::cim::Instance;
 
-use super::value::{JsonRow, fit_hints, listed};
+use super::value::{JsonRow, listed, locate_listed};
 
 /// How a JSON array written here ends when it has items; a file is continued by cutting
 /// this off and writing `,` and more items.
@@ -25,7 +24,8 @@ pub struct JsonWriter<W: Write> {
     has_items: bool,
     /// The item being built, written whole.
     line: Vec<u8>,
-    hints: Vec<Cell<usize>>,
+    /// Where each listed property is in the row being written ([`locate_listed`]).
+    at: Vec<usize>,
 }
 
 impl<W: Write> JsonWriter<W> {
@@ -37,7 +37,7 @@ impl<W: Write> JsonWriter<W> {
             started: false,
             has_items: false,
             line: Vec::new(),
-            hints: Vec::new(),
+            at: Vec::new(),
         }
     }
 
@@ -50,15 +50,15 @@ impl<W: Write> JsonWriter<W> {
             started: true,
             has_items,
             line: Vec::new(),
-            hints: Vec::new(),
+            at: Vec::new(),
         }
     }
 
     /// Writes one instance as an array item.
     pub fn write_row(&mut self, computer: &str, instance: &Instance) -> io::Result<()> {
-        let JsonWriter { out, properties, started, has_items, line, hints } = self;
-        fit_hints(hints, properties.len());
-        write_item(out, line, started, has_items, &JsonRow { computer, instance, properties, hints })
+        let JsonWriter { out, properties, started, has_items, line, at } = self;
+        locate_listed(properties, &instance.properties, at);
+        write_item(out, line, started, has_items, &JsonRow { computer, instance, properties, at })
     }
 
     /// Writes one instance with its own property list (as [`listed`] returns it): one file may
@@ -69,9 +69,9 @@ impl<W: Write> JsonWriter<W> {
         instance: &Instance,
         properties: &[String],
     ) -> io::Result<()> {
-        let JsonWriter { out, started, has_items, line, hints, .. } = self;
-        fit_hints(hints, properties.len());
-        write_item(out, line, started, has_items, &JsonRow { computer, instance, properties, hints })
+        let JsonWriter { out, started, has_items, line, at, .. } = self;
+        locate_listed(properties, &instance.properties, at);
+        write_item(out, line, started, has_items, &JsonRow { computer, instance, properties, at })
     }
 
     /// Closes the array (an empty one is `[]`), flushes and returns the underlying writer.
@@ -133,19 +133,20 @@ pub struct NdjsonWriter<W: Write> {
     properties: Vec<String>,
     /// The line being built, written whole.
     line: Vec<u8>,
-    hints: Vec<Cell<usize>>,
+    /// Where each listed property is in the row being written ([`locate_listed`]).
+    at: Vec<usize>,
 }
 
 impl<W: Write> NdjsonWriter<W> {
     /// A writer; continuing a file needs nothing more than appending.
     pub fn new(out: W, properties: &[String]) -> NdjsonWriter<W> {
-        NdjsonWriter { out, properties: listed(properties).into_owned(), line: Vec::new(), hints: Vec::new() }
+        NdjsonWriter { out, properties: listed(properties).into_owned(), line: Vec::new(), at: Vec::new() }
     }
 
     /// Writes one instance as a line.
     pub fn write_row(&mut self, computer: &str, instance: &Instance) -> io::Result<()> {
-        fit_hints(&mut self.hints, self.properties.len());
-        let row = JsonRow { computer, instance, properties: &self.properties, hints: &self.hints };
+        locate_listed(&self.properties, &instance.properties, &mut self.at);
+        let row = JsonRow { computer, instance, properties: &self.properties, at: &self.at };
         write_line(&mut self.out, &mut self.line, &row)
     }
 
@@ -157,8 +158,8 @@ impl<W: Write> NdjsonWriter<W> {
         instance: &Instance,
         properties: &[String],
     ) -> io::Result<()> {
-        fit_hints(&mut self.hints, properties.len());
-        write_line(&mut self.out, &mut self.line, &JsonRow { computer, instance, properties, hints: &self.hints })
+        locate_listed(properties, &instance.properties, &mut self.at);
+        write_line(&mut self.out, &mut self.line, &JsonRow { computer, instance, properties, at: &self.at })
     }
 
     /// Flushes and returns the underlying writer.

@@ -1,12 +1,11 @@
 //! How one CIM value looks in each output: typed JSON, or plain text for CSV and tables.
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::fmt::Write as _;
 
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
-use crate::cim::{Instance, Reference, Value};
+use crate::cim::{Instance, Property, Reference, Value};
 
 use super::columns::same_name;
 use super::scan::json_needs_escapes;
@@ -107,16 +106,21 @@ pub(crate) struct JsonRow<'a> {
     pub instance: &'a Instance,
     /// The query's property list as [`listed`] returns it: each name once, no `PSComputerName`.
     pub properties: &'a [String],
-    /// Where each listed property was found in the writer's previous row (by position in the
-    /// list; shorter than the list, or empty, is fine): the rows of a query order their
-    /// properties alike, so a listed name usually costs one comparison instead of a search.
-    pub hints: &'a [Cell<usize>],
+    /// Where each listed property is in the instance, as [`locate_listed`] found it; for a
+    /// name past its end the instance is searched.
+    pub at: &'a [usize],
 }
 
-/// Makes `hints` long enough for a property list of `len` names.
-pub(crate) fn fit_hints(hints: &mut Vec<Cell<usize>>, len: usize) {
-    if hints.len() < len {
-        hints.resize_with(len, Cell::default);
+/// Finds each listed property in `props`, leaving its index (`usize::MAX` when absent) in `at`,
+/// which holds the previous row's: the rows of a query order their properties alike, so a
+/// listed name usually costs one comparison instead of a search. All are located before any is
+/// written, so the lookups touch the instance together.
+pub(crate) fn locate_listed(properties: &[String], props: &[Property], at: &mut Vec<usize>) {
+    at.resize(properties.len(), usize::MAX);
+    for (name, at) in properties.iter().zip(at.iter_mut()) {
+        if !props.get(*at).is_some_and(|p| same_name(&p.name, name)) {
+            *at = props.iter().position(|p| same_name(&p.name, name)).unwrap_or(usize::MAX);
+        }
     }
 }
 
@@ -143,17 +147,9 @@ impl JsonRow<'_> {
             .filter(move |p| all && !p.name.eq_ignore_ascii_case(COMPUTER_COLUMN))
             .map(|p| (p.name.as_str(), &p.value));
         let props = &self.instance.properties;
-        // Every listed property is located before any is written: the lookups then touch the
-        // instance's properties together (out of cache, a scattered walk interleaved with
-        // writing costs more than the search it saves).
-        for (name, hint) in self.properties.iter().zip(self.hints) {
-            if !props.get(hint.get()).is_some_and(|p| same_name(&p.name, name)) {
-                hint.set(props.iter().position(|p| same_name(&p.name, name)).unwrap_or(usize::MAX));
-            }
-        }
         let listed = self.properties.iter().enumerate().map(move |(k, name)| {
-            let found = match self.hints.get(k) {
-                Some(h) => props.get(h.get()),
+            let found = match self.at.get(k) {
+                Some(&i) => props.get(i),
                 None => props.iter().find(|p| same_name(&p.name, name)),
             };
             match found {
@@ -354,10 +350,10 @@ mod tests {
             .with("PSComputerName", Value::String("spoof".into()))
             .with("Name", Value::String("n".into()))
             .with("Size", Value::UInt64(5));
-        let all = JsonRow { computer: "h1", instance: &inst, properties: &[], hints: &[] };
+        let all = JsonRow { computer: "h1", instance: &inst, properties: &[], at: &[] };
         assert_eq!(serde_json::to_string(&all).unwrap(), r#"{"PSComputerName":"h1","Name":"n","Size":5}"#);
         let props = ["size".to_string(), "Missing".into(), "SIZE".into(), "pscomputername".into()];
-        let some = JsonRow { computer: "h1", instance: &inst, properties: &listed(&props), hints: &[] };
+        let some = JsonRow { computer: "h1", instance: &inst, properties: &listed(&props), at: &[] };
         assert_eq!(serde_json::to_string(&some).unwrap(), r#"{"PSComputerName":"h1","Size":5,"Missing":null}"#);
     }
 
@@ -470,7 +466,7 @@ mod same_as_serde_json {
                 inst.push(n.as_str(), v.clone());
             }
             for properties in [&[][..], &list[..]] {
-                let row = JsonRow { computer: &computer, instance: &inst, properties, hints: &[] };
+                let row = JsonRow { computer: &computer, instance: &inst, properties, at: &[] };
                 let mut ours = Vec::new();
                 row.write_to(&mut ours).unwrap();
                 prop_assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&row).unwrap());
