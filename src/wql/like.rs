@@ -35,9 +35,8 @@ impl Part {
 #[derive(Debug, Clone)]
 pub struct Pattern {
     text: String,
-    parts: Vec<Part>,
-    /// False when a `[` has no closing `]`: such a pattern matches nothing.
-    valid: bool,
+    /// `None` when a `[` has no closing `]`: such a pattern matches nothing.
+    parts: Option<Vec<Part>>,
 }
 
 impl From<String> for Pattern {
@@ -46,11 +45,8 @@ impl From<String> for Pattern {
     /// set is a member, and a pattern with an unterminated `[` matches nothing. A literal `[`
     /// is written `[[]`, a literal `%` `[%]`.
     fn from(text: String) -> Pattern {
-        let (parts, valid) = match compile(&text) {
-            Some(parts) => (parts, true),
-            None => (Vec::new(), false),
-        };
-        Pattern { text, parts, valid }
+        let parts = compile(&text);
+        Pattern { text, parts }
     }
 }
 
@@ -103,15 +99,15 @@ fn compile(pattern: &str) -> Option<Vec<Part>> {
 impl Pattern {
     /// True when the whole of `text` matches the pattern, case-insensitively.
     pub fn matches(&self, text: &str) -> bool {
-        if !self.valid {
+        let Some(parts) = &self.parts else {
             return false;
-        }
+        };
         let text: Vec<char> = text.chars().map(fold).collect();
         let (mut ti, mut pi) = (0, 0);
         // After a `%`: the pattern position following it and the text position it now covers up to.
         let mut resume: Option<(usize, usize)> = None;
         while let Some(&c) = text.get(ti) {
-            match self.parts.get(pi) {
+            match parts.get(pi) {
                 Some(Part::Any) => {
                     pi += 1;
                     resume = Some((pi, ti));
@@ -130,7 +126,7 @@ impl Pattern {
                 },
             }
         }
-        self.parts.get(pi..).is_some_and(|rest| rest.iter().all(|p| *p == Part::Any))
+        parts.get(pi..).is_some_and(|rest| rest.iter().all(|p| *p == Part::Any))
     }
 }
 
