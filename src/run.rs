@@ -318,7 +318,6 @@ fn log_join(r: Result<(), tokio::task::JoinError>) {
 }
 
 
-/// The writer thread: the only place files are touched during a run.
 /// How long the writer naps when it finds no message waiting, before it blocks.
 const WRITER_NAP: Duration = Duration::from_millis(1);
 
@@ -337,6 +336,7 @@ fn next_batched(rx: &mut mpsc::Receiver<Msg>) -> Option<Msg> {
     }
 }
 
+/// The writer thread: the only place files are touched during a run.
 fn writer_loop(
     mut sinks: SinkSet,
     mut report: ReportWriter,
