@@ -317,7 +317,6 @@ fn log_join(r: Result<(), tokio::task::JoinError>) {
     }
 }
 
-
 /// How long the writer naps when it finds no message waiting, before it blocks.
 const WRITER_NAP: Duration = Duration::from_millis(1);
 

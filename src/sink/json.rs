@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use crate::cim::Instance;
 
-use super::value::{JsonRow, listed, locate_listed};
+use super::value::{JsonRow, listed};
 
 /// How a JSON array written here ends when it has items; a file is continued by cutting
 /// this off and writing `,` and more items.
@@ -24,7 +24,7 @@ pub struct JsonWriter<W: Write> {
     has_items: bool,
     /// The item being built, written whole.
     line: Vec<u8>,
-    /// Where each listed property is in the row being written ([`locate_listed`]).
+    /// Where each listed property was in the previous row ([`JsonRow::located`]).
     at: Vec<usize>,
 }
 
@@ -57,8 +57,7 @@ impl<W: Write> JsonWriter<W> {
     /// Writes one instance as an array item.
     pub fn write_row(&mut self, computer: &str, instance: &Instance) -> io::Result<()> {
         let JsonWriter { out, properties, started, has_items, line, at } = self;
-        locate_listed(properties, &instance.properties, at);
-        write_item(out, line, started, has_items, &JsonRow { computer, instance, properties, at })
+        write_item(out, line, started, has_items, &JsonRow::located(computer, instance, properties, at))
     }
 
     /// Writes one instance with its own property list (as [`listed`] returns it): one file may
@@ -70,8 +69,7 @@ impl<W: Write> JsonWriter<W> {
         properties: &[String],
     ) -> io::Result<()> {
         let JsonWriter { out, started, has_items, line, at, .. } = self;
-        locate_listed(properties, &instance.properties, at);
-        write_item(out, line, started, has_items, &JsonRow { computer, instance, properties, at })
+        write_item(out, line, started, has_items, &JsonRow::located(computer, instance, properties, at))
     }
 
     /// Closes the array (an empty one is `[]`), flushes and returns the underlying writer.
@@ -133,7 +131,7 @@ pub struct NdjsonWriter<W: Write> {
     properties: Vec<String>,
     /// The line being built, written whole.
     line: Vec<u8>,
-    /// Where each listed property is in the row being written ([`locate_listed`]).
+    /// Where each listed property was in the previous row ([`JsonRow::located`]).
     at: Vec<usize>,
 }
 
@@ -145,8 +143,7 @@ impl<W: Write> NdjsonWriter<W> {
 
     /// Writes one instance as a line.
     pub fn write_row(&mut self, computer: &str, instance: &Instance) -> io::Result<()> {
-        locate_listed(&self.properties, &instance.properties, &mut self.at);
-        let row = JsonRow { computer, instance, properties: &self.properties, at: &self.at };
+        let row = JsonRow::located(computer, instance, &self.properties, &mut self.at);
         write_line(&mut self.out, &mut self.line, &row)
     }
 
@@ -158,8 +155,7 @@ impl<W: Write> NdjsonWriter<W> {
         instance: &Instance,
         properties: &[String],
     ) -> io::Result<()> {
-        locate_listed(properties, &instance.properties, &mut self.at);
-        write_line(&mut self.out, &mut self.line, &JsonRow { computer, instance, properties, at: &self.at })
+        write_line(&mut self.out, &mut self.line, &JsonRow::located(computer, instance, properties, &mut self.at))
     }
 
     /// Flushes and returns the underlying writer.

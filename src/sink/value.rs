@@ -106,16 +106,29 @@ pub(crate) struct JsonRow<'a> {
     pub instance: &'a Instance,
     /// The query's property list as [`listed`] returns it: each name once, no `PSComputerName`.
     pub properties: &'a [String],
-    /// Where each listed property is in the instance, as [`locate_listed`] found it; for a
-    /// name past its end the instance is searched.
-    pub at: &'a [usize],
+    /// Where each listed property is in the instance (`usize::MAX` when absent).
+    at: &'a [usize],
+}
+
+impl<'a> JsonRow<'a> {
+    /// The row of `instance` with `properties` listed, located in `at`, which holds the
+    /// previous row's positions (see [`locate_listed`]); a writer keeps `at` from row to row.
+    pub(crate) fn located(
+        computer: &'a str,
+        instance: &'a Instance,
+        properties: &'a [String],
+        at: &'a mut Vec<usize>,
+    ) -> JsonRow<'a> {
+        locate_listed(properties, &instance.properties, at);
+        JsonRow { computer, instance, properties, at }
+    }
 }
 
 /// Finds each listed property in `props`, leaving its index (`usize::MAX` when absent) in `at`,
 /// which holds the previous row's: the rows of a query order their properties alike, so a
 /// listed name usually costs one comparison instead of a search. All are located before any is
 /// written, so the lookups touch the instance together.
-pub(crate) fn locate_listed(properties: &[String], props: &[Property], at: &mut Vec<usize>) {
+fn locate_listed(properties: &[String], props: &[Property], at: &mut Vec<usize>) {
     at.resize(properties.len(), usize::MAX);
     for (name, at) in properties.iter().zip(at.iter_mut()) {
         if !props.get(*at).is_some_and(|p| same_name(&p.name, name)) {
@@ -147,15 +160,9 @@ impl JsonRow<'_> {
             .filter(move |p| all && !p.name.eq_ignore_ascii_case(COMPUTER_COLUMN))
             .map(|p| (p.name.as_str(), &p.value));
         let props = &self.instance.properties;
-        let listed = self.properties.iter().enumerate().map(move |(k, name)| {
-            let found = match self.at.get(k) {
-                Some(&i) => props.get(i),
-                None => props.iter().find(|p| same_name(&p.name, name)),
-            };
-            match found {
-                Some(p) => (p.name.as_str(), &p.value),
-                None => (name.as_str(), &Value::Null),
-            }
+        let listed = self.properties.iter().zip(self.at).map(move |(name, &i)| match props.get(i) {
+            Some(p) => (p.name.as_str(), &p.value),
+            None => (name.as_str(), &Value::Null),
         });
         own.chain(listed)
     }
@@ -350,10 +357,12 @@ mod tests {
             .with("PSComputerName", Value::String("spoof".into()))
             .with("Name", Value::String("n".into()))
             .with("Size", Value::UInt64(5));
-        let all = JsonRow { computer: "h1", instance: &inst, properties: &[], at: &[] };
+        let mut at = Vec::new();
+        let all = JsonRow::located("h1", &inst, &[], &mut at);
         assert_eq!(serde_json::to_string(&all).unwrap(), r#"{"PSComputerName":"h1","Name":"n","Size":5}"#);
         let props = ["size".to_string(), "Missing".into(), "SIZE".into(), "pscomputername".into()];
-        let some = JsonRow { computer: "h1", instance: &inst, properties: &listed(&props), at: &[] };
+        let props = listed(&props);
+        let some = JsonRow::located("h1", &inst, &props, &mut at);
         assert_eq!(serde_json::to_string(&some).unwrap(), r#"{"PSComputerName":"h1","Size":5,"Missing":null}"#);
     }
 
@@ -466,7 +475,8 @@ mod same_as_serde_json {
                 inst.push(n.as_str(), v.clone());
             }
             for properties in [&[][..], &list[..]] {
-                let row = JsonRow { computer: &computer, instance: &inst, properties, at: &[] };
+                let mut at = Vec::new();
+                let row = JsonRow::located(&computer, &inst, properties, &mut at);
                 let mut ours = Vec::new();
                 row.write_to(&mut ours).unwrap();
                 prop_assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&row).unwrap());
