@@ -172,10 +172,10 @@ pub fn build(job: &LoadedJob, selection: &Selection) -> Result<Plan, PlanError> 
             if !selection.limit.is_empty() && !selection.limit.iter().any(|p| glob_match(p, display)) {
                 continue;
             }
-            if let Some(shard) = selection.shard {
-                if !shard.contains(display) {
-                    continue;
-                }
+            if let Some(shard) = selection.shard
+                && !shard.contains(display)
+            {
+                continue;
             }
             let queries: Vec<Arc<QuerySpec>> = match &selection.only {
                 None => applicable.clone(),

@@ -122,7 +122,9 @@ pub enum StartError {
 /// A page of rows, or a task's end, on its way to the writer thread.
 enum Msg {
     Rows { key: Arc<RowKey>, rows: Vec<Instance> },
-    Record(TaskRecord),
+    /// Boxed: a record is several times the size of a page message, and every slot of the
+    /// channel would be that large.
+    Record(Box<TaskRecord>),
     HostDone { session: Arc<str>, computer: Arc<str> },
 }
 
@@ -377,7 +379,8 @@ fn writer_loop(
                     fail(&mut output_error, e.to_string());
                 }
             }
-            Msg::Record(mut rec) => {
+            Msg::Record(rec) => {
+                let mut rec = *rec;
                 let k = (Arc::from(rec.session.as_str()), Arc::from(rec.computer.as_str()), rec.query.clone());
                 if broken.remove(&k) && rec.status == Status::Ok {
                     rec.status = Status::Failed;
@@ -456,7 +459,7 @@ async fn cancel_host(host: HostTask, shared: &Shared) {
     let started = now_iso();
     for q in &host.queries {
         let rec = record(&host, q, &started, Instant::now(), 0, 0, Some(cancelled_error()));
-        let _ = shared.tx.send(Msg::Record(rec)).await;
+        let _ = shared.tx.send(Msg::Record(Box::new(rec))).await;
     }
 }
 
@@ -489,13 +492,13 @@ async fn run_host(host: HostTask, shared: &Shared) {
         let t0 = Instant::now();
         if *cancel.borrow() {
             let rec = record(&host, q, &started, t0, 0, 0, Some(cancelled_error()));
-            let _ = shared.tx.send(Msg::Record(rec)).await;
+            let _ = shared.tx.send(Msg::Record(Box::new(rec))).await;
             continue;
         }
         if let Some(e) = &open_error {
             let rec = record(&host, q, &started, t0, 0, 0, Some(e.clone()));
             shared.failed_tasks.fetch_add(1, Ordering::Relaxed);
-            let _ = shared.tx.send(Msg::Record(rec)).await;
+            let _ = shared.tx.send(Msg::Record(Box::new(rec))).await;
             continue;
         }
         let key = Arc::new(RowKey {
@@ -561,7 +564,7 @@ async fn run_host(host: HostTask, shared: &Shared) {
             debug!(session = %host.session, computer = %host.computer, query = %q.name, rows, "done");
         }
         let rec = record(&host, q, &started, t0, rows, attempts, err);
-        let _ = shared.tx.send(Msg::Record(rec)).await;
+        let _ = shared.tx.send(Msg::Record(Box::new(rec))).await;
     }
     if let Some(s) = session.take() {
         close_session(s, &host).await;
@@ -606,8 +609,11 @@ async fn backoff(attempt: u32, deadline: tokio::time::Instant, cancel: &mut watc
 /// while a task for that computer runs, so nothing per host outlives its sessions.
 struct HostLimits {
     per_host: usize,
-    slots: std::sync::Mutex<HashMap<Box<str>, (Arc<Semaphore>, usize)>>,
+    slots: std::sync::Mutex<HostSlots>,
 }
+
+/// Per computer: its semaphore and how many tasks hold it.
+type HostSlots = HashMap<Box<str>, (Arc<Semaphore>, usize)>;
 
 /// A running task's hold on its computer's slots; leaving drops the entry when it is the last.
 struct HostSlot<'a> {
@@ -621,7 +627,7 @@ impl HostLimits {
         HostLimits { per_host: per_host.max(1), slots: Default::default() }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (Arc<Semaphore>, usize)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HostSlots> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -881,7 +887,7 @@ impl Progress {
 /// The current time as ISO 8601 UTC with milliseconds.
 pub fn now_iso() -> String {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let micros = d.subsec_micros() / 1000 * 1000;
+    let micros = d.subsec_millis() * 1000;
     cim::DateTime::from_unix(d.as_secs() as i64, micros).to_string()
 }
 

@@ -19,8 +19,11 @@ use cimrun::protocol::wsman::encryption;
 use cimrun::protocol::wsman::response::{self, Expect, Reply};
 use cimrun::wql;
 
-/// Every target, by the name of its cargo-fuzz binary and of its corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A fuzz target: the name of its cargo-fuzz binary and corpus directory, and its function.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every target.
+pub const TARGETS: &[Target] = &[
     ("wsman_response", wsman_response),
     ("wsman_fault", wsman_fault),
     ("wsman_encrypted", wsman_encrypted),

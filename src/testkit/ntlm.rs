@@ -43,7 +43,7 @@ impl Wrapping {
 }
 
 enum Context {
-    Ntlm(Ntlm, Option<sspi::AuthIdentityBuffers>),
+    Ntlm(Box<Ntlm>, Option<sspi::AuthIdentityBuffers>),
     Negotiate(Box<Negotiate>, Option<sspi::CredentialsBuffers>),
 }
 
@@ -84,7 +84,7 @@ impl Acceptor {
                     .execute(&mut ntlm)
                     .map_err(|e| format!("NTLM credentials: {e}"))?
                     .credentials_handle;
-                Context::Ntlm(ntlm, credentials)
+                Context::Ntlm(Box::new(ntlm), credentials)
             }
             Wrapping::Spnego => {
                 // NTLM only: the test server has no KDC.
@@ -131,7 +131,7 @@ impl Acceptor {
             return Err("the NTLM response carries no channel bindings, which HTTPS requires".into());
         }
         let (status, output) = match &mut self.context {
-            Context::Ntlm(ntlm, creds) => accept(ntlm, creds, token, cbt)?,
+            Context::Ntlm(ntlm, creds) => accept(ntlm.as_mut(), creds, token, cbt)?,
             Context::Negotiate(negotiate, creds) => accept(negotiate.as_mut(), creds, token, cbt)?,
         };
         match status {

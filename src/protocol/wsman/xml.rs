@@ -794,25 +794,23 @@ mod tests {
         let mut out = Vec::new();
         let mut text = String::new();
         loop {
-            if whole {
-                if let Some(el) = r.simple()? {
-                    if !text.is_empty() {
-                        out.push(format!("T {}", std::mem::take(&mut text)));
-                    }
-                    let ns = el.ns.map(|i| r.namespace(i).to_string()).unwrap_or_default();
-                    let attr = match &el.attribute {
-                        Some((ans, local, value)) => {
-                            format!("{}|{local}={value}", ans.map(|i| r.namespace(i)).unwrap_or(""))
-                        }
-                        None => String::new(),
-                    };
-                    out.push(format!("S {ns}|{} {attr}", el.local));
-                    if !el.text.is_empty() {
-                        out.push(format!("T {}", el.text));
-                    }
-                    out.push("E".into());
-                    continue;
+            if whole && let Some(el) = r.simple()? {
+                if !text.is_empty() {
+                    out.push(format!("T {}", std::mem::take(&mut text)));
                 }
+                let ns = el.ns.map(|i| r.namespace(i).to_string()).unwrap_or_default();
+                let attr = match &el.attribute {
+                    Some((ans, local, value)) => {
+                        format!("{}|{local}={value}", ans.map(|i| r.namespace(i)).unwrap_or(""))
+                    }
+                    None => String::new(),
+                };
+                out.push(format!("S {ns}|{} {attr}", el.local));
+                if !el.text.is_empty() {
+                    out.push(format!("T {}", el.text));
+                }
+                out.push("E".into());
+                continue;
             }
             let ev = r.next()?;
             if let Event::Text(t) = &ev {
@@ -925,10 +923,10 @@ mod tests {
                 let p = e.path();
                 if p.is_dir() {
                     dirs.push(p);
-                } else if p.extension().is_some_and(|x| x == "xml") {
-                    if let Ok(text) = std::fs::read_to_string(&p) {
-                        out.push((p.display().to_string(), text));
-                    }
+                } else if p.extension().is_some_and(|x| x == "xml")
+                    && let Ok(text) = std::fs::read_to_string(&p)
+                {
+                    out.push((p.display().to_string(), text));
                 }
             }
         }
@@ -1056,10 +1054,7 @@ mod tests {
     /// Documents built from a small vocabulary of names, prefixes, text and markup.
     fn document() -> impl Strategy<Value = String> {
         let leaf = prop_oneof![
-            "[a-zA-Z0-9 <>&\"'\r\n\u{e9}\u{20ac}]{0,12}".prop_map(|t| {
-                let t = t.replace('&', "&amp;").replace('<', "&lt;");
-                t
-            }),
+            "[a-zA-Z0-9 <>&\"'\r\n\u{e9}\u{20ac}]{0,12}".prop_map(|t| t.replace('&', "&amp;").replace('<', "&lt;")),
             Just("&#65;&#x1F600;&gt;".to_string()),
             Just("<![CDATA[a<b>&c\r\n]]>".to_string()),
             Just("<!-- note -->".to_string()),
