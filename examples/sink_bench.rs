@@ -1,6 +1,6 @@
 //! Times the writer's per-row path: pages of realistic instances through the `SinkSet` a run
 //! uses, one file per query (`{{query}}.csv`, `.json`, `.ndjson`), pages dropped once written
-//! as the writer thread drops them.
+//! as a run drops them.
 //!
 //! `cargo run --release --features testkit --example sink_bench -- [FORMAT] [HOSTS] [ROUNDS] [NAMES]`
 //! FORMAT is `csv`, `json`, `ndjson` or `all` (default); HOSTS defaults to 200, ROUNDS to 3.
@@ -28,7 +28,7 @@ const CLASSES: &[&str] =
 /// Instances per page, as the fleet's WS-Man enumerations return them.
 const PAGE: usize = 50;
 
-/// One page as the writer thread receives it.
+/// One page as the writer receives it.
 struct Page {
     computer: String,
     class: &'static str,
@@ -107,7 +107,7 @@ fn done_with(dir: &Path) {
     }
 }
 
-/// What the writer thread does with each page: write its rows, then drop them.
+/// What the writer does with each page: write its rows, then drop them.
 #[inline(never)]
 fn write_page(sinks: &mut SinkSet, page: Page, listed: &HashMap<&str, Vec<String>>) {
     let ctx = RowContext {

@@ -220,7 +220,7 @@ fn merge(inputs: &[PathBuf], out: &std::path::Path) -> i32 {
 /// keeps up with 100,000 instances a second, more than a fleet of WinRM servers hands out, and a
 /// second one only adds wake-ups and cross-thread frees. Measured on a simulated fleet of 1,000
 /// hosts (BENCHMARKS.md): 8% less CPU with no latency, 12-26% less with 50 ms, and less wall
-/// time. The writer thread and the blocking pool are separate either way.
+/// time. The blocking pool and the signal watcher are separate threads either way.
 fn runtime() -> Option<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
@@ -473,19 +473,33 @@ fn retry_selection(
 /// First Ctrl-C / SIGTERM: stop starting hosts, close sessions, finalize outputs.
 /// A second one exits at once (temporary files are left, never a truncated final file).
 fn spawn_signal_handler(cancel: run::CancelHandle) {
-    tokio::spawn(async move {
-        let mut count = 0;
-        loop {
-            let code = wait_signal().await;
-            count += 1;
-            if count == 1 {
-                eprintln!("cimrun: stopping: closing sessions and finishing outputs (again to exit at once)");
-                cancel.cancel(code);
-            } else {
-                std::process::exit(code);
+    // On a thread and runtime of its own: the run's thread also writes the outputs, and a
+    // second signal must end the process even while a stalled disk holds that thread.
+    let spawned = std::thread::Builder::new().name("cimrun-signals".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_io().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("cimrun: cannot watch for Ctrl-C: {e}");
+                return;
             }
-        }
+        };
+        rt.block_on(async move {
+            let mut count = 0;
+            loop {
+                let code = wait_signal().await;
+                count += 1;
+                if count == 1 {
+                    eprintln!("cimrun: stopping: closing sessions and finishing outputs (again to exit at once)");
+                    cancel.cancel(code);
+                } else {
+                    std::process::exit(code);
+                }
+            }
+        });
     });
+    if let Err(e) = spawned {
+        eprintln!("cimrun: cannot watch for Ctrl-C: {e}");
+    }
 }
 
 #[cfg(unix)]

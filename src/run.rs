@@ -1,8 +1,11 @@
 //! The scheduler: opens sessions on demand under a global throttle, runs each host's queries
 //! in order on its one connection, streams instances to the sinks, and always closes sessions.
 //!
-//! Host tasks are tokio tasks; one writer thread owns every output file and the run report,
-//! fed by a bounded channel, so slow disks push back on the network instead of growing memory.
+//! Host tasks are tokio tasks. Each page of instances is written as soon as it is parsed, on
+//! the same thread, by the one [`Writer`] that owns every output file and the run report: the
+//! page is then formatted while its memory is still in that core's cache and freed by the
+//! thread that allocated it, and a slow disk pushes back on the network instead of growing
+//! memory.
 //!
 //! Deadlines nest: a TCP connect gets the endpoint's `connect_timeout`; each WS-Man operation
 //! is sent with `operation_timeout` and its HTTP reply awaited a margin longer (the read
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use crate::cim::{self, Instance};
@@ -119,12 +122,12 @@ pub enum StartError {
     Sinks(String),
 }
 
-/// A page of rows, or a task's end, on its way to the writer thread.
+/// A page of rows, or a task's end, for the writer.
+// Handed over at once and never stored, so a large variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Rows { key: Arc<RowKey>, rows: Vec<Instance> },
-    /// Boxed: a record is several times the size of a page message, and every slot of the
-    /// channel would be that large.
-    Record(Box<TaskRecord>),
+    Record(TaskRecord),
     HostDone { session: Arc<str>, computer: Arc<str> },
 }
 
@@ -140,7 +143,8 @@ struct RowKey {
 /// State shared by the host tasks.
 struct Shared {
     connectors: Connectors,
-    tx: mpsc::Sender<Msg>,
+    /// Taken at the end of the run to finish the outputs.
+    writer: std::sync::Mutex<Option<Writer>>,
     cancel: watch::Receiver<bool>,
     retries: u32,
     task_timeout: Duration,
@@ -164,6 +168,17 @@ impl CancelHandle {
     pub fn cancel(&self, code: i32) {
         self.code.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst).ok();
         self.tx.send_replace(true);
+    }
+}
+
+impl Shared {
+    /// Hands a message to the writer, on this thread. File writes go to the page cache and
+    /// return in microseconds; when the disk stalls, the run waits for it, as it must to bound
+    /// memory. (Signals are handled on a thread of their own, so a second Ctrl-C still exits.)
+    fn deliver(&self, msg: Msg) {
+        if let Some(w) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            w.handle(msg);
+        }
     }
 }
 
@@ -196,12 +211,9 @@ pub async fn execute(
         .map_err(|source| StartError::NotWritable { path: cfg.out_dir.clone(), source })?;
 
     let (cancel_handle, cancel_rx) = cancel;
-    // The queue bounds what waits for the writer: a page of 50 instances is 100-200 KiB
-    // parsed, so 64 messages hold at most some 10 MiB when the disk stalls the writer.
-    let (tx, rx) = mpsc::channel::<Msg>(64);
     let shared = Arc::new(Shared {
         connectors,
-        tx,
+        writer: std::sync::Mutex::new(Some(Writer::new(sinks, report, cancel_handle.clone()))),
         cancel: cancel_rx.clone(),
         retries: cfg.retries,
         task_timeout: cfg.task_timeout,
@@ -211,12 +223,6 @@ pub async fn execute(
         rows: AtomicU64::new(0),
         failed_tasks: AtomicU64::new(0),
     });
-    let writer_cancel = cancel_handle.clone();
-    // The writer must not hold a sender, or the channel would never close.
-    let writer = std::thread::Builder::new()
-        .name("cimrun-writer".into())
-        .spawn(move || writer_loop(sinks, report, rx, writer_cancel))
-        .map_err(|e| StartError::Sinks(format!("cannot start the writer thread: {e}")))?;
 
     let host_count = plan.hosts.len();
     // Each open session holds a socket; a large throttle needs more than the usual 1,024.
@@ -260,12 +266,13 @@ pub async fn execute(
         progress.host_done(&shared);
     }
     progress.finish();
+    let writer = shared.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
     drop(shared);
 
-    let (sinks, report, output_error, failures) = match writer.join() {
-        Ok(parts) => parts,
-        Err(_) => return Err(StartError::Sinks("the writer thread failed".into())),
+    let Some(writer) = writer else {
+        return Err(StartError::Sinks("the output writer went missing".into()));
     };
+    let (sinks, report, output_error, failures) = writer.finish();
     let interrupted = match cancel_handle.code.load(Ordering::SeqCst) {
         0 => None,
         c => Some(c),
@@ -319,53 +326,54 @@ fn log_join(r: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// How long the writer naps when it finds no message waiting, before it blocks.
-const WRITER_NAP: Duration = Duration::from_millis(1);
+/// What the writer hands back at the end: the sinks and report to finalize, the first output
+/// error, and the failed records shown in the summary.
+type WriterParts = (SinkSet, ReportWriter, Option<String>, Vec<TaskRecord>);
 
-/// The next message, or `None` once every sender is gone. Blocking on an empty channel wakes
-/// the writer for every page as it arrives, and a wake-up (a context switch, and a futex call
-/// by the sender) costs more than writing the page; a short nap first lets pages gather, so
-/// one wake-up drains many.
-fn next_batched(rx: &mut mpsc::Receiver<Msg>) -> Option<Msg> {
-    match rx.try_recv() {
-        Ok(msg) => Some(msg),
-        Err(mpsc::error::TryRecvError::Disconnected) => None,
-        Err(mpsc::error::TryRecvError::Empty) => {
-            std::thread::sleep(WRITER_NAP);
-            rx.blocking_recv()
-        }
-    }
+/// The outputs and what the writer keeps about the run while it writes them.
+struct Writer {
+    sinks: SinkSet,
+    report: ReportWriter,
+    cancel: CancelHandle,
+    output_error: Option<String>,
+    /// Kept for the end-of-run message, so it needs no second read of run.json (whose size
+    /// grows with the fleet).
+    failures: Vec<TaskRecord>,
+    /// Keys whose rows could not all be written: their records must not say ok.
+    broken: std::collections::HashSet<(Arc<str>, Arc<str>, String)>,
+    /// A host's records wait for its end, so that run.json calls a task ok only once the
+    /// host's files are complete, and a query that stopped part-way can take its files back.
+    held: HashMap<(Arc<str>, Arc<str>), Vec<TaskRecord>>,
 }
 
-/// The writer thread: the only place files are touched during a run.
-fn writer_loop(
-    mut sinks: SinkSet,
-    mut report: ReportWriter,
-    mut rx: mpsc::Receiver<Msg>,
-    cancel: CancelHandle,
-) -> (SinkSet, ReportWriter, Option<String>, Vec<TaskRecord>) {
-    let mut output_error: Option<String> = None;
-    // Kept for the end-of-run message, so it needs no second read of run.json (whose size
-    // grows with the fleet).
-    let mut failures = Vec::new();
-    // Keys whose rows could not all be written: their records must not say ok.
-    let mut broken: std::collections::HashSet<(Arc<str>, Arc<str>, String)> = Default::default();
-    // A host's records wait for its end, so that run.json calls a task ok only once the
-    // host's files are complete, and a query that stopped part-way can take its files back.
-    let mut held: HashMap<(Arc<str>, Arc<str>), Vec<TaskRecord>> = HashMap::new();
-    let fail = |output_error: &mut Option<String>, msg: String| {
-        if output_error.is_none() {
-            tracing::error!("output failed, stopping the run: {msg}");
-            cancel.cancel(0);
-            *output_error = Some(msg);
+impl Writer {
+    fn new(sinks: SinkSet, report: ReportWriter, cancel: CancelHandle) -> Writer {
+        Writer {
+            sinks,
+            report,
+            cancel,
+            output_error: None,
+            failures: Vec::new(),
+            broken: Default::default(),
+            held: HashMap::new(),
         }
-    };
-    while let Some(msg) = next_batched(&mut rx) {
+    }
+
+    /// The first output failure stops the run.
+    fn fail(&mut self, msg: String) {
+        if self.output_error.is_none() {
+            tracing::error!("output failed, stopping the run: {msg}");
+            self.cancel.cancel(0);
+            self.output_error = Some(msg);
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Rows { key, rows } => {
-                if output_error.is_some() {
-                    broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
-                    continue;
+                if self.output_error.is_some() {
+                    self.broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
+                    return;
                 }
                 let ctx = RowContext {
                     session: &key.session,
@@ -374,46 +382,49 @@ fn writer_loop(
                     class: &key.class,
                     properties: &key.properties,
                 };
-                if let Err(e) = sinks.write_rows(&ctx, &rows) {
-                    broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
-                    fail(&mut output_error, e.to_string());
+                if let Err(e) = self.sinks.write_rows(&ctx, &rows) {
+                    self.broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
+                    self.fail(e.to_string());
                 }
             }
-            Msg::Record(rec) => {
-                let mut rec = *rec;
+            Msg::Record(mut rec) => {
                 let k = (Arc::from(rec.session.as_str()), Arc::from(rec.computer.as_str()), rec.query.clone());
-                if broken.remove(&k) && rec.status == Status::Ok {
+                if self.broken.remove(&k) && rec.status == Status::Ok {
                     rec.status = Status::Failed;
                     rec.category = report::category(Category::OutputError);
-                    rec.message = output_error.clone();
+                    rec.message = self.output_error.clone();
                 }
-                held.entry((k.0, k.1)).or_default().push(rec);
+                self.held.entry((k.0, k.1)).or_default().push(rec);
             }
             Msg::HostDone { session, computer } => {
-                let mut records = held.remove(&(session.clone(), computer.clone())).unwrap_or_default();
-                if output_error.is_none() {
-                    abandon_unfinished(&mut sinks, &session, &computer, &mut records);
-                    if let Err(e) = sinks.task_done(&session, &computer) {
-                        fail(&mut output_error, e.to_string());
+                let mut records = self.held.remove(&(session.clone(), computer.clone())).unwrap_or_default();
+                if self.output_error.is_none() {
+                    abandon_unfinished(&mut self.sinks, &session, &computer, &mut records);
+                    if let Err(e) = self.sinks.task_done(&session, &computer) {
+                        self.fail(e.to_string());
                     }
                 }
-                keep_failures(&mut failures, &records);
+                keep_failures(&mut self.failures, &records);
                 // Flushed per host: a killed run's temporary report then lists what it finished.
-                let written = records.iter().try_for_each(|rec| report.record(rec)).and_then(|()| report.flush());
+                let written =
+                    records.iter().try_for_each(|rec| self.report.record(rec)).and_then(|()| self.report.flush());
                 if let Err(e) = written {
-                    fail(&mut output_error, format!("cannot write run.json: {e}"));
+                    self.fail(format!("cannot write run.json: {e}"));
                 }
             }
         }
     }
-    // Hosts that never started (cancelled) or never reported their end.
-    for rec in held.into_values().flatten() {
-        keep_failures(&mut failures, std::slice::from_ref(&rec));
-        if let Err(e) = report.record(&rec) {
-            fail(&mut output_error, format!("cannot write run.json: {e}"));
+
+    /// Records the hosts that never started (cancelled) or never reported their end.
+    fn finish(mut self) -> WriterParts {
+        for rec in std::mem::take(&mut self.held).into_values().flatten() {
+            keep_failures(&mut self.failures, std::slice::from_ref(&rec));
+            if let Err(e) = self.report.record(&rec) {
+                self.fail(format!("cannot write run.json: {e}"));
+            }
         }
+        (self.sinks, self.report, self.output_error, self.failures)
     }
-    (sinks, report, output_error, failures)
 }
 
 /// Keeps the first [`FAILURES_SHOWN`] failed records for the summary, so the end of a run
@@ -459,7 +470,7 @@ async fn cancel_host(host: HostTask, shared: &Shared) {
     let started = now_iso();
     for q in &host.queries {
         let rec = record(&host, q, &started, Instant::now(), 0, 0, Some(cancelled_error()));
-        let _ = shared.tx.send(Msg::Record(Box::new(rec))).await;
+        shared.deliver(Msg::Record(rec));
     }
 }
 
@@ -492,13 +503,13 @@ async fn run_host(host: HostTask, shared: &Shared) {
         let t0 = Instant::now();
         if *cancel.borrow() {
             let rec = record(&host, q, &started, t0, 0, 0, Some(cancelled_error()));
-            let _ = shared.tx.send(Msg::Record(Box::new(rec))).await;
+            shared.deliver(Msg::Record(rec));
             continue;
         }
         if let Some(e) = &open_error {
             let rec = record(&host, q, &started, t0, 0, 0, Some(e.clone()));
             shared.failed_tasks.fetch_add(1, Ordering::Relaxed);
-            let _ = shared.tx.send(Msg::Record(Box::new(rec))).await;
+            shared.deliver(Msg::Record(rec));
             continue;
         }
         let key = Arc::new(RowKey {
@@ -564,13 +575,13 @@ async fn run_host(host: HostTask, shared: &Shared) {
             debug!(session = %host.session, computer = %host.computer, query = %q.name, rows, "done");
         }
         let rec = record(&host, q, &started, t0, rows, attempts, err);
-        let _ = shared.tx.send(Msg::Record(Box::new(rec))).await;
+        shared.deliver(Msg::Record(rec));
     }
     if let Some(s) = session.take() {
         close_session(s, &host).await;
     }
     drop(limit);
-    let _ = shared.tx.send(Msg::HostDone { session: host.session.clone(), computer: host.computer.clone() }).await;
+    shared.deliver(Msg::HostDone { session: host.session.clone(), computer: host.computer.clone() });
 }
 
 /// Retry only what may succeed later, only while no rows of this query were written (a retry
@@ -691,10 +702,11 @@ async fn probe(
     }
 }
 
-/// Caps glibc's malloc arenas at two, unless `MALLOC_ARENA_MAX` is set. Instances are built on
-/// the runtime's worker threads and freed on the writer thread; with an arena per thread the
-/// freed memory fragmented so that a 10,000-host run (50 ms latency) peaked at 74 MB instead of
-/// 28 MB, and used no less CPU. Call before any thread starts; elsewhere a no-op.
+/// Caps glibc's malloc arenas at two, unless `MALLOC_ARENA_MAX` is set. With more than one
+/// runtime worker (`TOKIO_WORKER_THREADS`), instances built on one thread are written and freed
+/// on another; with an arena per thread, freed memory fragmented so that a 10,000-host run
+/// (50 ms latency) once peaked at 74 MB instead of 28 MB, and used no less CPU. Call before any
+/// thread starts; elsewhere a no-op.
 pub fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
@@ -787,9 +799,7 @@ async fn stream_query(
                 }
                 *rows += page.len() as u64;
                 shared.rows.fetch_add(page.len() as u64, Ordering::Relaxed);
-                if shared.tx.send(Msg::Rows { key: key.clone(), rows: page }).await.is_err() {
-                    return Err(Error::new(Category::OutputError, "the output writer stopped"));
-                }
+                shared.deliver(Msg::Rows { key: key.clone(), rows: page });
             }
         }
     }
