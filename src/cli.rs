@@ -190,7 +190,7 @@ pub fn main() -> i32 {
             Err(code) => code,
         },
         Command::Run(args) => match load(&args.job, &args.set) {
-            Ok(loaded) => runtime().map(|rt| rt.block_on(run_job(loaded, args))).unwrap_or(EXIT_CANNOT_PROCEED),
+            Ok(loaded) => runtime().map(|rt| rt.block_on(on_worker(run_job(loaded, args)))).unwrap_or(EXIT_CANNOT_PROCEED),
             Err(code) => code,
         },
         Command::Merge { inputs, out } => merge(&inputs, &out),
@@ -231,6 +231,19 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
         Err(e) => {
             eprintln!("cimrun: cannot start the async runtime: {e}");
             None
+        }
+    }
+}
+
+/// Runs `job` as a task of the runtime rather than on the calling thread, so that starting
+/// hosts and collecting their ends happen on the thread that runs them, not through a wake-up
+/// of the main thread per host.
+async fn on_worker(job: impl std::future::Future<Output = i32> + Send + 'static) -> i32 {
+    match tokio::spawn(job).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cimrun: error: the run ended abnormally: {e}");
+            EXIT_CANNOT_PROCEED
         }
     }
 }

@@ -2,7 +2,7 @@
 //! in order on its one connection, streams instances to the sinks, and always closes sessions.
 //!
 //! Host tasks are tokio tasks. Each page of instances is written as soon as it is parsed, on
-//! the same thread, by the one [`Writer`] that owns every output file and the run report: the
+//! the same thread, by the one `Writer` that owns every output file and the run report: the
 //! page is then formatted while its memory is still in that core's cache and freed by the
 //! thread that allocated it, and a slow disk pushes back on the network instead of growing
 //! memory.
