@@ -122,15 +122,6 @@ pub enum StartError {
     Sinks(String),
 }
 
-/// A page of rows, or a task's end, for the writer.
-// Handed over at once and never stored, so a large variant costs nothing.
-#[allow(clippy::large_enum_variant)]
-enum Msg {
-    Rows { key: Arc<RowKey>, rows: Vec<Instance> },
-    Record(TaskRecord),
-    HostDone { session: Arc<str>, computer: Arc<str> },
-}
-
 /// Identifies the file(s) a query's rows go to.
 struct RowKey {
     session: Arc<str>,
@@ -172,12 +163,12 @@ impl CancelHandle {
 }
 
 impl Shared {
-    /// Hands a message to the writer, on this thread. File writes go to the page cache and
-    /// return in microseconds; when the disk stalls, the run waits for it, as it must to bound
-    /// memory. (Signals are handled on a thread of their own, so a second Ctrl-C still exits.)
-    fn deliver(&self, msg: Msg) {
+    /// Runs `f` with the writer, on this thread. File writes go to the page cache and return
+    /// in microseconds; when the disk stalls, the run waits for it, as it must to bound memory.
+    /// (Signals are handled on a thread of their own, so a second Ctrl-C still exits.)
+    fn write(&self, f: impl FnOnce(&mut Writer)) {
         if let Some(w) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            w.handle(msg);
+            f(w);
         }
     }
 }
@@ -368,50 +359,50 @@ impl Writer {
         }
     }
 
-    fn handle(&mut self, msg: Msg) {
-        match msg {
-            Msg::Rows { key, rows } => {
-                if self.output_error.is_some() {
-                    self.broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
-                    return;
-                }
-                let ctx = RowContext {
-                    session: &key.session,
-                    computer: &key.computer,
-                    query: &key.query,
-                    class: &key.class,
-                    properties: &key.properties,
-                };
-                if let Err(e) = self.sinks.write_rows(&ctx, &rows) {
-                    self.broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
-                    self.fail(e.to_string());
-                }
+    /// Writes a page of a query's rows.
+    fn rows(&mut self, key: &RowKey, rows: &[Instance]) {
+        if self.output_error.is_some() {
+            self.broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
+            return;
+        }
+        let ctx = RowContext {
+            session: &key.session,
+            computer: &key.computer,
+            query: &key.query,
+            class: &key.class,
+            properties: &key.properties,
+        };
+        if let Err(e) = self.sinks.write_rows(&ctx, rows) {
+            self.broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
+            self.fail(e.to_string());
+        }
+    }
+
+    /// Holds a task's record until its host ends.
+    fn record(&mut self, mut rec: TaskRecord) {
+        let k = (Arc::from(rec.session.as_str()), Arc::from(rec.computer.as_str()), rec.query.clone());
+        if self.broken.remove(&k) && rec.status == Status::Ok {
+            rec.status = Status::Failed;
+            rec.category = report::category(Category::OutputError);
+            rec.message = self.output_error.clone();
+        }
+        self.held.entry((k.0, k.1)).or_default().push(rec);
+    }
+
+    /// Completes a host's files and writes its records to the run report.
+    fn host_done(&mut self, session: &Arc<str>, computer: &Arc<str>) {
+        let mut records = self.held.remove(&(session.clone(), computer.clone())).unwrap_or_default();
+        if self.output_error.is_none() {
+            abandon_unfinished(&mut self.sinks, session, computer, &mut records);
+            if let Err(e) = self.sinks.task_done(session, computer) {
+                self.fail(e.to_string());
             }
-            Msg::Record(mut rec) => {
-                let k = (Arc::from(rec.session.as_str()), Arc::from(rec.computer.as_str()), rec.query.clone());
-                if self.broken.remove(&k) && rec.status == Status::Ok {
-                    rec.status = Status::Failed;
-                    rec.category = report::category(Category::OutputError);
-                    rec.message = self.output_error.clone();
-                }
-                self.held.entry((k.0, k.1)).or_default().push(rec);
-            }
-            Msg::HostDone { session, computer } => {
-                let mut records = self.held.remove(&(session.clone(), computer.clone())).unwrap_or_default();
-                if self.output_error.is_none() {
-                    abandon_unfinished(&mut self.sinks, &session, &computer, &mut records);
-                    if let Err(e) = self.sinks.task_done(&session, &computer) {
-                        self.fail(e.to_string());
-                    }
-                }
-                keep_failures(&mut self.failures, &records);
-                // Flushed per host: a killed run's temporary report then lists what it finished.
-                let written =
-                    records.iter().try_for_each(|rec| self.report.record(rec)).and_then(|()| self.report.flush());
-                if let Err(e) = written {
-                    self.fail(format!("cannot write run.json: {e}"));
-                }
-            }
+        }
+        keep_failures(&mut self.failures, &records);
+        // Flushed per host: a killed run's temporary report then lists what it finished.
+        let written = records.iter().try_for_each(|rec| self.report.record(rec)).and_then(|()| self.report.flush());
+        if let Err(e) = written {
+            self.fail(format!("cannot write run.json: {e}"));
         }
     }
 
@@ -470,7 +461,7 @@ async fn cancel_host(host: HostTask, shared: &Shared) {
     let started = now_iso();
     for q in &host.queries {
         let rec = record(&host, q, &started, Instant::now(), 0, 0, Some(cancelled_error()));
-        shared.deliver(Msg::Record(rec));
+        shared.write(|w| w.record(rec));
     }
 }
 
@@ -503,22 +494,22 @@ async fn run_host(host: HostTask, shared: &Shared) {
         let t0 = Instant::now();
         if *cancel.borrow() {
             let rec = record(&host, q, &started, t0, 0, 0, Some(cancelled_error()));
-            shared.deliver(Msg::Record(rec));
+            shared.write(|w| w.record(rec));
             continue;
         }
         if let Some(e) = &open_error {
             let rec = record(&host, q, &started, t0, 0, 0, Some(e.clone()));
             shared.failed_tasks.fetch_add(1, Ordering::Relaxed);
-            shared.deliver(Msg::Record(rec));
+            shared.write(|w| w.record(rec));
             continue;
         }
-        let key = Arc::new(RowKey {
+        let key = RowKey {
             session: host.session.clone(),
             computer: host.computer.clone(),
             query: q.name.clone(),
             class: q.class_name().to_string(),
             properties: q.wql.properties.clone(),
-        });
+        };
         let mut attempts = 0u32;
         let mut rows = 0u64;
         let result: Result<(), Error> = loop {
@@ -575,13 +566,13 @@ async fn run_host(host: HostTask, shared: &Shared) {
             debug!(session = %host.session, computer = %host.computer, query = %q.name, rows, "done");
         }
         let rec = record(&host, q, &started, t0, rows, attempts, err);
-        shared.deliver(Msg::Record(rec));
+        shared.write(|w| w.record(rec));
     }
     if let Some(s) = session.take() {
         close_session(s, &host).await;
     }
     drop(limit);
-    shared.deliver(Msg::HostDone { session: host.session.clone(), computer: host.computer.clone() });
+    shared.write(|w| w.host_done(&host.session, &host.computer));
 }
 
 /// Retry only what may succeed later, only while no rows of this query were written (a retry
@@ -781,7 +772,7 @@ async fn open(
 async fn stream_query(
     session: &mut dyn Session,
     q: &Arc<QuerySpec>,
-    key: &Arc<RowKey>,
+    key: &RowKey,
     rows: &mut u64,
     shared: &Shared,
     deadline: tokio::time::Instant,
@@ -803,7 +794,7 @@ async fn stream_query(
                 }
                 *rows += page.len() as u64;
                 shared.rows.fetch_add(page.len() as u64, Ordering::Relaxed);
-                shared.deliver(Msg::Rows { key: key.clone(), rows: page });
+                shared.write(|w| w.rows(key, &page));
             }
         }
     }
