@@ -223,7 +223,7 @@ fn merge(inputs: &[PathBuf], out: &std::path::Path) -> i32 {
 /// time. The blocking pool and the signal watcher are separate threads either way.
 fn runtime() -> Option<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+    if run::one_worker() {
         builder.worker_threads(1);
     }
     match builder.enable_all().build() {

@@ -134,8 +134,7 @@ struct RowKey {
 /// State shared by the host tasks.
 struct Shared {
     connectors: Connectors,
-    /// Taken at the end of the run to finish the outputs.
-    writer: std::sync::Mutex<Option<Writer>>,
+    writer: std::sync::Mutex<Writer>,
     cancel: watch::Receiver<bool>,
     retries: u32,
     task_timeout: Duration,
@@ -167,9 +166,7 @@ impl Shared {
     /// in microseconds; when the disk stalls, the run waits for it, as it must to bound memory.
     /// (Signals are handled on a thread of their own, so a second Ctrl-C still exits.)
     fn write(&self, f: impl FnOnce(&mut Writer)) {
-        if let Some(w) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            f(w);
-        }
+        f(&mut self.writer.lock().unwrap_or_else(|e| e.into_inner()));
     }
 }
 
@@ -204,7 +201,7 @@ pub async fn execute(
     let (cancel_handle, cancel_rx) = cancel;
     let shared = Arc::new(Shared {
         connectors,
-        writer: std::sync::Mutex::new(Some(Writer::new(sinks, report, cancel_handle.clone()))),
+        writer: std::sync::Mutex::new(Writer::new(sinks, report, cancel_handle.clone())),
         cancel: cancel_rx.clone(),
         retries: cfg.retries,
         task_timeout: cfg.task_timeout,
@@ -257,12 +254,11 @@ pub async fn execute(
         progress.host_done(&shared);
     }
     progress.finish();
-    let writer = shared.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-    drop(shared);
-
-    let Some(writer) = writer else {
-        return Err(StartError::Sinks("the output writer went missing".into()));
+    // Every host task has ended, and with it every other holder of `shared`.
+    let Ok(shared) = Arc::try_unwrap(shared) else {
+        return Err(StartError::Sinks("a host task outlived the run; outputs not finished".into()));
     };
+    let writer = shared.writer.into_inner().unwrap_or_else(|e| e.into_inner());
     let (sinks, report, output_error, failures) = writer.finish();
     let interrupted = match cancel_handle.code.load(Ordering::SeqCst) {
         0 => None,
@@ -693,23 +689,28 @@ async fn probe(
     }
 }
 
-/// Caps glibc's malloc arenas, unless `MALLOC_ARENA_MAX` is set: at one by default, when the
-/// run's allocations all happen on the runtime's one worker thread (the main thread waits), so
-/// that they come from the main arena, which grows in 128 KiB steps, where a thread's own arena
-/// grows a page at a time with an `mprotect` call each (627 of them in a 100-host run, against
-/// 137 `brk` calls). At two when
-/// `TOKIO_WORKER_THREADS` asks for more workers, so they do not all queue on one lock; with an
-/// arena per thread, freed memory once fragmented a 10,000-host run to 74 MB instead of 28 MB.
-/// Call before any thread starts; elsewhere a no-op.
+/// Caps glibc's malloc arenas, unless `MALLOC_ARENA_MAX` is set. At one with the default single
+/// runtime worker ([`one_worker`]): the run then allocates on that thread alone (the main thread
+/// waits), from the main arena, which grows in 128 KiB steps, where a thread's own arena grows a
+/// page at a time with an `mprotect` call each (627 of them in a 100-host run, against 137 `brk`
+/// calls). At two with more workers, so they do not all queue on one lock; with an arena per
+/// thread, freed memory once fragmented a 10,000-host run to 74 MB instead of 28 MB. Call before
+/// any thread starts; elsewhere a no-op.
 pub fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        let arenas = if std::env::var_os("TOKIO_WORKER_THREADS").is_some() { 2 } else { 1 };
+        let arenas = if one_worker() { 1 } else { 2 };
         // SAFETY: mallopt only sets a tuning parameter of the allocator; called before threads start.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
     }
+}
+
+/// Whether the async runtime has its default single worker thread: `TOKIO_WORKER_THREADS`,
+/// which tokio reads itself, is unset.
+pub fn one_worker() -> bool {
+    std::env::var_os("TOKIO_WORKER_THREADS").is_none()
 }
 
 /// Raises the soft limit on open files towards `wanted`, never above the hard limit (best
