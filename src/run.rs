@@ -782,8 +782,17 @@ async fn stream_query(
     let mut stream = session.enumerate(q);
     loop {
         let next = tokio::select! {
-            r = tokio::time::timeout_at(deadline, stream.next()) => r,
-            _ = cancel.wait_for(|c| *c) => return Err(cancelled_error()),
+            r = tokio::time::timeout_at(deadline, stream.next()) => Some(r),
+            _ = cancel.wait_for(|c| *c) => None,
+        };
+        let Some(next) = next else {
+            // The request on the wire may already have been carried out: a Pull replaces the
+            // server's context, an Enumerate opens one. Hearing the reply lets the session
+            // release the context the server holds now, not the one it had; its rows are not
+            // written, since the task is cancelled either way.
+            let grace = (tokio::time::Instant::now() + IN_FLIGHT_GRACE).min(deadline);
+            let _ = tokio::time::timeout_at(grace, stream.next()).await;
+            return Err(cancelled_error());
         };
         match next {
             Err(_) => return Err(Error::new(Category::TimedOut, "the task deadline passed during the query")),
@@ -800,6 +809,9 @@ async fn stream_query(
         }
     }
 }
+
+/// How long an interrupted query waits for the reply to the request it has sent.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(2);
 
 /// Closes a session with its own short deadline: removing the session (and releasing open
 /// enumerations) matters even after the task deadline or an interruption.

@@ -239,3 +239,38 @@ fn a_second_sigint_exits_at_once() {
     assert!(t0.elapsed() < Duration::from_millis(1500), "exited {:?} after the second SIGINT", t0.elapsed());
     check_final_files_complete(&out, &server);
 }
+
+#[test]
+fn an_interrupted_pull_is_heard_out_and_the_context_the_server_holds_is_released() {
+    // The host carries out each operation at once and answers 600 ms later, so the Pull in
+    // flight when the signal comes has already replaced the server's context.
+    let server = TestServer::builder()
+        .host(
+            HostConfig::new("srv00.corp.example")
+                .max_page(10)
+                .fault(cimrun::testkit::Fault::SlowReply(Duration::from_millis(600)))
+                .bind(SocketAddr::new(fleet_address(3380), 0)),
+        )
+        .lifetime(Duration::from_secs(60))
+        .start()
+        .expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let sessions = vec![SessionDef { name: "s0".into(), host: 0, transport: Transport::HttpBasic }];
+    let mut job = JobDef::new(sessions, &QUERIES[..1]);
+    job.operation_timeout = "5s";
+    job.task_timeout = "30s";
+    let job = job.write(&server, dir.path());
+    let child = support::cimrun_run(&job, &out, &[]).spawn().expect("cimrun starts");
+    wait_until(&server, |s| s.count("Pull") == 1);
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&child, libc::SIGINT);
+    let (output, _) = support::wait_bounded(child, Duration::from_secs(15));
+    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+    let stats = server.stats(0).expect("host");
+    assert_eq!((stats.count("Pull"), stats.count("Release")), (1, 1), "no Pull after the signal: {stats:?}");
+    assert_eq!((stats.releases, stats.open_contexts), (1, 0), "the current context was released: {stats:?}");
+    let tasks = support::tasks_by_session(&out.join("run.json"));
+    assert!(tasks.values().all(|t| t.status == Status::Cancelled), "{tasks:#?}");
+    assert!(!output_of(&out, &server, 0, "services").exists(), "no rows of the cancelled query under a final name");
+}

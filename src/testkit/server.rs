@@ -44,6 +44,9 @@ pub enum Fault {
     Hang,
     /// Every WS-Man operation is answered only after this delay (past a client's timeout).
     Slow(Duration),
+    /// Every WS-Man operation is carried out at once, but its reply is held back this long:
+    /// the server has moved on (a Pull has replaced its context) before the client hears so.
+    SlowReply(Duration),
     /// The connection is closed without an answer on the Pull after this many Pulls of an
     /// enumeration (every enumeration; the context stays open, as on a real server).
     ResetAfterPulls(u32),
@@ -811,6 +814,9 @@ async fn answer(state: &HostState, body: &[u8]) -> Result<Answer, ResetConnectio
         Operation::Get => ops::get(&state.config, &request),
         Operation::Other => Err(faults::action_not_supported(&request.action)),
     };
+    if let Some(Fault::SlowReply(delay)) = state.config.fault {
+        tokio::time::sleep(delay).await;
+    }
     Ok(match result {
         Ok(xml) => Answer::Soap(StatusCode::OK, xml),
         Err(f) => fault_answer(state, &f, &request),
