@@ -1,5 +1,6 @@
 //! Interrupted runs: SIGINT and SIGTERM stop a run cleanly (exit 130/143, only complete files
-//! under final names, run.json marks the rest cancelled, enumerations released), a second
+//! under final names, run.json marks the rest cancelled, enumerations released, a request in
+//! flight heard out so the context the server holds now is the one released), a second
 //! SIGINT exits at once, SIGKILL leaves no truncated final file, and `--retry-failed`
 //! completes an interrupted run so both runs' outputs hold every instance once.
 #![cfg(feature = "testkit")]
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cimrun::report::Status;
-use cimrun::testkit::{HostConfig, TestServer, fleet_address};
+use cimrun::testkit::{Fault, HostConfig, TestServer, fleet_address};
 use support::{JobDef, SessionDef, Transport};
 
 const QUERIES: &[(&str, &str)] = &[("services", "Win32_Service"), ("disks", "Win32_LogicalDisk")];
@@ -248,7 +249,7 @@ fn an_interrupted_pull_is_heard_out_and_the_context_the_server_holds_is_released
         .host(
             HostConfig::new("srv00.corp.example")
                 .max_page(10)
-                .fault(cimrun::testkit::Fault::SlowReply(Duration::from_millis(600)))
+                .fault(Fault::SlowReply(Duration::from_millis(600)))
                 .bind(SocketAddr::new(fleet_address(3380), 0)),
         )
         .lifetime(Duration::from_secs(60))
