@@ -326,11 +326,18 @@ struct Writer {
     /// Kept for the end-of-run message, so it needs no second read of run.json (whose size
     /// grows with the fleet).
     failures: Vec<TaskRecord>,
-    /// Keys whose rows could not all be written: their records must not say ok.
-    broken: std::collections::HashSet<(Arc<str>, Arc<str>, String)>,
-    /// A host's records wait for its end, so that run.json calls a task ok only once the
+    /// Per (session, computer) of a running host.
+    held: HashMap<(Arc<str>, Arc<str>), Held>,
+}
+
+/// What the writer keeps about a host until it ends.
+#[derive(Default)]
+struct Held {
+    /// The host's records wait for its end, so that run.json calls a task ok only once the
     /// host's files are complete, and a query that stopped part-way can take its files back.
-    held: HashMap<(Arc<str>, Arc<str>), Vec<TaskRecord>>,
+    records: Vec<TaskRecord>,
+    /// Queries whose rows could not all be written: their records must not say ok.
+    broken: Vec<String>,
 }
 
 impl Writer {
@@ -341,7 +348,6 @@ impl Writer {
             cancel,
             output_error: None,
             failures: Vec::new(),
-            broken: Default::default(),
             held: HashMap::new(),
         }
     }
@@ -358,7 +364,7 @@ impl Writer {
     /// Writes a page of a query's rows.
     fn rows(&mut self, key: &RowKey, rows: &[Instance]) {
         if self.output_error.is_some() {
-            self.broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
+            self.broken(key);
             return;
         }
         let ctx = RowContext {
@@ -369,25 +375,37 @@ impl Writer {
             properties: &key.properties,
         };
         if let Err(e) = self.sinks.write_rows(&ctx, rows) {
-            self.broken.insert((key.session.clone(), key.computer.clone(), key.query.clone()));
+            self.broken(key);
             self.fail(e.to_string());
         }
     }
 
-    /// Holds a task's record until its host ends.
-    fn record(&mut self, mut rec: TaskRecord) {
-        let k = (Arc::from(rec.session.as_str()), Arc::from(rec.computer.as_str()), rec.query.clone());
-        if self.broken.remove(&k) && rec.status == Status::Ok {
-            rec.status = Status::Failed;
-            rec.category = report::category(Category::OutputError);
-            rec.message = self.output_error.clone();
+    /// Notes that not all of a query's rows were written.
+    fn broken(&mut self, key: &RowKey) {
+        let broken = &mut self.held.entry((key.session.clone(), key.computer.clone())).or_default().broken;
+        if !broken.contains(&key.query) {
+            broken.push(key.query.clone());
         }
-        self.held.entry((k.0, k.1)).or_default().push(rec);
+    }
+
+    /// Holds a task's record until its host ends.
+    fn record(&mut self, session: &Arc<str>, computer: &Arc<str>, mut rec: TaskRecord) {
+        let held = self.held.entry((session.clone(), computer.clone())).or_default();
+        if let Some(i) = held.broken.iter().position(|q| *q == rec.query) {
+            held.broken.swap_remove(i);
+            if rec.status == Status::Ok {
+                rec.status = Status::Failed;
+                rec.category = report::category(Category::OutputError);
+                rec.message = self.output_error.clone();
+            }
+        }
+        held.records.push(rec);
     }
 
     /// Completes a host's files and writes its records to the run report.
     fn host_done(&mut self, session: &Arc<str>, computer: &Arc<str>) {
-        let mut records = self.held.remove(&(session.clone(), computer.clone())).unwrap_or_default();
+        let mut records =
+            self.held.remove(&(session.clone(), computer.clone())).map(|h| h.records).unwrap_or_default();
         if self.output_error.is_none() {
             abandon_unfinished(&mut self.sinks, session, computer, &mut records);
             if let Err(e) = self.sinks.task_done(session, computer) {
@@ -404,7 +422,7 @@ impl Writer {
 
     /// Records the hosts that never started (cancelled) or never reported their end.
     fn finish(mut self) -> WriterParts {
-        for rec in std::mem::take(&mut self.held).into_values().flatten() {
+        for rec in std::mem::take(&mut self.held).into_values().flat_map(|h| h.records) {
             keep_failures(&mut self.failures, std::slice::from_ref(&rec));
             if let Err(e) = self.report.record(&rec) {
                 self.fail(format!("cannot write run.json: {e}"));
@@ -457,7 +475,7 @@ async fn cancel_host(host: HostTask, shared: &Shared) {
     let started = now_iso();
     for q in &host.queries {
         let rec = record(&host, q, &started, Instant::now(), 0, 0, Some(cancelled_error()));
-        shared.write(|w| w.record(rec));
+        shared.write(|w| w.record(&host.session, &host.computer, rec));
     }
 }
 
@@ -490,13 +508,13 @@ async fn run_host(host: HostTask, shared: &Shared) {
         let t0 = Instant::now();
         if *cancel.borrow() {
             let rec = record(&host, q, &started, t0, 0, 0, Some(cancelled_error()));
-            shared.write(|w| w.record(rec));
+            shared.write(|w| w.record(&host.session, &host.computer, rec));
             continue;
         }
         if let Some(e) = &open_error {
             let rec = record(&host, q, &started, t0, 0, 0, Some(e.clone()));
             shared.failed_tasks.fetch_add(1, Ordering::Relaxed);
-            shared.write(|w| w.record(rec));
+            shared.write(|w| w.record(&host.session, &host.computer, rec));
             continue;
         }
         let key = RowKey {
@@ -562,7 +580,7 @@ async fn run_host(host: HostTask, shared: &Shared) {
             debug!(session = %host.session, computer = %host.computer, query = %q.name, rows, "done");
         }
         let rec = record(&host, q, &started, t0, rows, attempts, err);
-        shared.write(|w| w.record(rec));
+        shared.write(|w| w.record(&host.session, &host.computer, rec));
     }
     if let Some(s) = session.take() {
         close_session(s, &host).await;
@@ -1124,6 +1142,43 @@ mod tests {
         // Only the live host's session was opened.
         assert_eq!(proto.opens.load(Ordering::SeqCst), 1);
         assert!(records.iter().any(|r| r.session == "t" && r.status == Status::Ok));
+    }
+
+    #[test]
+    fn after_an_output_failure_a_query_with_unwritten_rows_is_failed_not_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), 1, None);
+        let vars = RunVars { run_id: cfg.run_id.clone(), date: cfg.date.clone() };
+        let sinks = SinkSet::new(&cfg.sinks, dir.path(), vars).unwrap();
+        let info = RunInfo { cimrun: "0", run_id: "r".into(), job: "test".into(), started: now_iso() };
+        let report = ReportWriter::create(dir.path(), &info).unwrap();
+        let (cancel, cancelled) = cancel_pair();
+        let mut w = Writer::new(sinks, report, cancel);
+        let h = host("s", "web01", None, &["before", "after", "empty"]);
+        let key = |q: &str| RowKey {
+            session: h.session.clone(),
+            computer: h.computer.clone(),
+            query: q.into(),
+            class: "C".into(),
+            properties: Vec::new(),
+        };
+        let page = vec![Instance::new("C").with("Name", Value::String("a".into()))];
+        let ok = |q: &Arc<QuerySpec>| record(&h, q, "", Instant::now(), 1, 1, None);
+
+        w.rows(&key("before"), &page);
+        w.fail("No space left on device".into());
+        assert!(*cancelled.borrow(), "the first output failure stops the run");
+        w.rows(&key("after"), &page);
+        for q in &h.queries {
+            w.record(&h.session, &h.computer, ok(q));
+        }
+        w.host_done(&h.session, &h.computer);
+        let (_, report, output_error, failures) = w.finish();
+        drop(report);
+        assert_eq!(output_error.as_deref(), Some("No space left on device"));
+        let failed: Vec<_> = failures.iter().map(|r| (r.query.as_str(), r.category.as_deref())).collect();
+        assert_eq!(failed, [("after", Some("output_error"))]);
+        assert_eq!(failures[0].message.as_deref(), Some("No space left on device"));
     }
 
     #[test]

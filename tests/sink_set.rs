@@ -328,7 +328,8 @@ fn durable_mode_writes_the_same_files() {
 }
 
 #[test]
-fn a_sink_set_can_move_to_the_writer_thread() {
+fn a_sink_set_can_move_between_threads() {
+    // With more than one runtime worker, pages are written on whichever worker parsed them.
     fn send<T: Send>(_: &T) {}
     let tmp = tempfile::tempdir().unwrap();
     let set = SinkSet::new(&[], tmp.path(), vars()).unwrap();
